@@ -1,0 +1,1 @@
+"""Files shipped with writer-app: icons and the demo model. Installed as writer_app.resources."""
