@@ -1,0 +1,383 @@
+"""The classic GGML GPT-2 file format, and a validator that checks a file before it is loaded.
+
+ctransformers 0.2.27 loads these files with almost no checks: an unknown ftype aborts the
+process, GGUF files crash it, truncated files or files missing a tensor load silently and
+give garbage. So every file is validated here first, reading only the header, the
+vocabulary and the tensor table (the weights are skipped with seeks, so this is fast).
+
+Layout (all little endian, no padding or alignment anywhere; see ctransformers
+models/llms/gpt2.cc, which follows ggml's examples/gpt-2):
+    uint32 magic 0x67676d6c
+    int32  n_vocab, n_ctx, n_embd, n_head, n_layer, ftype   (ftype = 1000*qnt_version + base)
+    int32  n_vocab again, then per token: uint32 length + raw bytes
+    tensors until end of file: int32 n_dims, int32 name_length, int32 ggml_type,
+        int32 ne[n_dims] (ne[0] = the contiguous row length), name bytes, data
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+GGML_MAGIC = 0x67676D6C
+QNT_VERSION_FACTOR = 1000
+QNT_VERSION = 2  # the block layouts of the ggml bundled with ctransformers 0.2.27
+END_OF_TEXT = b"<|endoftext|>"
+
+
+@dataclass(frozen=True)
+class WeightType:
+    name: str  # "q4_0"
+    ftype: int  # the file-level ftype base that selects it
+    ggml_type: int  # the per-tensor type id
+    block_size: int  # elements per block
+    block_bytes: int  # bytes per block
+
+    @property
+    def quantized(self) -> bool:
+        return self.block_size > 1
+
+    def nbytes(self, n_elements: int) -> int:
+        return n_elements // self.block_size * self.block_bytes
+
+
+# Block sizes from ggml.c / k_quants.h as bundled (QK = 32, QK_K = 256).
+WEIGHT_TYPES: dict[str, WeightType] = {
+    t.name: t
+    for t in (
+        WeightType("f32", 0, 0, 1, 4),
+        WeightType("f16", 1, 1, 1, 2),
+        WeightType("q4_0", 2, 2, 32, 18),
+        WeightType("q4_1", 3, 3, 32, 20),
+        WeightType("q8_0", 7, 8, 32, 34),
+        WeightType("q5_0", 8, 6, 32, 22),
+        WeightType("q5_1", 9, 7, 32, 24),
+        WeightType("q2_k", 10, 10, 256, 84),
+        WeightType("q3_k", 11, 11, 256, 110),
+        WeightType("q4_k", 12, 12, 256, 144),
+        WeightType("q5_k", 13, 13, 256, 176),
+        WeightType("q6_k", 14, 14, 256, 210),
+    )
+}
+_BY_FTYPE = {t.ftype: t for t in WEIGHT_TYPES.values()}
+_BY_GGML_TYPE = {t.ggml_type: t for t in WEIGHT_TYPES.values()}
+F32 = WEIGHT_TYPES["f32"]
+
+# Sanity bounds: far above any real GPT-2 (gpt2-xl: 1600 wide, 48 layers, 50257 tokens).
+MAX_VOCAB = 1_000_000
+MAX_CTX = 32_768
+MAX_EMBD = 16_384
+MAX_LAYERS = 256
+MAX_TOKEN_BYTES = 1024
+# Resident memory beyond weights and KV cache: eval scratch buffer (256 MiB static in
+# gpt2.cc, mostly untouched), the ctransformers library and its threads. Measured: gpt2
+# q4_0 ~230 MB resident, gpt2-large q4_0 ~890 MB.
+RUNTIME_OVERHEAD_BYTES = 60 * 1024 * 1024
+
+
+def weight_type(name: str) -> WeightType:
+    try:
+        return WEIGHT_TYPES[name.lower()]
+    except KeyError:
+        known = ", ".join(WEIGHT_TYPES)
+        raise ValueError(f"unknown weight type {name!r}; known types: {known}") from None
+
+
+def file_ftype(weights: WeightType) -> int:
+    """The ftype number to write: quantized files carry the quantization version."""
+    return weights.ftype + (QNT_VERSION * QNT_VERSION_FACTOR if weights.quantized else 0)
+
+
+def is_big_matrix(name: str) -> bool:
+    """The tensors stored in the file's weight type; everything else is f32."""
+    return name in ("model/wte", "model/lm_head") or name.endswith(
+        ("/attn/c_attn/w", "/attn/c_proj/w", "/mlp/c_fc/w", "/mlp/c_proj/w")
+    )
+
+
+def expected_tensors(
+    *, n_vocab: int, n_ctx: int, n_embd: int, n_layer: int, lm_head: bool
+) -> dict[str, tuple[int, ...]]:
+    """Tensor name -> ne (ggml order, ne[0] first), exactly as gpt2.cc allocates them."""
+    e = n_embd
+    shapes: dict[str, tuple[int, ...]] = {
+        "model/ln_f/g": (e,),
+        "model/ln_f/b": (e,),
+        "model/wte": (e, n_vocab),
+        "model/wpe": (e, n_ctx),
+    }
+    if lm_head:
+        shapes["model/lm_head"] = (e, n_vocab)
+    for i in range(n_layer):
+        p = f"model/h{i}/"
+        shapes.update(
+            {
+                p + "ln_1/g": (e,),
+                p + "ln_1/b": (e,),
+                p + "ln_2/g": (e,),
+                p + "ln_2/b": (e,),
+                p + "attn/c_attn/w": (e, 3 * e),
+                p + "attn/c_attn/b": (3 * e,),
+                p + "attn/c_proj/w": (e, e),
+                p + "attn/c_proj/b": (e,),
+                p + "mlp/c_fc/w": (e, 4 * e),
+                p + "mlp/c_fc/b": (4 * e,),
+                p + "mlp/c_proj/w": (4 * e, e),
+                p + "mlp/c_proj/b": (e,),
+            }
+        )
+    return shapes
+
+
+class InvalidModelFile(Exception):
+    """A file that is not a GGML GPT-2 model ctransformers can safely load."""
+
+    def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
+        super().__init__(f"{Path(path).name} is not a usable GPT-2 model: {reason}")
+        self.path = Path(path)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    path: Path
+    n_vocab: int
+    n_ctx: int
+    n_embd: int
+    n_head: int
+    n_layer: int
+    ftype: int  # as stored, including the quantization version
+    quantization: str  # "f32", "f16", "q4_0", ...
+    has_lm_head: bool
+    parameter_count: int
+    file_size: int
+    estimated_ram_bytes: int
+    eos_token_id: int | None
+
+
+@dataclass(frozen=True)
+class TensorEntry:
+    name: str
+    ne: tuple[int, ...]
+    weight_type: WeightType
+    offset: int  # of the data, from the start of the file
+    nbytes: int
+
+
+@dataclass(frozen=True)
+class _Header:
+    n_vocab: int
+    n_ctx: int
+    n_embd: int
+    n_head: int
+    n_layer: int
+    ftype: int
+
+
+class _Reader:
+    """Reads fixed-size fields, turning a short read into a clear truncation error."""
+
+    def __init__(self, path: Path, stream: BinaryIO, file_size: int) -> None:
+        self.path, self.stream, self.file_size = path, stream, file_size
+
+    def fail(self, reason: str) -> InvalidModelFile:
+        return InvalidModelFile(self.path, reason)
+
+    def read(self, n: int, what: str) -> bytes:
+        data = self.stream.read(n)
+        if len(data) != n:
+            raise self.fail(f"file is truncated inside the {what}")
+        return data
+
+    def ints(self, count: int, what: str, fmt: str = "i") -> tuple[int, ...]:
+        return struct.unpack(f"<{count}{fmt}", self.read(4 * count, what))
+
+
+def _read_header(r: _Reader) -> _Header:
+    head = r.stream.read(4)
+    if head == b"GGUF":
+        raise r.fail("GGUF files are not supported; use a GGML GPT-2 file")
+    if len(head) < 4 or struct.unpack("<I", head)[0] != GGML_MAGIC:
+        raise r.fail("it does not start with the GGML magic number (not a GGML file)")
+    header = _Header(*r.ints(6, "header"))
+    bounds = {
+        "n_vocab": MAX_VOCAB,
+        "n_ctx": MAX_CTX,
+        "n_embd": MAX_EMBD,
+        "n_head": MAX_EMBD,
+        "n_layer": MAX_LAYERS,
+    }
+    for field, high in bounds.items():
+        value = getattr(header, field)
+        if not 1 <= value <= high:
+            raise r.fail(f"{field} is {value:,}, outside the sane range 1 to {high:,}")
+    if header.n_embd % header.n_head:
+        raise r.fail(f"n_embd {header.n_embd} is not divisible by n_head {header.n_head}")
+    return header
+
+
+def _weight_type_of(r: _Reader, ftype: int) -> WeightType:
+    version, base = divmod(ftype, QNT_VERSION_FACTOR)
+    wtype = _BY_FTYPE.get(base) if ftype >= 0 else None
+    if wtype is None:
+        raise r.fail(f"unsupported quantization type {ftype}")
+    if wtype.quantized and version != QNT_VERSION:
+        raise r.fail(
+            f"its {wtype.name} weights use quantization format version {version}, "
+            f"but only version {QNT_VERSION} is supported; re-convert the model"
+        )
+    return wtype
+
+
+def _read_vocab(r: _Reader, n_vocab: int) -> list[bytes]:
+    (count,) = r.ints(1, "vocabulary")
+    if count != n_vocab:
+        raise r.fail(f"vocabulary has {count:,} tokens but the header says {n_vocab:,}")
+    tokens = []
+    for i in range(count):
+        (length,) = r.ints(1, "vocabulary", "I")
+        if length > MAX_TOKEN_BYTES:
+            raise r.fail(f"vocabulary token {i} claims an absurd length of {length:,} bytes")
+        tokens.append(r.read(length, "vocabulary"))
+    return tokens
+
+
+def _read_tensor_table(r: _Reader, header: _Header, wtype: WeightType) -> list[TensorEntry]:
+    entries: list[TensorEntry] = []
+    while r.stream.tell() < r.file_size:
+        n_dims, name_length, type_id = r.ints(3, "tensor table")
+        if n_dims not in (1, 2):
+            raise r.fail(f"a tensor record claims {n_dims} dimensions (GPT-2 uses 1 or 2)")
+        if not 1 <= name_length <= 256:
+            raise r.fail(f"a tensor record claims a name of {name_length} bytes")
+        ne = r.ints(n_dims, "tensor table")
+        raw_name = r.read(name_length, "tensor table")
+        name = raw_name.decode("utf-8", errors="replace")
+        tensor_type = _BY_GGML_TYPE.get(type_id)
+        if tensor_type is None:
+            raise r.fail(f"tensor {name} has unsupported tensor type {type_id}")
+        n_elements = 1
+        for n in ne:
+            if n < 1:
+                raise r.fail(f"tensor {name} has a non-positive dimension {n}")
+            n_elements *= n
+        if ne[0] % tensor_type.block_size:
+            raise r.fail(
+                f"tensor {name} rows of {ne[0]} do not fit {tensor_type.name} blocks "
+                f"of {tensor_type.block_size}"
+            )
+        nbytes = tensor_type.nbytes(n_elements)
+        entries.append(TensorEntry(name, tuple(ne), tensor_type, r.stream.tell(), nbytes))
+        end = r.stream.tell() + nbytes
+        if end > r.file_size:
+            raise r.fail(f"file is truncated: {end - r.file_size:,} bytes missing")
+        r.stream.seek(end)
+    return entries
+
+
+def _check_tensors(
+    r: _Reader, header: _Header, wtype: WeightType, entries: list[TensorEntry]
+) -> bool:
+    seen: set[str] = set()
+    for entry in entries:
+        if entry.name in seen:
+            raise r.fail(f"tensor {entry.name} appears twice")
+        seen.add(entry.name)
+    has_lm_head = "model/lm_head" in seen
+    expected = expected_tensors(
+        n_vocab=header.n_vocab,
+        n_ctx=header.n_ctx,
+        n_embd=header.n_embd,
+        n_layer=header.n_layer,
+        lm_head=has_lm_head,
+    )
+    for entry in entries:
+        if entry.name not in expected:
+            raise r.fail(f"unknown tensor {entry.name}")
+        want_shape = expected[entry.name]
+        if entry.ne != want_shape:
+            raise r.fail(
+                f"tensor {entry.name} has shape {list(entry.ne)}, expected {list(want_shape)}"
+            )
+        want_type = wtype if is_big_matrix(entry.name) else F32
+        if entry.weight_type is not want_type:
+            raise r.fail(
+                f"tensor {entry.name} is stored as {entry.weight_type.name}, "
+                f"expected {want_type.name}"
+            )
+    missing = [name for name in expected if name not in seen]
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise r.fail(f"missing tensor {missing[0]}{more}")
+    return has_lm_head
+
+
+@dataclass(frozen=True)
+class ModelLayout:
+    """Everything in a file except the weights, plus where each tensor's data lies."""
+
+    facts: ModelFacts
+    vocab: list[bytes]
+    tensors: dict[str, TensorEntry]
+
+
+def read_layout(path: str | os.PathLike[str]) -> ModelLayout:
+    """Validate a file and return its header, vocabulary and tensor table.
+
+    Raises InvalidModelFile (or OSError when the file cannot be read at all).
+    """
+    path = Path(path)
+    file_size = path.stat().st_size
+    with open(path, "rb") as stream:
+        r = _Reader(path, stream, file_size)
+        header = _read_header(r)
+        wtype = _weight_type_of(r, header.ftype)
+        vocab = _read_vocab(r, header.n_vocab)
+        entries = _read_tensor_table(r, header, wtype)
+    has_lm_head = _check_tensors(r, header, wtype, entries)
+    parameters = sum(_count(e.ne) for e in entries)
+    weight_bytes = sum(e.nbytes for e in entries)
+    # gpt2.cc always allocates a separate lm_head, copying wte when the file has none.
+    if not has_lm_head:
+        weight_bytes += wtype.nbytes(header.n_vocab * header.n_embd)
+    kv_cache_bytes = 2 * 4 * header.n_layer * header.n_ctx * header.n_embd
+    try:
+        eos: int | None = vocab.index(END_OF_TEXT)
+    except ValueError:
+        eos = None
+    facts = ModelFacts(
+        path=path,
+        n_vocab=header.n_vocab,
+        n_ctx=header.n_ctx,
+        n_embd=header.n_embd,
+        n_head=header.n_head,
+        n_layer=header.n_layer,
+        ftype=header.ftype,
+        quantization=wtype.name,
+        has_lm_head=has_lm_head,
+        parameter_count=parameters,
+        file_size=file_size,
+        estimated_ram_bytes=weight_bytes + kv_cache_bytes + RUNTIME_OVERHEAD_BYTES,
+        eos_token_id=eos,
+    )
+    return ModelLayout(facts, vocab, {e.name: e for e in entries})
+
+
+def validate_model_file(path: str | os.PathLike[str]) -> ModelFacts:
+    """Check that ctransformers can safely load `path`; raise InvalidModelFile if not."""
+    return read_layout(path).facts
+
+
+def read_vocab(path: str | os.PathLike[str]) -> list[bytes]:
+    """The validated file's tokens as raw bytes, in id order."""
+    return read_layout(path).vocab
+
+
+def _count(ne: tuple[int, ...]) -> int:
+    total = 1
+    for n in ne:
+        total *= n
+    return total
