@@ -245,74 +245,92 @@ def _read_vocab(r: _Reader, n_vocab: int) -> list[bytes]:
     return tokens
 
 
+def _read_record(r: _Reader) -> tuple[str, tuple[int, ...], int]:
+    """One tensor record's header: name, ne and the ggml type id."""
+    n_dims, name_length, type_id = r.ints(3, "tensor table")
+    if n_dims not in (1, 2):
+        raise r.fail(f"a tensor record claims {n_dims} dimensions (GPT-2 uses 1 or 2)")
+    if not 1 <= name_length <= 256:
+        raise r.fail(f"a tensor record claims a name of {name_length:,} bytes")
+    ne = r.ints(n_dims, "tensor table")
+    name = r.read(name_length, "tensor table").decode("utf-8", errors="replace")
+    return name, ne, type_id
+
+
+def _check_record(
+    r: _Reader, name: str, ne: tuple[int, ...], type_id: int, *, want_shape: tuple[int, ...]
+    | None, want_type: WeightType, seen: set[str]
+) -> WeightType:
+    if want_shape is None:
+        raise r.fail(f"unknown tensor {name}")
+    if name in seen:
+        raise r.fail(f"tensor {name} appears twice")
+    if ne != want_shape:
+        raise r.fail(f"tensor {name} has shape {list(ne)}, expected {list(want_shape)}")
+    tensor_type = _BY_GGML_TYPE.get(type_id)
+    if tensor_type is None:
+        raise r.fail(f"tensor {name} has unsupported tensor type {type_id}")
+    if tensor_type is not want_type:
+        raise r.fail(f"tensor {name} is stored as {tensor_type.name}, expected {want_type.name}")
+    if ne[0] % tensor_type.block_size:
+        raise r.fail(
+            f"tensor {name} has rows of {ne[0]}, which do not fit {tensor_type.name} "
+            f"blocks of {tensor_type.block_size}"
+        )
+    return tensor_type
+
+
 def _read_tensor_table(r: _Reader, header: _Header, wtype: WeightType) -> list[TensorEntry]:
-    entries: list[TensorEntry] = []
-    while r.stream.tell() < r.file_size:
-        n_dims, name_length, type_id = r.ints(3, "tensor table")
-        if n_dims not in (1, 2):
-            raise r.fail(f"a tensor record claims {n_dims} dimensions (GPT-2 uses 1 or 2)")
-        if not 1 <= name_length <= 256:
-            raise r.fail(f"a tensor record claims a name of {name_length} bytes")
-        ne = r.ints(n_dims, "tensor table")
-        raw_name = r.read(name_length, "tensor table")
-        name = raw_name.decode("utf-8", errors="replace")
-        tensor_type = _BY_GGML_TYPE.get(type_id)
-        if tensor_type is None:
-            raise r.fail(f"tensor {name} has unsupported tensor type {type_id}")
-        n_elements = 1
-        for n in ne:
-            if n < 1:
-                raise r.fail(f"tensor {name} has a non-positive dimension {n}")
-            n_elements *= n
-        if ne[0] % tensor_type.block_size:
-            raise r.fail(
-                f"tensor {name} rows of {ne[0]} do not fit {tensor_type.name} blocks "
-                f"of {tensor_type.block_size}"
-            )
-        nbytes = tensor_type.nbytes(n_elements)
-        entries.append(TensorEntry(name, tuple(ne), tensor_type, r.stream.tell(), nbytes))
-        end = r.stream.tell() + nbytes
-        if end > r.file_size:
-            raise r.fail(f"file is truncated: {end - r.file_size:,} bytes missing")
-        r.stream.seek(end)
-    return entries
-
-
-def _check_tensors(
-    r: _Reader, header: _Header, wtype: WeightType, entries: list[TensorEntry]
-) -> bool:
-    seen: set[str] = set()
-    for entry in entries:
-        if entry.name in seen:
-            raise r.fail(f"tensor {entry.name} appears twice")
-        seen.add(entry.name)
-    has_lm_head = "model/lm_head" in seen
+    """Read and check every tensor record, seeking past the data."""
     expected = expected_tensors(
         n_vocab=header.n_vocab,
         n_ctx=header.n_ctx,
         n_embd=header.n_embd,
         n_layer=header.n_layer,
-        lm_head=has_lm_head,
+        lm_head=True,
     )
-    for entry in entries:
-        if entry.name not in expected:
-            raise r.fail(f"unknown tensor {entry.name}")
-        want_shape = expected[entry.name]
-        if entry.ne != want_shape:
-            raise r.fail(
-                f"tensor {entry.name} has shape {list(entry.ne)}, expected {list(want_shape)}"
+    required = set(expected) - {"model/lm_head"}
+    entries: list[TensorEntry] = []
+    seen: set[str] = set()
+    while r.stream.tell() < r.file_size:
+        record_start = r.stream.tell()
+        try:
+            name, ne, type_id = _read_record(r)
+        except InvalidModelFile:
+            if required <= seen:
+                raise _leftover_data(r, record_start) from None
+            raise
+        if name not in expected and required <= seen:
+            raise _leftover_data(r, record_start)
+        want_type = wtype if is_big_matrix(name) else F32
+        tensor_type = _check_record(
+            r, name, ne, type_id, want_shape=expected.get(name), want_type=want_type, seen=seen
+        )
+        seen.add(name)
+        nbytes = tensor_type.nbytes(_count(ne))
+        entries.append(TensorEntry(name, ne, tensor_type, r.stream.tell(), nbytes))
+        end = r.stream.tell() + nbytes
+        if end > r.file_size:
+            unread = [n for n in required - seen if n != name]
+            missing = end - r.file_size + sum(
+                _record_bytes(n, expected[n], wtype if is_big_matrix(n) else F32) for n in unread
             )
-        want_type = wtype if is_big_matrix(entry.name) else F32
-        if entry.weight_type is not want_type:
-            raise r.fail(
-                f"tensor {entry.name} is stored as {entry.weight_type.name}, "
-                f"expected {want_type.name}"
-            )
-    missing = [name for name in expected if name not in seen]
-    if missing:
-        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-        raise r.fail(f"missing tensor {missing[0]}{more}")
-    return has_lm_head
+            raise r.fail(f"file is truncated: {missing:,} byte{'s' * (missing != 1)} missing")
+        r.stream.seek(end)
+    missing_names = [name for name in expected if name in required and name not in seen]
+    if missing_names:
+        more = f" (and {len(missing_names) - 1} more)" if len(missing_names) > 1 else ""
+        raise r.fail(f"missing tensor {missing_names[0]}{more}")
+    return entries
+
+
+def _leftover_data(r: _Reader, start: int) -> InvalidModelFile:
+    """Every tensor is already present, so what follows is not a tensor."""
+    return r.fail(f"it has {r.file_size - start:,} bytes of unexpected data after the last tensor")
+
+
+def _record_bytes(name: str, ne: tuple[int, ...], tensor_type: WeightType) -> int:
+    return 4 * (3 + len(ne)) + len(name.encode()) + tensor_type.nbytes(_count(ne))
 
 
 @dataclass(frozen=True)
@@ -337,7 +355,7 @@ def read_layout(path: str | os.PathLike[str]) -> ModelLayout:
         wtype = _weight_type_of(r, header.ftype)
         vocab = _read_vocab(r, header.n_vocab)
         entries = _read_tensor_table(r, header, wtype)
-    has_lm_head = _check_tensors(r, header, wtype, entries)
+    has_lm_head = any(e.name == "model/lm_head" for e in entries)
     parameters = sum(_count(e.ne) for e in entries)
     weight_bytes = sum(e.nbytes for e in entries)
     # gpt2.cc always allocates a separate lm_head, copying wte when the file has none.

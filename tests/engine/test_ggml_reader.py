@@ -1,0 +1,262 @@
+"""The validator rejects every malformed file with one clear sentence, and reports facts."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.support.models import random_gpt2
+from writer_app.engine.ggml import (
+    InvalidModelFile,
+    ModelFacts,
+    read_layout,
+    read_vocab,
+    validate_model_file,
+)
+
+TINY_VOCAB = [bytes([b]) for b in range(256)] + [b"<|endoftext|>"]
+TINY = dict(n_layer=2, n_embd=32, n_head=4, n_ctx=16)
+HEADER_FIELDS = ["n_vocab", "n_ctx", "n_embd", "n_head", "n_layer", "ftype"]
+
+
+@pytest.fixture(scope="module")
+def good_bytes(tmp_path_factory) -> bytes:
+    path = tmp_path_factory.mktemp("ggml") / "tiny.bin"
+    return random_gpt2(path, vocab=TINY_VOCAB, **TINY).read_bytes()
+
+
+@pytest.fixture(scope="module")
+def good_layout(tmp_path_factory, good_bytes):
+    path = tmp_path_factory.mktemp("ggml") / "tiny.bin"
+    path.write_bytes(good_bytes)
+    return read_layout(path)
+
+
+def reject(tmp_path: Path, data: bytes) -> str:
+    path = tmp_path / "bad.bin"
+    path.write_bytes(data)
+    with pytest.raises(InvalidModelFile) as caught:
+        validate_model_file(path)
+    assert caught.value.path == path
+    message = str(caught.value)
+    assert message.startswith("bad.bin is not a usable GPT-2 model: ")
+    assert "\n" not in message
+    return caught.value.reason
+
+
+def with_header(data: bytes, **fields: int) -> bytes:
+    values = list(struct.unpack_from("<6i", data, 4))
+    for name, value in fields.items():
+        values[HEADER_FIELDS.index(name)] = value
+    return data[:4] + struct.pack("<6i", *values) + data[28:]
+
+
+def record_span(layout, name: str) -> tuple[int, int]:
+    """Byte range of one tensor record (header + name + data)."""
+    entry = layout.tensors[name]
+    start = entry.offset - len(name) - 4 * (3 + len(entry.ne))
+    return start, entry.offset + entry.nbytes
+
+
+def test_valid_file_passes(tmp_path, good_bytes):
+    path = tmp_path / "ok.bin"
+    path.write_bytes(good_bytes)
+    facts = validate_model_file(path)
+    assert isinstance(facts, ModelFacts)
+    assert read_vocab(path) == TINY_VOCAB
+
+
+def test_wrong_magic(tmp_path, good_bytes):
+    assert "GGML magic" in reject(tmp_path, b"PK\x03\x04" + good_bytes[4:])
+
+
+def test_empty_file(tmp_path):
+    assert "GGML magic" in reject(tmp_path, b"")
+
+
+def test_gguf_is_rejected_by_name(tmp_path):
+    garbage = np.random.default_rng(1).integers(0, 256, 4096, dtype=np.uint8).tobytes()
+    assert reject(tmp_path, b"GGUF" + garbage) == (
+        "GGUF files are not supported; use a GGML GPT-2 file"
+    )
+
+
+@pytest.mark.parametrize("ftype", [4, 5, 6, 15, 17, -1, 2099])
+def test_unsupported_ftype(tmp_path, good_bytes, ftype):
+    reason = reject(tmp_path, with_header(good_bytes, ftype=ftype))
+    assert reason == f"unsupported quantization type {ftype}"
+
+
+@pytest.mark.parametrize("ftype", [2, 1002, 3007])
+def test_old_or_unknown_quantization_version(tmp_path, good_bytes, ftype):
+    reason = reject(tmp_path, with_header(good_bytes, ftype=ftype))
+    assert f"quantization format version {ftype // 1000}" in reason
+
+
+def test_header_ftype_disagreeing_with_tensor_types(tmp_path, good_bytes):
+    # An f32 file whose header claims f16: the first big matrix is the wrong type.
+    reason = reject(tmp_path, with_header(good_bytes, ftype=1))
+    assert reason == "tensor model/wte is stored as f32, expected f16"
+
+
+def test_bad_tensor_type(tmp_path, good_bytes, good_layout):
+    start, _ = record_span(good_layout, "model/h1/attn/c_proj/b")
+    data = bytearray(good_bytes)
+    struct.pack_into("<i", data, start + 8, 5)  # ggml type 5 (the removed q4_2)
+    assert reject(tmp_path, bytes(data)) == (
+        "tensor model/h1/attn/c_proj/b has unsupported tensor type 5"
+    )
+
+
+def test_tensor_in_wrong_supported_type(tmp_path, good_bytes, good_layout):
+    start, _ = record_span(good_layout, "model/ln_f/g")
+    data = bytearray(good_bytes)
+    struct.pack_into("<i", data, start + 8, 1)
+    assert reject(tmp_path, bytes(data)) == "tensor model/ln_f/g is stored as f16, expected f32"
+
+
+@pytest.mark.parametrize("cut", [1, 1000, 40_000])
+def test_truncated_file_reports_missing_bytes(tmp_path, good_bytes, cut):
+    reason = reject(tmp_path, good_bytes[:-cut])
+    plural = "byte" if cut == 1 else "bytes"
+    assert reason == f"file is truncated: {cut:,} {plural} missing"
+
+
+def test_truncated_inside_vocabulary(tmp_path, good_bytes):
+    assert reject(tmp_path, good_bytes[:200]) == "file is truncated inside the vocabulary"
+
+
+def test_truncated_inside_header(tmp_path, good_bytes):
+    assert reject(tmp_path, good_bytes[:10]) == "file is truncated inside the header"
+
+
+def test_missing_tensor(tmp_path, good_bytes, good_layout):
+    start, end = record_span(good_layout, "model/h1/mlp/c_fc/w")
+    reason = reject(tmp_path, good_bytes[:start] + good_bytes[end:])
+    assert reason == "missing tensor model/h1/mlp/c_fc/w"
+
+
+def test_file_cut_at_a_tensor_boundary_names_what_is_missing(tmp_path, good_bytes, good_layout):
+    start, _ = record_span(good_layout, "model/h1/ln_1/g")
+    reason = reject(tmp_path, good_bytes[:start])
+    assert reason == "missing tensor model/h1/ln_1/g (and 11 more)"
+
+
+def test_duplicate_tensor(tmp_path, good_bytes, good_layout):
+    start, end = record_span(good_layout, "model/h0/ln_2/b")
+    reason = reject(tmp_path, good_bytes + good_bytes[start:end])
+    assert reason == "tensor model/h0/ln_2/b appears twice"
+
+
+def test_unknown_tensor(tmp_path, good_bytes, good_layout):
+    start, end = record_span(good_layout, "model/ln_f/b")
+    record = good_bytes[start:end].replace(b"model/ln_f/b", b"model/ln_f/x")
+    reason = reject(tmp_path, good_bytes[:start] + record + good_bytes[end:])
+    assert reason == "unknown tensor model/ln_f/x"
+
+
+def test_wrong_shape(tmp_path, good_bytes, good_layout):
+    start, _ = record_span(good_layout, "model/h0/mlp/c_fc/b")
+    data = bytearray(good_bytes)
+    struct.pack_into("<i", data, start + 12, 64)
+    assert reject(tmp_path, bytes(data)) == (
+        "tensor model/h0/mlp/c_fc/b has shape [64], expected [128]"
+    )
+
+
+def test_three_dimensional_tensor(tmp_path, good_bytes, good_layout):
+    start, _ = record_span(good_layout, "model/wte")
+    data = bytearray(good_bytes)
+    struct.pack_into("<i", data, start, 3)
+    assert "claims 3 dimensions" in reject(tmp_path, bytes(data))
+
+
+@pytest.mark.parametrize("garbage", [b"\x00", b"trailing garbage!", b"\xff" * 5000])
+def test_trailing_garbage(tmp_path, good_bytes, garbage):
+    reason = reject(tmp_path, good_bytes + garbage)
+    assert reason == f"it has {len(garbage):,} bytes of unexpected data after the last tensor"
+
+
+@pytest.mark.parametrize(
+    "fields, expected",
+    [
+        ({"n_layer": 100_000}, "n_layer is 100,000, outside the sane range 1 to 256"),
+        ({"n_vocab": -5}, "n_vocab is -5, outside the sane range 1 to 1,000,000"),
+        ({"n_ctx": 0}, "n_ctx is 0, outside the sane range 1 to 32,768"),
+        ({"n_embd": 2**30}, "n_embd is 1,073,741,824, outside the sane range 1 to 16,384"),
+        ({"n_head": 5}, "n_embd 32 is not divisible by n_head 5"),
+    ],
+)
+def test_absurd_hparams(tmp_path, good_bytes, fields, expected):
+    assert reject(tmp_path, with_header(good_bytes, **fields)) == expected
+
+
+def test_vocab_count_mismatch(tmp_path, good_bytes):
+    data = bytearray(good_bytes)
+    struct.pack_into("<i", data, 28, 300)
+    assert reject(tmp_path, bytes(data)) == "vocabulary has 300 tokens but the header says 257"
+
+
+def test_absurd_token_length(tmp_path, good_bytes):
+    data = bytearray(good_bytes)
+    struct.pack_into("<I", data, 32, 0xFFFFFFF0)
+    assert "vocabulary token 0 claims an absurd length" in reject(tmp_path, bytes(data))
+
+
+def test_header_n_ctx_must_match_the_position_table(tmp_path, good_bytes):
+    assert reject(tmp_path, with_header(good_bytes, n_ctx=32)) == (
+        "tensor model/wpe has shape [32, 16], expected [32, 32]"
+    )
+
+
+def expected_parameters(n_vocab: int, n_layer: int, n_embd: int, n_ctx: int) -> int:
+    e = n_embd
+    per_layer = 4 * e + (3 * e * e + 3 * e) + (e * e + e) + (4 * e * e + 4 * e) + (4 * e * e + e)
+    return n_vocab * e + n_ctx * e + 2 * e + n_layer * per_layer
+
+
+def test_facts_of_a_tied_f32_file(tmp_path):
+    path = random_gpt2(tmp_path / "f32.bin", vocab=TINY_VOCAB, **TINY)
+    facts = validate_model_file(path)
+    assert facts == ModelFacts(
+        path=path,
+        n_vocab=257,
+        n_ctx=16,
+        n_embd=32,
+        n_head=4,
+        n_layer=2,
+        ftype=0,
+        quantization="f32",
+        has_lm_head=False,
+        parameter_count=expected_parameters(257, 2, 32, 16),
+        file_size=path.stat().st_size,
+        estimated_ram_bytes=facts.estimated_ram_bytes,
+        eos_token_id=256,
+    )
+
+
+def test_facts_of_an_untied_quantized_file(tmp_path):
+    path = random_gpt2(tmp_path / "q.bin", vocab=TINY_VOCAB, ftype="q5_1", untied_head=True, **TINY)
+    facts = validate_model_file(path)
+    assert (facts.quantization, facts.ftype, facts.has_lm_head) == ("q5_1", 2009, True)
+    assert facts.parameter_count == expected_parameters(257, 2, 32, 16) + 257 * 32
+
+
+def test_no_end_of_text_token(tmp_path):
+    vocab = [bytes([b]) for b in range(256)]
+    path = random_gpt2(tmp_path / "noeos.bin", vocab=vocab, **TINY)
+    assert validate_model_file(path).eos_token_id is None
+
+
+def test_ram_estimate_covers_weights_and_shrinks_with_quantization(tmp_path):
+    estimates = {}
+    for ftype in ("f32", "f16", "q8_0", "q5_1", "q4_0"):
+        path = random_gpt2(tmp_path / f"{ftype}.bin", vocab=TINY_VOCAB, ftype=ftype, **TINY)
+        facts = validate_model_file(path)
+        # The tied head is a second copy of wte in memory, on top of the file's weights.
+        assert facts.estimated_ram_bytes > facts.file_size
+        estimates[ftype] = facts.estimated_ram_bytes
+    assert list(estimates.values()) == sorted(estimates.values(), reverse=True)
