@@ -66,6 +66,6 @@ class SamplingSettings:
                 continue
             try:
                 result = replace(result, **{key: type(getattr(result, key))(value)})
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):  # JSON allows 1e999
                 continue
         return result
