@@ -5,7 +5,7 @@ import re
 import pytest
 
 from writer_app.engine.sampling import StopAt
-from writer_app.engine.stopping import StopScanner, Utf8Stream
+from writer_app.engine.stopping import StopResult, StopScanner, Utf8Stream
 
 
 def run(stop_at: StopAt, pieces: list[str], preceding: str = "") -> tuple[str, bool]:
@@ -76,7 +76,7 @@ def test_period_held_back_until_the_next_character_decides():
     scanner = StopScanner(StopAt.SENTENCE)
     assert scanner.feed(" the end.").text == " the end"
     result = scanner.feed("5")
-    assert result == type(result)(".5", False)
+    assert result == StopResult(".5", False)
 
 
 def test_held_period_is_released_when_generation_ends_otherwise():
@@ -109,7 +109,7 @@ def test_length_only_never_stops():
 def test_nothing_after_a_stop():
     scanner = StopScanner(StopAt.PARAGRAPH)
     assert scanner.feed("a\nb").stopped
-    assert scanner.feed("more") == type(scanner.feed(""))("", True)
+    assert scanner.feed("more") == StopResult("", True, piece_used=False)
     assert scanner.finish() == ""
     assert scanner.stopped
 
@@ -130,3 +130,19 @@ def test_utf8_stream_replaces_invalid_bytes_instead_of_failing():
     assert stream.push(b"a\xff") == "a\ufffd"
     assert stream.push(b"\xe7\x8c") == ""
     assert stream.flush() == "\ufffd"
+
+
+def test_stop_reports_whether_the_last_piece_belongs_to_the_suggestion():
+    scanner = StopScanner(StopAt.SENTENCE)
+    assert scanner.feed(" the mat.").text == " the mat"
+    # " Then" only proves the sentence ended: its token is not part of the suggestion.
+    assert scanner.feed(" Then") == StopResult(".", True, piece_used=False)
+
+    scanner = StopScanner(StopAt.SENTENCE)
+    scanner.feed(" the mat")
+    # ".\n" contributes the period before its newline ends the sentence.
+    assert scanner.feed(".\n") == StopResult(".", True, piece_used=True)
+
+    scanner = StopScanner(StopAt.PARAGRAPH)
+    scanner.feed(" words")
+    assert scanner.feed("\n\n") == StopResult("", True, piece_used=False)

@@ -76,6 +76,9 @@ class Utf8Stream:
 class StopResult:
     text: str  # what may be shown now
     stopped: bool  # the suggestion is complete; nothing after `text` belongs to it
+    # Whether any character of the fed piece is part of the suggestion (shown now or
+    # held back). False when a piece only proved that earlier text ended a sentence.
+    piece_used: bool = True
 
 
 class StopScanner:
@@ -94,22 +97,25 @@ class StopScanner:
 
     def feed(self, piece: str) -> StopResult:
         if self._stopped:
-            return StopResult("", True)
+            return StopResult("", True, False)
         out: list[str] = []
+        used = False
         for char in piece:
             if self._held:
                 if char in CLOSERS or char in TERMINATORS or char in FULLWIDTH_TERMINATORS:
                     self._held += char
+                    used = True
                     continue
                 if char.isspace() or self._held_is_fullwidth_end():
                     out.append(self._held)
-                    return self._stop(out)
+                    return self._stop(out, used)
                 # "3.14", "e.g.x": not a sentence end after all.
                 out.append(self._held)
                 self._remember(self._held)
                 self._held = ""
             if char == "\n" and self._stop_at != StopAt.LENGTH and self._seen_visible:
-                return self._stop(out)
+                return self._stop(out, used)
+            used = True
             if self._stop_at == StopAt.SENTENCE and self._may_end_sentence(char):
                 self._held = char
                 self._seen_visible = True
@@ -143,7 +149,7 @@ class StopScanner:
     def _remember(self, text: str) -> None:
         self._tail = (self._tail + text)[-_TAIL_CHARS:]
 
-    def _stop(self, out: list[str]) -> StopResult:
+    def _stop(self, out: list[str], piece_used: bool) -> StopResult:
         self._stopped = True
         self._held = ""
-        return StopResult("".join(out), True)
+        return StopResult("".join(out), True, piece_used)

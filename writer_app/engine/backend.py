@@ -1,0 +1,438 @@
+"""The ctransformers backend: the only module that imports ctransformers.
+
+Runs inside the engine process (see process.py), from one thread. It never sees text:
+prompts arrive as token ids, and generated tokens are decoded from the vocabulary read
+out of the (validated) model file, because ctransformers' own tokenizer corrupts memory
+on emoji and CJK.
+
+Guards against the native library's known failure modes:
+  * every file passes validate_model_file() before ctransformers opens it;
+  * every token id is checked against the vocabulary before it reaches native code;
+  * nothing is evaluated past n_ctx (ctransformers would silently overwrite its cache);
+  * prompts are evaluated in chunks no larger than safe_batch_size() allows, because
+    gpt2.cc builds each evaluation in a fixed 256 MiB buffer and crashes when the graph
+    outgrows it (see eval_buffer_bytes() for the arithmetic);
+  * top_k 0 ("off") is passed as the vocabulary size, since 0.2.27 misbehaves on <= 0;
+  * temperature 0 never reaches native code (it would divide by zero): greedy is argmax.
+
+Seeds: ctransformers_llm_sample seeds a fresh mt19937 with the given seed on every call,
+so one fixed seed would draw the same random number for every token. Each token gets
+its own seed derived from (request seed, step) instead: reproducible, yet independent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import secrets
+import time
+from collections.abc import Callable, Iterator, Sequence
+from ctypes import c_int
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from writer_app.engine.ggml import ModelFacts, read_layout
+from writer_app.engine.protocol import (
+    Alternative,
+    ContextOverflowError,
+    FinishEvent,
+    FinishReason,
+    InvalidTokenError,
+    ModelLoadError,
+    TokenEvent,
+)
+from writer_app.engine.sampling import SamplingSettings
+from writer_app.engine.stopping import StopScanner, Utf8Stream
+from writer_app.engine.window import Window, fit_window
+
+CancelCheck = Callable[[], bool]
+MAX_BATCH = 32  # upper bound per native call, so cancellation is checked often enough
+# gpt2.cc evaluates in a static 256 MiB buffer (it only grows it from a per-token
+# estimate measured on the first call, which ignores the context length).
+EVAL_BUFFER_BYTES = 256 * 1024 * 1024
+EVAL_BUFFER_SAFETY = 0.9  # stay this far below the buffer: room for counting errors
+
+
+def _never() -> bool:
+    return False
+
+
+def library_variant() -> str:
+    """avx2, avx or basic, from the CPU's flags (ctransformers' own detection takes ~1 s)."""
+    if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686", "x86"):
+        return "basic"
+    flags = _cpu_flags()
+    if "avx2" in flags:
+        return "avx2"
+    if "avx" in flags and "f16c" in flags:
+        return "avx"
+    return "basic"
+
+
+def _cpu_flags() -> set[str]:
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+        return set()
+    if platform.system() == "Windows":
+        import ctypes
+
+        present = ctypes.windll.kernel32.IsProcessorFeaturePresent  # type: ignore[attr-defined]
+        # PF_AVX_INSTRUCTIONS_AVAILABLE = 39, PF_AVX2_INSTRUCTIONS_AVAILABLE = 40; every
+        # AVX-capable x86 CPU Windows runs on also has F16C.
+        return {name for name, code in (("avx", 39), ("avx2", 40)) if present(code)} | (
+            {"f16c"} if present(39) else set()
+        )
+    if platform.system() == "Darwin":
+        import subprocess
+
+        keys = ["machdep.cpu.features", "machdep.cpu.leaf7_features"]
+        found = subprocess.run(["sysctl", "-n", *keys], capture_output=True, text=True)
+        return {flag.lower().replace(".", "_") for flag in found.stdout.split()}
+    return set()
+
+
+def library_path(variant: str | None = None) -> str:
+    from ctransformers.lib import find_library
+
+    return find_library(variant or library_variant())
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    n_layer: int
+    n_embd: int
+    n_head: int
+    n_vocab: int
+
+    @classmethod
+    def of(cls, facts: ModelFacts) -> ModelShape:
+        return cls(facts.n_layer, facts.n_embd, facts.n_head, facts.n_vocab)
+
+
+def eval_buffer_bytes(n_tokens: int, n_past: int, shape: ModelShape) -> int:
+    """Bytes gpt2_eval() allocates in its buffer to evaluate n_tokens after n_past.
+
+    Counted from ctransformers 0.2.27 models/llms/gpt2.cc, per layer: the transposed copy
+    of V over the whole context ((n_past + N) x n_embd: this is what grows with the
+    context), the attention scores ((n_past + N) x N x n_head) and 46 activations of
+    N x n_embd (norms, bias repeats, qkv, 4x-wide MLP, residuals); then N x n_vocab
+    logits. It predicts the measured gpt2-large crashes to within 0.1%: batch 8 at
+    n_past ~950 and batch 16 at ~544 both need just over 256 MiB.
+    """
+    n, kv, e = n_tokens, n_past + n_tokens, shape.n_embd
+    per_layer = kv * e + kv * n * shape.n_head + 46 * n * e
+    floats = shape.n_layer * per_layer + n * shape.n_vocab + 8 * n * e
+    tensor_headers = (48 * shape.n_layer + 32) * 512
+    return 4 * floats + tensor_headers
+
+
+def safe_batch_size(n_past: int, remaining: int, shape: ModelShape, max_batch: int) -> int:
+    """The largest chunk (at least 1, at most max_batch and remaining) that fits the
+    buffer with a safety margin. Shrinks as the context fills; 1 near the end."""
+    limit = EVAL_BUFFER_BYTES * EVAL_BUFFER_SAFETY
+    size = max(1, min(max_batch, remaining))
+    while size > 1 and eval_buffer_bytes(size, n_past, shape) > limit:
+        size -= 1
+    return size
+
+
+def derive_seed(request_seed: int, step: int) -> int:
+    """An independent, reproducible 31-bit seed for one sampling step of a request."""
+    digest = hashlib.blake2b(f"{request_seed}:{step}".encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "little") & 0x7FFFFFFF
+
+
+def softmax(logits: np.ndarray, temperature: float) -> np.ndarray:
+    """Probabilities at a temperature; 0 (greedy) is shown as the model's own distribution."""
+    scaled = logits.astype(np.float64) / (temperature if temperature > 0 else 1.0)
+    scaled -= scaled.max()
+    np.exp(scaled, out=scaled)
+    return scaled / scaled.sum()
+
+
+class CTransformersBackend:
+    """One GPT-2 model loaded into ctransformers, with a prefix-reusing KV cache."""
+
+    def __init__(
+        self, llm: object, facts: ModelFacts, vocab: list[bytes], threads: int, n_ctx: int
+    ) -> None:
+        # Use load(); this constructor trusts its arguments.
+        self._llm = llm
+        self.facts = facts
+        self._vocab = vocab
+        self._threads = threads
+        self.n_ctx = n_ctx
+        self._shape = ModelShape.of(facts)
+        self._context: list[int] = []  # tokens whose keys/values are in the cache, in order
+
+    @classmethod
+    def load(
+        cls, path: str | os.PathLike[str], *, threads: int = 1, context_length: int | None = None
+    ) -> CTransformersBackend:
+        """Validate and load a GGML GPT-2 file. Raises InvalidModelFile or ModelLoadError.
+
+        context_length only lowers the usable context: ctransformers sizes GPT-2's
+        position table from it, so passing it through would make the file unloadable.
+        """
+        layout = read_layout(path)  # raises InvalidModelFile before native code sees it
+        facts = layout.facts
+        from ctransformers.llm import LLM, Config
+
+        try:
+            llm = LLM(str(path), "gpt2", config=Config(threads=threads), lib=library_path())
+        except (RuntimeError, ValueError, OSError) as error:
+            raise ModelLoadError(
+                f"ctransformers could not load {Path(path).name}: {error}"
+            ) from error
+        n_ctx = min(facts.n_ctx, context_length or facts.n_ctx)
+        return cls(llm, facts, layout.vocab, max(1, threads), n_ctx)
+
+    @property
+    def n_vocab(self) -> int:
+        return self.facts.n_vocab
+
+    @property
+    def eos_id(self) -> int | None:
+        return self.facts.eos_token_id
+
+    def close(self) -> None:
+        self._llm = None  # LLM.__del__ frees the native model
+
+    # ---- evaluation ------------------------------------------------------------------
+
+    def check_ids(self, token_ids: Sequence[int]) -> list[int]:
+        ids = [int(token_id) for token_id in token_ids]
+        bad = next((t for t in ids if not 0 <= t < self.n_vocab), None)
+        if bad is not None:
+            raise InvalidTokenError(
+                f"Token id {bad} is not in this model's vocabulary "
+                f"(valid ids are 0 to {self.n_vocab - 1})."
+            )
+        return ids
+
+    def evaluate(self, token_ids: Sequence[int], should_cancel: CancelCheck = _never) -> int:
+        """Bring the cache to exactly `token_ids`; returns how many had to be evaluated.
+
+        The longest prefix shared with what is already cached is kept (ctransformers is
+        told the explicit n_past), so only the new tail costs time. If cancelled between
+        chunks, the cache holds a prefix and a later call continues from there; check
+        should_cancel() afterwards to know.
+        """
+        ids = self.check_ids(token_ids)
+        if not ids:
+            raise ContextOverflowError("Nothing to evaluate: the prompt is empty.")
+        if len(ids) > self.n_ctx:
+            raise ContextOverflowError(
+                f"{len(ids)} tokens do not fit in the model's context of {self.n_ctx}."
+            )
+        # Keep at least one token to evaluate unless the cache already ends exactly here
+        # (then the current logits are the ones for this prompt).
+        keep = _common_prefix(self._context, ids)
+        if keep == len(ids) == len(self._context):
+            return 0
+        keep = min(keep, len(ids) - 1)
+        del self._context[keep:]
+        evaluated = 0
+        while len(self._context) < len(ids):
+            if should_cancel():
+                break
+            n_past = len(self._context)
+            size = safe_batch_size(n_past, len(ids) - n_past, self._shape, MAX_BATCH)
+            self._eval_chunk(ids[n_past : n_past + size])
+            evaluated += size
+        return evaluated
+
+    def _eval_chunk(self, chunk: list[int]) -> None:
+        n_past = len(self._context)
+        if n_past + len(chunk) > self.n_ctx:
+            raise ContextOverflowError(f"Evaluating past the model's context of {self.n_ctx}.")
+        array = (c_int * len(chunk))(*chunk)
+        ok = self._llm.ctransformers_llm_batch_eval(  # type: ignore[attr-defined]
+            array, len(chunk), n_past, len(chunk), self._threads
+        )
+        if not ok:
+            self._context.clear()  # the cache state is unknown now
+            raise ModelLoadError("ctransformers failed to evaluate the prompt.")
+        self._context.extend(chunk)
+
+    def logits(self) -> np.ndarray:
+        """The next-token logits for the cached context: a read-only view into native
+        memory, valid until the next evaluation (copy it to keep it)."""
+        if not self._context:
+            raise ContextOverflowError("No logits yet: nothing has been evaluated.")
+        llm = self._llm
+        size = llm.ctransformers_llm_logits_size()  # type: ignore[attr-defined]
+        pointer = llm.ctransformers_llm_logits_data()  # type: ignore[attr-defined]
+        view = np.ctypeslib.as_array(pointer, shape=(size,))[size - self.n_vocab :]
+        view.flags.writeable = False
+        return view
+
+    # ---- probabilities ---------------------------------------------------------------
+
+    def token_text(self, token_id: int) -> str:
+        return self._vocab[token_id].decode("utf-8", errors="replace")
+
+    def top_alternatives(self, probs: np.ndarray, top_n: int) -> tuple[Alternative, ...]:
+        top_n = max(0, min(top_n, probs.size))
+        if top_n == 0:
+            return ()
+        best = np.argpartition(probs, -top_n)[-top_n:]
+        best = best[np.argsort(-probs[best], kind="stable")]
+        return tuple(Alternative(int(i), self.token_text(int(i)), float(probs[i])) for i in best)
+
+    def next_token_probs(
+        self, prompt_ids: Sequence[int], temperature: float, top_n: int
+    ) -> tuple[Alternative, ...]:
+        """The top_n most likely next tokens after the (windowed) prompt."""
+        self.evaluate(self._window(prompt_ids, 1).tokens)
+        return self.top_alternatives(softmax(self.logits(), temperature), top_n)
+
+    def prewarm(
+        self, prompt_ids: Sequence[int], max_tokens: int, should_cancel: CancelCheck = _never
+    ) -> int:
+        """Evaluate the prompt a later generate() will use, so its cache is hot."""
+        return self.evaluate(self._window(prompt_ids, max_tokens).tokens, should_cancel)
+
+    def _window(self, prompt_ids: Sequence[int], max_tokens: int) -> Window:
+        ids = self._with_start(self.check_ids(prompt_ids))
+        return fit_window(ids, n_ctx=self.n_ctx, max_new_tokens=max_tokens)
+
+    def _with_start(self, prompt_ids: Sequence[int]) -> list[int]:
+        """GPT-2 conditions an empty document on its end-of-text token."""
+        if prompt_ids:
+            return list(prompt_ids)
+        if self.eos_id is None:
+            raise ContextOverflowError("The prompt is empty and the model has no start token.")
+        return [self.eos_id]
+
+    # ---- generation ------------------------------------------------------------------
+
+    def generate(
+        self,
+        request_id: int,
+        prompt_ids: Sequence[int],
+        settings: SamplingSettings,
+        *,
+        with_probs: bool = False,
+        top_n: int = 5,
+        preceding_text: str = "",
+        should_cancel: CancelCheck = _never,
+    ) -> Iterator[TokenEvent | FinishEvent]:
+        """Stream the suggestion token by token; the last event is always a FinishEvent."""
+        window = self._window(prompt_ids, settings.max_tokens)
+        started = time.perf_counter()
+        evaluated = self.evaluate(window.tokens, should_cancel)
+        prompt_done = time.perf_counter()
+        run = _Run(request_id, settings, preceding_text)
+        if should_cancel():
+            run.reason = FinishReason.CANCELLED
+        else:
+            yield from self._sample_loop(
+                run, window.max_new_tokens, with_probs, top_n, should_cancel
+            )
+        yield run.finish(
+            prompt_tokens=len(window.tokens),
+            evaluated_tokens=evaluated,
+            window_start=window.start,
+            prompt_eval_ms=(prompt_done - started) * 1000,
+            generation_ms=(time.perf_counter() - prompt_done) * 1000,
+        )
+
+    def _sample_loop(
+        self, run: _Run, max_new: int, with_probs: bool, top_n: int, should_cancel: CancelCheck
+    ) -> Iterator[TokenEvent]:
+        for step in range(max_new):
+            if should_cancel():
+                run.reason = FinishReason.CANCELLED
+                return
+            token = self._sample(run.settings, derive_seed(run.seed, step))
+            probability, alternatives = None, ()
+            if with_probs:
+                probs = softmax(self.logits(), run.settings.temperature)
+                probability = float(probs[token])
+                alternatives = self.top_alternatives(probs, top_n)
+            if token == self.eos_id:
+                run.reason = FinishReason.EOS
+                return
+            run.generated += 1
+            result = run.scanner.feed(run.utf8.push(self._vocab[token]))
+            if result.stopped and not result.piece_used:
+                run.tail += result.text
+            else:
+                run.text += result.text
+                yield TokenEvent(run.request_id, token, result.text, probability, alternatives)
+            if result.stopped:
+                run.reason = FinishReason.STOP
+                return
+            if step + 1 < max_new:
+                self._eval_chunk([token])
+        run.reason = FinishReason.LENGTH
+
+    def _sample(self, settings: SamplingSettings, seed: int) -> int:
+        recent = self._context[-settings.repetition_window :] if settings.repetition_window else []
+        if settings.greedy:
+            logits = np.array(self.logits(), dtype=np.float64)
+            _penalize(logits, recent, settings.repetition_penalty)
+            return int(np.argmax(logits))
+        top_k = settings.top_k if 0 < settings.top_k <= self.n_vocab else self.n_vocab
+        last = (c_int * len(recent))(*recent)
+        token = self._llm.ctransformers_llm_sample(  # type: ignore[attr-defined]
+            last,
+            len(recent),
+            top_k,
+            settings.top_p,
+            settings.temperature,
+            settings.repetition_penalty,
+            seed,
+        )
+        return self.check_ids([token])[0]
+
+
+def _penalize(logits: np.ndarray, recent: Sequence[int], penalty: float) -> None:
+    """ctransformers' repetition penalty: shrink positive logits, grow negative ones."""
+    if penalty == 1.0 or not recent:
+        return
+    ids = np.fromiter(set(recent), dtype=np.int64)
+    values = logits[ids]
+    logits[ids] = np.where(values <= 0, values * penalty, values / penalty)
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+class _Run:
+    """The mutable state of one generation."""
+
+    def __init__(self, request_id: int, settings: SamplingSettings, preceding_text: str) -> None:
+        self.request_id = request_id
+        self.settings = settings
+        self.seed = settings.seed if settings.seed >= 0 else secrets.randbits(31)
+        self.utf8 = Utf8Stream()  # an unfinished character at the end is dropped, not shown
+        self.scanner = StopScanner(settings.stop_at, preceding_text)
+        self.reason = FinishReason.LENGTH
+        self.generated = 0
+        self.text = ""
+        self.tail = ""
+
+    def finish(self, **timing: object) -> FinishEvent:
+        if self.reason is not FinishReason.STOP:
+            self.tail += self.scanner.finish()
+        return FinishEvent(
+            request_id=self.request_id,
+            reason=self.reason,
+            text=self.text + self.tail,
+            tail_text=self.tail,
+            generated_tokens=self.generated,
+            **timing,  # type: ignore[arg-type]
+        )

@@ -1,0 +1,139 @@
+"""What the engine reports while generating, and the messages between the app and the
+engine process. Plain picklable dataclasses; no Qt, no ctransformers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import NamedTuple
+
+from writer_app.engine.sampling import SamplingSettings
+
+
+class EngineError(Exception):
+    """Base class for everything the engine reports as a failure."""
+
+
+class InvalidTokenError(EngineError, ValueError):
+    """A token id outside the model's vocabulary was about to reach native code."""
+
+
+class ContextOverflowError(EngineError, ValueError):
+    """More tokens than the model's context can hold were about to be evaluated."""
+
+
+class ModelLoadError(EngineError):
+    """The (already validated) file could not be loaded by ctransformers."""
+
+
+class NoModelLoaded(EngineError):
+    """A generation or evaluation was asked for before any model was loaded."""
+
+
+class FinishReason(str, Enum):
+    STOP = "stop"  # the stop rule (sentence / paragraph end) completed the suggestion
+    LENGTH = "length"  # max_tokens reached (or the context is full)
+    EOS = "eos"  # the model produced its end-of-text token
+    CANCELLED = "cancelled"  # cancel() or shutdown interrupted it
+
+
+class Alternative(NamedTuple):
+    """A candidate next token; unpacks as (token_id, text, probability)."""
+
+    token_id: int
+    text: str  # the token's bytes decoded for display (U+FFFD where not valid alone)
+    probability: float  # softmax of the logits at the request's temperature
+
+
+@dataclass(frozen=True)
+class TokenEvent:
+    """One generated token that belongs to the suggestion."""
+
+    request_id: int
+    token_id: int
+    text: str  # text released at this token: complete characters that passed the stop rule
+    probability: float | None = None  # the chosen token's probability (with_probs only)
+    alternatives: tuple[Alternative, ...] = ()  # most likely tokens at this step, best first
+
+
+@dataclass(frozen=True)
+class FinishEvent:
+    """The last event of every generation."""
+
+    request_id: int
+    reason: FinishReason
+    text: str  # the whole suggestion: all TokenEvent texts + tail_text
+    tail_text: str  # text released only at the end (a held-back period, say)
+    prompt_tokens: int  # tokens in the (windowed) prompt
+    evaluated_tokens: int  # of those, how many had to be evaluated (the rest was cached)
+    window_start: int  # prompt tokens dropped from the front to fit the context
+    generated_tokens: int
+    prompt_eval_ms: float
+    generation_ms: float
+
+    @property
+    def tokens_per_second(self) -> float:
+        if self.generation_ms <= 0:
+            return 0.0
+        return self.generated_tokens * 1000.0 / self.generation_ms
+
+
+# ---- messages from the app to the engine process -------------------------------------
+
+
+@dataclass(frozen=True)
+class LoadCommand:
+    path: Path
+    threads: int
+    context_length: int | None
+
+
+@dataclass(frozen=True)
+class GenerateCommand:
+    request_id: int
+    prompt_ids: list[int]
+    settings: SamplingSettings
+    with_probs: bool
+    top_n: int
+    preceding_text: str  # the end of the prompt as text, for the stop rule
+    cancel_epoch: int  # cancelled as soon as the shared epoch differs from this
+
+
+@dataclass(frozen=True)
+class ProbsCommand:
+    prompt_ids: list[int]
+    temperature: float
+    top_n: int
+
+
+@dataclass(frozen=True)
+class PrewarmCommand:
+    prompt_ids: list[int]
+    max_tokens: int  # the window is cut as for a generation of this length
+    cancel_epoch: int
+
+
+@dataclass(frozen=True)
+class ShutdownCommand:
+    pass
+
+
+# ---- replies from the engine process ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Reply:
+    """The result of a command other than generate."""
+
+    value: object = None
+
+
+@dataclass(frozen=True)
+class ErrorReply:
+    """A command failed in an orderly way; the engine process keeps running."""
+
+    kind: str  # the exception class name, mapped back to an exception in the app
+    message: str
+    details: dict[str, object] = field(default_factory=dict)
