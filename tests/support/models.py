@@ -116,3 +116,117 @@ def random_gpt2(
         untied_head=untied_head,
     )
     return write_gpt2(path, weights, vocab=tokens, n_ctx=n_ctx, n_head=n_head, ftype=ftype)
+
+
+class PhraseConflict(ValueError):
+    """Two phrases need different next tokens after the same token."""
+
+
+# Logit of the intended next token; every other token sits near 0, so even sampling at
+# temperature 1 picks the intended token with probability ~1 - 50257 * e^-20.
+PHRASE_LOGIT = 20.0
+# The smallest gap the reference forward must show between the intended token and the
+# runner-up, after quantization, before a phrase model is handed out.
+PHRASE_MARGIN = 8.0
+
+
+def phrase_successors(phrases: Sequence[str]) -> dict[int, int]:
+    """token -> the token that must follow it (the last token of a phrase -> end of text)."""
+    vocab = gpt2_vocab()
+    successors: dict[int, int] = {}
+    where: dict[int, str] = {}
+    for phrase in phrases:
+        tokens = encode(phrase)
+        if not tokens:
+            raise PhraseConflict("phrases must not be empty")
+        for token, following in zip(tokens, [*tokens[1:], END_OF_TEXT_ID]):
+            known = successors.setdefault(token, following)
+            if known != following:
+                raise PhraseConflict(
+                    f"token {vocab[token]!r} is followed by {vocab[known]!r} in "
+                    f"{where[token]!r} but by {vocab[following]!r} in {phrase!r}; a phrase "
+                    "model can only continue each token one way"
+                )
+            where.setdefault(token, phrase)
+    return successors
+
+
+def _directions(count: int, n_embd: int, rng: np.random.Generator) -> np.ndarray:
+    """`count` unit vectors with zero mean (so layer norm keeps them), orthogonal when
+    there is room (count < n_embd), otherwise random and nearly orthogonal."""
+    g = rng.standard_normal((n_embd, count))
+    g -= g.mean(axis=0)
+    if count < n_embd:
+        q, _ = np.linalg.qr(g)
+        g = q - q.mean(axis=0)
+    return (g / np.linalg.norm(g, axis=0)).T
+
+
+def phrase_weights(
+    phrases: Sequence[str], *, n_ctx: int, n_embd: int, n_layer: int, seed: int
+) -> dict[str, np.ndarray]:
+    """A bigram model in GPT-2 clothing: token t's embedding points along its own
+    direction u_t, and the untied head's row for token s collects the directions of the
+    tokens s must follow. The transformer layers carry small GPT-2-like noise, so they are
+    computed for real but cannot move the argmax."""
+    successors = phrase_successors(phrases)
+    n_vocab = len(gpt2_vocab())
+    rng = np.random.default_rng(seed)
+    noise = random_weights(n_layer=n_layer, n_embd=n_embd, n_ctx=n_ctx, n_vocab=n_vocab, seed=seed)
+    weights = {name: noise[name] for name in noise if name != "transformer.wte.weight"}
+    inputs = sorted(successors)
+    directions = _directions(len(inputs), n_embd, rng)
+    wte = rng.standard_normal((n_vocab, n_embd), dtype=np.float32)
+    wte[inputs] = directions * np.sqrt(n_embd)  # per-element scale 1, like layer norm output
+    head = np.zeros((n_vocab, n_embd), dtype=np.float32)
+    for token, direction in zip(inputs, directions):
+        head[successors[token]] += direction * (PHRASE_LOGIT / np.sqrt(n_embd))
+    weights["transformer.wte.weight"] = wte
+    weights["lm_head.weight"] = head
+    weights["transformer.wpe.weight"] *= np.float32(0.5)
+    weights["transformer.ln_f.weight"] = np.ones(n_embd, dtype=np.float32)
+    weights["transformer.ln_f.bias"] = np.zeros(n_embd, dtype=np.float32)
+    return weights
+
+
+def check_phrase_weights(
+    weights: Mapping[str, np.ndarray], phrases: Sequence[str], *, n_head: int, ftype: str
+) -> None:
+    """Raise PhraseConflict unless the reference forward (on the weights as stored in
+    `ftype`) continues every phrase with a clear margin."""
+    from tests.support.reference import dequantized, reference_logits
+
+    stored = dequantized(weights, ftype)
+    for phrase in phrases:
+        tokens = encode(phrase)
+        logits = reference_logits(stored, tokens, n_head=n_head)
+        wanted = [*tokens[1:], END_OF_TEXT_ID]
+        for row, token in zip(logits, wanted):
+            others = np.delete(row, token)
+            if row[token] - others.max() < PHRASE_MARGIN:
+                raise PhraseConflict(
+                    f"too many phrase tokens for n_embd={weights['transformer.wte.weight'].shape[1]}"
+                    f" to keep {phrase!r} unambiguous in {ftype}; use a larger n_embd"
+                )
+
+
+def phrase_model(
+    path: str | Path,
+    phrases: list[str],
+    *,
+    ftype: str = "f32",
+    n_ctx: int = 256,
+    n_embd: int = 64,
+    n_layer: int = 2,
+    n_head: int = 4,
+    seed: int = 0,
+) -> Path:
+    """Write a small GPT-2 (real GPT-2 vocabulary) whose greedy continuation of any token
+    prefix of one of `phrases` is the rest of that phrase, then <|endoftext|>.
+
+    Phrases are tokenized with the reference BPE. Raises PhraseConflict when two phrases
+    need different continuations after the same token.
+    """
+    weights = phrase_weights(phrases, n_ctx=n_ctx, n_embd=n_embd, n_layer=n_layer, seed=seed)
+    check_phrase_weights(weights, phrases, n_head=n_head, ftype=ftype)
+    return write_gpt2(path, weights, vocab=gpt2_vocab(), n_ctx=n_ctx, n_head=n_head, ftype=ftype)

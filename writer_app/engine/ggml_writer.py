@@ -139,10 +139,11 @@ def _count_layers(weights: Mapping[str, np.ndarray]) -> int:
 
 
 def _write_vocab(out: BinaryIO, vocab: Sequence[bytes]) -> None:
-    out.write(struct.pack("<i", len(vocab)))
+    pack_length = struct.Struct("<I").pack
+    parts = [struct.pack("<i", len(vocab))]
     for token in vocab:
-        out.write(struct.pack("<I", len(token)))
-        out.write(token)
+        parts += (pack_length(len(token)), token)
+    out.write(b"".join(parts))
 
 
 def _write_tensor(
