@@ -109,9 +109,11 @@ def test_server_errors_map_to_server_error(fake_hub, client):
     fake_hub.set_faults(REPO, "model.bin", status=503)
     info = client.file_info(REPO, "model.bin")
 
-    with pytest.raises(HubServerError, match=r"server error \(HTTP 503\)") as caught:
-        with client.open_download(info.url, what="model.bin"):
-            pass
+    with (
+        pytest.raises(HubServerError, match=r"server error \(HTTP 503\)") as caught,
+        client.open_download(info.url, what="model.bin"),
+    ):
+        pass
     assert caught.value.transient and caught.value.status == 503
 
 

@@ -22,6 +22,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -459,3 +460,12 @@ def localhost_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
 def random_bytes(size: int, seed: int = 0) -> bytes:
     """Deterministic bytes (no GGML structure) for transfers that skip model validation."""
     return hashlib.shake_256(seed.to_bytes(8, "little")).digest(size)
+
+
+def tiny_gpt2_file(path: Path, seed: int = 0) -> Path:
+    """A real (tiny, ~14 kB) GGML GPT-2 file that passes the engine's validator."""
+    from tests.support.models import random_gpt2  # lazily: it pulls in numpy and the writer
+
+    vocab = [bytes([i]) for i in range(256)] + [b"<|endoftext|>"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return random_gpt2(path, n_layer=1, n_embd=8, n_head=2, n_ctx=16, vocab=vocab, seed=seed)
