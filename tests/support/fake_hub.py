@@ -221,7 +221,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._dispatch("POST")
 
     def _dispatch(self, method: str) -> None:
-        self._status = 0
+        self._logged = False
         path = urlsplit(self.path).path
         try:
             if path.startswith("/api/models/") and "/paths-info/" in path and method == "POST":
@@ -238,8 +238,14 @@ class _Handler(BaseHTTPRequestHandler):
                 self._drain_body()
                 self._error(404, None, "Not found")
         finally:
-            headers = {k.lower(): v for k, v in self.headers.items()}
-            self.hub._record(LoggedRequest(method, path, headers, self._status))
+            if not self._logged:  # the handler failed before answering
+                self._log_request(0)
+
+    def _log_request(self, status: int) -> None:
+        self._logged = True
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        path = urlsplit(self.path).path
+        self.hub._record(LoggedRequest(self.command, path, headers, status))
 
     # -- endpoints -------------------------------------------------------------------------
     def _paths_info(self, path: str) -> None:
@@ -343,7 +349,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- helpers ---------------------------------------------------------------------------
     def _begin(self, status: int) -> None:
-        self._status = status
+        # Logged before answering, so a client that has its answer always finds it logged.
+        self._log_request(status)
         self.send_response(status)
 
     def _repo_headers(self, hosted: HostedFile, commit: str) -> None:
