@@ -1,0 +1,586 @@
+"""Resumable, verified model downloads over huggingface_hub's HTTP client.
+
+Why not hf_hub_download: it resumes only within one call, never checks sha256, and raises
+raw HTTP errors. Here the bytes go to `<file>.part` beside `<file>.part.json` (what they
+are a prefix of), so a cancel, a pause, a dropped connection or a killed process all
+resume later, in the next call or the next app run, with an HTTP Range request. The file
+is renamed into place only after its sha256 matches the hub's and the engine has
+validated it, so a half-written or corrupted model is never offered.
+
+download() blocks; call it from a worker thread. `progress` is called on that thread
+(at most ~10 times a second, plus every phase change and the end); `cancel` may be
+triggered from any thread.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import os
+import re
+import shutil
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from writer_app.models.catalog import Catalog, CatalogEntry, app_catalog
+from writer_app.models.errors import (
+    ChecksumMismatch,
+    DiskFull,
+    DownloadCancelled,
+    DownloadInProgress,
+    HubError,
+    HubUnreachable,
+    InvalidModel,
+    ModelsError,
+)
+from writer_app.models.hub import HubClient, HubSettings, RemoteFile
+from writer_app.models.store import (
+    DISK_FULL_ERRNOS,
+    PartialState,
+    Validator,
+    check_model_file,
+    partial_path,
+    state_path,
+)
+
+if TYPE_CHECKING:
+    from writer_app.paths import AppPaths
+
+log = logging.getLogger(__name__)
+
+DISK_MARGIN_BYTES = 16 * 1024 * 1024  # leave the disk a little room after the download
+HASH_BLOCK = 1024 * 1024
+MAX_RESTARTS = 2  # fresh starts per call when the server ignores or garbles Range
+
+
+@dataclass(frozen=True)
+class DownloadSpec:
+    repo_id: str
+    filename: str
+    revision: str = "main"
+    catalog_id: str | None = None
+
+    @classmethod
+    def from_entry(cls, entry: CatalogEntry) -> DownloadSpec:
+        return cls(entry.repo_id, entry.filename, entry.revision, entry.id)
+
+
+class DownloadPhase(str, Enum):
+    CONNECTING = "connecting"  # asking the hub for size and sha256
+    RESUMING = "resuming"  # re-hashing the bytes a previous run left
+    DOWNLOADING = "downloading"
+    RETRYING = "retrying"  # waiting before another attempt (see retry_in_seconds)
+    VERIFYING = "verifying"  # sha256 compared, engine validation
+    DONE = "done"
+
+
+@dataclass(frozen=True)
+class Progress:
+    filename: str
+    phase: DownloadPhase
+    bytes_done: int
+    total_bytes: int  # 0 until the hub has told us the size
+    speed_bytes_per_second: float  # smoothed over a few seconds
+    eta_seconds: float | None
+    retry_in_seconds: float | None = None
+
+    @property
+    def percent(self) -> float:
+        return 100.0 * self.bytes_done / self.total_bytes if self.total_bytes else 0.0
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+class CancelToken:
+    """Cancel (or pause: same thing, the partial file stays) from any thread."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep up to `seconds`; True if cancelled meanwhile."""
+        return self._event.wait(seconds)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    retries: int = 5  # extra attempts after a failure; reset whenever bytes arrive
+    base_delay: float = 1.0
+    max_delay: float = 30.0
+
+    def delay(self, failures: int) -> float:
+        return min(self.max_delay, self.base_delay * 2 ** (failures - 1))
+
+
+class _ProgressReporter:
+    def __init__(
+        self,
+        filename: str,
+        callback: ProgressCallback | None,
+        clock: Callable[[], float],
+        interval: float,
+        smoothing_seconds: float = 3.0,
+    ) -> None:
+        self._filename = filename
+        self._callback = callback
+        self._clock = clock
+        self._interval = interval
+        self._smoothing = smoothing_seconds
+        self._phase: DownloadPhase | None = None
+        self._last_emit = float("-inf")
+        self._sample: tuple[float, int] | None = None  # (time, bytes) of the last speed sample
+        self._speed = 0.0
+
+    def report(
+        self, phase: DownloadPhase, done: int, total: int, *, retry_in: float | None = None
+    ) -> None:
+        now = self._clock()
+        if phase is DownloadPhase.DOWNLOADING:
+            self._measure(now, done)
+        changed = phase is not self._phase
+        if not changed and now - self._last_emit < self._interval:
+            return
+        self._phase, self._last_emit = phase, now
+        if self._callback is None:
+            return
+        speed = self._speed if phase is DownloadPhase.DOWNLOADING else 0.0
+        eta = (total - done) / speed if speed > 0 and total else None
+        self._callback(Progress(self._filename, phase, done, total, speed, eta, retry_in))
+
+    def _measure(self, now: float, done: int) -> None:
+        if self._sample is None or done < self._sample[1]:
+            self._sample = (now, done)  # first sample, or a restart from zero
+            return
+        elapsed = now - self._sample[0]
+        if elapsed < 0.05:
+            return
+        instant = (done - self._sample[1]) / elapsed
+        # Time-weighted moving average: steady over a few seconds, whatever the callback rate.
+        weight = 1.0 - math.exp(-elapsed / self._smoothing)
+        self._speed = (
+            instant if self._speed == 0.0 else self._speed + weight * (instant - self._speed)
+        )
+        self._sample = (now, done)
+
+    def pause_speed(self) -> None:
+        """After a wait, measure afresh instead of averaging the gap in."""
+        self._sample = None
+
+
+class _PartialFile:
+    """The .part file, opened for writing and locked against a second writer."""
+
+    def __init__(self, path: Path, filename: str) -> None:
+        self.path = path
+        self._file: IO[bytes] = open(path, "r+b" if path.exists() else "w+b")  # noqa: SIM115
+        try:
+            _lock(self._file)
+        except OSError as exc:
+            self._file.close()
+            raise DownloadInProgress(
+                f"{filename} is already being downloaded by another window or app instance."
+            ) from exc
+
+    @property
+    def size(self) -> int:
+        return os.fstat(self._file.fileno()).st_size
+
+    def restart(self) -> None:
+        self._file.seek(0)
+        self._file.truncate()
+
+    def read_prefix(self, length: int, sink: Callable[[bytes], None], cancel: CancelToken) -> None:
+        self._file.seek(0)
+        remaining = length
+        while remaining > 0:
+            if cancel.cancelled:
+                raise DownloadCancelled("The download was cancelled; the partial file is kept.")
+            block = self._file.read(min(HASH_BLOCK, remaining))
+            if not block:
+                break
+            sink(block)
+            remaining -= len(block)
+        self._file.seek(length)
+
+    def write(self, data: bytes) -> None:
+        self._file.write(data)
+
+    def sync(self) -> None:
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        if not self._file.closed:
+            self._file.flush()
+            self._file.close()  # also releases the lock
+
+
+def _lock(file: IO[bytes]) -> None:
+    if sys.platform == "win32":
+        import msvcrt
+
+        # Lock one byte far past any model's end, so readers of the data are never blocked.
+        position = file.tell()
+        file.seek(1 << 40)
+        try:
+            msvcrt.locking(file.fileno(), msvcrt.LK_NBLCK, 1)  # type: ignore[attr-defined]
+        finally:
+            file.seek(position)
+    else:
+        import fcntl
+
+        fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+class _RestartNeeded(Exception):
+    """The server's answer does not continue our partial file; start it over."""
+
+
+class Downloader:
+    def __init__(
+        self,
+        hub: HubClient,
+        *,
+        catalog: Catalog | None = None,
+        retry: RetryPolicy = RetryPolicy(),
+        validate: Validator | None = check_model_file,
+        free_space: Callable[[Path], int] | None = None,
+        sleep: Callable[[float], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        progress_interval: float = 0.1,
+    ) -> None:
+        """`validate=None` skips engine validation (only for files that are not models);
+        `sleep=None` waits on the cancel token, so a cancel interrupts a retry wait."""
+        self.hub = hub
+        self.catalog = catalog
+        self.retry = retry
+        self._validate = validate
+        self._free_space = free_space or (lambda p: shutil.disk_usage(p).free)
+        self._sleep = sleep
+        self._clock = clock
+        self._progress_interval = progress_interval
+
+    def download(
+        self,
+        source: CatalogEntry | DownloadSpec,
+        dest_dir: Path,
+        *,
+        progress: ProgressCallback | None = None,
+        cancel: CancelToken | None = None,
+    ) -> Path:
+        """Download (or finish downloading) into dest_dir; returns the verified file's path."""
+        spec = DownloadSpec.from_entry(source) if isinstance(source, CatalogEntry) else source
+        cancel = cancel or CancelToken()
+        dest_dir = Path(dest_dir)
+        dest_dir.mkdir(parents=True, exist_ok=True)
+        target = dest_dir / Path(spec.filename).name
+        reporter = _ProgressReporter(target.name, progress, self._clock, self._progress_interval)
+        reporter.report(DownloadPhase.CONNECTING, 0, 0)
+        remote = self._with_retries(
+            lambda: self.hub.file_info(spec.repo_id, spec.filename, spec.revision),
+            cancel, reporter, lambda: 0, 0,
+        )  # fmt: skip
+        if remote.sha256 is None:
+            raise HubError(
+                f"The hub publishes no sha256 for {target.name}, so it cannot be verified; "
+                "only Git LFS files can be downloaded."
+            )
+        if self.catalog is not None:
+            self.catalog.remember(remote)
+        if self._already_installed(target, remote, cancel):
+            reporter.report(DownloadPhase.DONE, remote.size, remote.size)
+            return target
+        self._check_space(target, remote)
+        state = PartialState(
+            remote.url, remote.repo_id, remote.filename, remote.revision,
+            remote.size, remote.sha256, remote.etag, spec.catalog_id,
+        )  # fmt: skip
+        writer = _PartialFile(partial_path(target), target.name)
+        try:
+            digest = self._fill(target, writer, state, remote, cancel, reporter)
+            writer.sync()
+        finally:
+            writer.close()
+        reporter.report(DownloadPhase.VERIFYING, remote.size, remote.size)
+        if digest != remote.sha256:
+            self._discard(target)
+            raise ChecksumMismatch(
+                f"{target.name} arrived damaged: its sha256 does not match the one the hub "
+                "published. The damaged file was deleted; downloading again should fix it."
+            )
+        self._finish(target, remote)
+        reporter.report(DownloadPhase.DONE, remote.size, remote.size)
+        return target
+
+    # -- steps ---------------------------------------------------------------------------
+    def _already_installed(self, target: Path, remote: RemoteFile, cancel: CancelToken) -> bool:
+        if not target.is_file() or target.stat().st_size != remote.size:
+            return False
+        hasher = hashlib.sha256()
+        with open(target, "rb") as existing:
+            while block := existing.read(HASH_BLOCK):
+                if cancel.cancelled:
+                    raise DownloadCancelled(f"Checking {target.name} was cancelled.")
+                hasher.update(block)
+        return hasher.hexdigest() == remote.sha256
+
+    def _check_space(self, target: Path, remote: RemoteFile) -> None:
+        part = partial_path(target)
+        saved = PartialState.load(state_path(target))
+        have = part.stat().st_size if part.exists() and _same_file(saved, remote) else 0
+        needed = max(0, remote.size - have)
+        free = self._free_space(target.parent)
+        if free < needed + DISK_MARGIN_BYTES:
+            raise DiskFull(
+                f"{target.name} needs {_mb(needed)} more but only {_mb(free)} is free in "
+                f"{target.parent}. Free up some space and try again."
+            )
+
+    def _fill(
+        self,
+        target: Path,
+        writer: _PartialFile,
+        state: PartialState,
+        remote: RemoteFile,
+        cancel: CancelToken,
+        reporter: _ProgressReporter,
+    ) -> str:
+        """Make the .part file hold the whole remote file; returns its sha256."""
+        saved = PartialState.load(state_path(target))
+        hasher = hashlib.sha256()
+        if _same_file(saved, remote) and 0 < writer.size <= remote.size:
+            reporter.report(DownloadPhase.RESUMING, writer.size, remote.size)
+            writer.read_prefix(writer.size, hasher.update, cancel)
+        else:
+            writer.restart()
+        state.save(state_path(target))
+        restarts = 0
+        transfer = _Transfer(writer, hasher, writer.size)
+        while transfer.done < remote.size:
+            try:
+                self._with_retries(
+                    lambda: self._transfer(transfer, remote, cancel, reporter),
+                    cancel, reporter, lambda: transfer.done, remote.size,
+                )  # fmt: skip
+            except _RestartNeeded as why:
+                restarts += 1
+                if restarts > MAX_RESTARTS:
+                    raise HubError(
+                        f"{self.hub.settings.host} keeps sending the wrong part of "
+                        f"{target.name} ({why}); try again later."
+                    ) from None
+                log.info("Restarting %s from zero: %s", target.name, why)
+                transfer.restart()
+        return transfer.hasher.hexdigest()
+
+    def _transfer(
+        self,
+        transfer: _Transfer,
+        remote: RemoteFile,
+        cancel: CancelToken,
+        reporter: _ProgressReporter,
+    ) -> None:
+        """One HTTP request, continuing from transfer.done."""
+        name = remote.filename
+        with self.hub.open_download(remote.url, start=transfer.done, what=name) as response:
+            status = response.status_code
+            if status == 416:
+                raise _RestartNeeded("the server says our partial file is longer than the file")
+            if status == 200 and transfer.done > 0:
+                log.info("Server ignored the Range request for %s; starting over", name)
+                transfer.restart()
+            elif status == 206:
+                _check_content_range(response.headers.get("Content-Range"), transfer.done, remote)
+            elif status != 200:
+                raise HubError(f"{self.hub.settings.host} answered HTTP {status} for {name}.")
+            reporter.report(DownloadPhase.DOWNLOADING, transfer.done, remote.size)
+            for chunk in response.iter_bytes():
+                if cancel.cancelled:
+                    raise DownloadCancelled(
+                        f"The download of {name} was cancelled; the {_mb(transfer.done)} "
+                        "downloaded so far are kept, so it can resume later."
+                    )
+                if transfer.done + len(chunk) > remote.size:
+                    raise _RestartNeeded("the server sent more bytes than the file has")
+                transfer.write(chunk, name)
+                reporter.report(DownloadPhase.DOWNLOADING, transfer.done, remote.size)
+        if transfer.done < remote.size:
+            raise HubUnreachable(
+                f"The connection to {self.hub.settings.host} ended before {name} was complete."
+            )
+
+    def _with_retries(
+        self,
+        action: Callable[[], Any],
+        cancel: CancelToken,
+        reporter: _ProgressReporter,
+        position: Callable[[], int],
+        total: int,
+    ) -> Any:
+        """Run `action`, retrying transient hub errors with exponential backoff.
+
+        The failure count resets whenever bytes arrived, so a flaky connection that keeps
+        making progress is never given up on; one that makes none is, after retry.retries.
+        """
+        failures = 0
+        while True:
+            if cancel.cancelled:
+                raise DownloadCancelled("The download was cancelled; the partial file is kept.")
+            before = position()
+            try:
+                return action()
+            except HubError as exc:
+                if not exc.transient:
+                    raise
+                failures = 1 if position() > before else failures + 1
+                if failures > self.retry.retries:
+                    raise
+                delay = self.retry.delay(failures)
+                log.info("Retrying in %.1f s after: %s", delay, exc)
+                reporter.report(DownloadPhase.RETRYING, position(), total, retry_in=delay)
+                self._wait(delay, cancel)
+                reporter.pause_speed()
+
+    def _wait(self, seconds: float, cancel: CancelToken) -> None:
+        if self._sleep is not None:
+            self._sleep(seconds)
+        else:
+            cancel.wait(seconds)
+        if cancel.cancelled:
+            raise DownloadCancelled("The download was cancelled; the partial file is kept.")
+
+    def _finish(self, target: Path, remote: RemoteFile) -> None:
+        part = partial_path(target)
+        if self._validate is not None:
+            try:
+                self._validate(part)
+            except InvalidModel as exc:
+                self._discard(target)
+                raise InvalidModel(
+                    f"{target.name} downloaded correctly but the app cannot use it: {exc} "
+                    "The file was deleted."
+                ) from exc
+        try:
+            os.replace(part, target)
+        except OSError as exc:
+            raise ModelsError(
+                f"Could not put {target.name} in place: {exc.strerror or exc}. "
+                "Close anything using the old file and try again."
+            ) from exc
+        state_path(target).unlink(missing_ok=True)
+        _fsync_directory(target.parent)
+
+    def _discard(self, target: Path) -> None:
+        partial_path(target).unlink(missing_ok=True)
+        state_path(target).unlink(missing_ok=True)
+
+
+class _Transfer:
+    """The partial file plus the running hash of everything in it."""
+
+    def __init__(self, writer: _PartialFile, hasher: Any, done: int) -> None:
+        self.writer = writer
+        self.hasher = hasher
+        self.done = done
+
+    def write(self, chunk: bytes, name: str) -> None:
+        try:
+            self.writer.write(chunk)
+        except OSError as exc:
+            if exc.errno in DISK_FULL_ERRNOS:
+                raise DiskFull(
+                    f"The disk filled up while downloading {name}. Free up some space and "
+                    "download again: it resumes where it stopped."
+                ) from exc
+            raise ModelsError(f"Could not write {name}: {exc.strerror or exc}.") from exc
+        self.hasher.update(chunk)
+        self.done += len(chunk)
+
+    def restart(self) -> None:
+        self.writer.restart()
+        self.hasher = hashlib.sha256()
+        self.done = 0
+
+
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
+
+
+def _check_content_range(header: str | None, start: int, remote: RemoteFile) -> None:
+    match = _CONTENT_RANGE.fullmatch((header or "").strip())
+    if match is None:
+        raise _RestartNeeded(f"unreadable Content-Range {header!r}")
+    first, total = int(match.group(1)), match.group(3)
+    if first != start or (total != "*" and int(total) != remote.size):
+        raise _RestartNeeded(f"asked for bytes from {start}, got Content-Range {header!r}")
+
+
+def _same_file(saved: PartialState | None, remote: RemoteFile) -> bool:
+    """Whether a partial download is a prefix of the file the hub serves now."""
+    return (
+        saved is not None
+        and saved.size == remote.size
+        and saved.sha256 == remote.sha256
+        and saved.etag == remote.etag
+    )
+
+
+def _fsync_directory(directory: Path) -> None:
+    if sys.platform == "win32":
+        return  # directories cannot be opened for fsync there; the rename is still atomic
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _mb(size: int) -> str:
+    """Sizes as a writer reads them: "850 kB", "73.6 MB", "1.55 GB"."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6)):
+        if size >= scale:
+            return f"{size / scale:,.{2 if unit == 'GB' else 1}f} {unit}"
+    return f"{size / 1e3:,.0f} kB"
+
+
+def download(
+    source: CatalogEntry | DownloadSpec,
+    dest_dir: Path,
+    *,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+    hub: HubClient | None = None,
+    **options: Any,
+) -> Path:
+    """One-call form of Downloader(hub, **options).download(...)."""
+    downloader = Downloader(hub or HubClient(), **options)
+    return downloader.download(source, dest_dir, progress=progress, cancel=cancel)
+
+
+def download_model(
+    paths: AppPaths,
+    entry_id: str,
+    *,
+    settings: HubSettings | None = None,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> Path:
+    """For `writer-app models download ID`: fetch a catalog model into the models folder."""
+    catalog = app_catalog(paths)
+    entry = catalog.get(entry_id)
+    downloader = Downloader(HubClient(settings), catalog=catalog)
+    return downloader.download(entry, paths.models_dir, progress=progress, cancel=cancel)
