@@ -9,6 +9,7 @@ its tokenizer corrupts memory on emoji/CJK, so everything here works on token id
 from __future__ import annotations
 
 import platform
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -58,21 +59,34 @@ class RawModel:
         of `batch_size` and returns the rows it can see: with batch_size 1 (default)
         every position; otherwise only the last row of each chunk.
         """
-        self.llm.reset()
+        self.reset()
         rows = []
         for start in range(0, len(token_ids), batch_size):
             chunk = list(token_ids[start : start + batch_size])
             self.llm.eval(chunk, batch_size=batch_size, threads=self.threads)
-            rows.append(np.array(self.llm.logits, dtype=np.float32))
+            rows.append(self.last_logits())
         return np.stack(rows)
+
+    def last_logits(self) -> np.ndarray:
+        """A copy of the logits after the last evaluated token (read straight from C; the
+        `LLM.logits` property builds a Python list of every float, ~100x slower)."""
+        data = self.llm.ctransformers_llm_logits_data()
+        size = self.llm.ctransformers_llm_logits_size()
+        return np.ctypeslib.as_array(data, shape=(size,))[-self.vocab_size :].copy()
+
+    def reset(self) -> None:
+        """Start a fresh context (LLM.reset works but warns it is deprecated)."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            self.llm.reset()
 
     def greedy(self, token_ids: Sequence[int], max_new_tokens: int) -> list[int]:
         """Greedy continuation: argmax of the logits, fed back one token at a time."""
-        self.llm.reset()
+        self.reset()
         self.llm.eval(list(token_ids), batch_size=8, threads=self.threads)
         generated: list[int] = []
         for _ in range(max_new_tokens):
-            next_id = int(np.argmax(np.array(self.llm.logits, dtype=np.float32)))
+            next_id = int(np.argmax(self.last_logits()))
             generated.append(next_id)
             self.llm.eval([next_id], batch_size=1, threads=self.threads)
         return generated
