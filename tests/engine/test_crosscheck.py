@@ -49,8 +49,12 @@ def model_files(tmp_path_factory):
     folder = tmp_path_factory.mktemp("crosscheck")
     return {
         ftype: random_gpt2(
-            folder / f"{ftype}.bin", n_head=N_HEAD, ftype=ftype, seed=1,
-            untied_head=ftype in ("f16", "q4_1"), **SHAPE,
+            folder / f"{ftype}.bin",
+            n_head=N_HEAD,
+            ftype=ftype,
+            seed=1,
+            untied_head=ftype in ("f16", "q4_1"),
+            **SHAPE,
         )
         for ftype in ALL_TYPES
     }
@@ -132,8 +136,11 @@ def test_phrase_model_is_confident_enough_for_sampling(tmp_path):
 
 
 def test_conflicting_phrases_are_rejected_by_name():
-    with pytest.raises(PhraseConflict, match=r"token b' the' is followed by b' cat' in 'see the cat' "
-                       r"but by b' dog' in 'pet the dog'"):
+    with pytest.raises(
+        PhraseConflict,
+        match=r"token b' the' is followed by b' cat' in 'see the cat' "
+        r"but by b' dog' in 'pet the dog'",
+    ):
         phrase_weights(["see the cat", "pet the dog"], n_ctx=16, n_embd=64, n_layer=1, seed=0)
 
 

@@ -15,7 +15,15 @@ from writer_app.engine.ggml_writer import WeightsError, ggml_name, write_gpt2
 VOCAB = [bytes([b]) for b in range(256)] + [b"<|endoftext|>", b" hello", b""]
 SMALL = dict(n_layer=2, n_embd=32, n_ctx=24)
 ALL_TYPES = ["f32", "f16", "q4_0", "q4_1", "q5_0", "q5_1", "q8_0"]
-FILE_FTYPES = {"f32": 0, "f16": 1, "q4_0": 2002, "q4_1": 2003, "q5_0": 2008, "q5_1": 2009, "q8_0": 2007}
+FILE_FTYPES = {
+    "f32": 0,
+    "f16": 1,
+    "q4_0": 2002,
+    "q4_1": 2003,
+    "q5_0": 2008,
+    "q5_1": 2009,
+    "q8_0": 2007,
+}
 
 
 def small_weights(untied_head: bool = False, seed: int = 0) -> dict[str, np.ndarray]:
@@ -79,7 +87,8 @@ def test_only_the_big_matrices_take_the_weight_type(tmp_path):
     types = {name: entry.weight_type.name for name, entry in read_layout(path).tensors.items()}
     big = {n for n, t in types.items() if t == "q8_0"}
     assert big == {"model/wte", "model/lm_head"} | {
-        f"model/h{i}/{part}/w" for i in range(2)
+        f"model/h{i}/{part}/w"
+        for i in range(2)
         for part in ("attn/c_attn", "attn/c_proj", "mlp/c_fc", "mlp/c_proj")
     }
     assert set(types.values()) == {"q8_0", "f32"}
@@ -136,8 +145,10 @@ def test_creates_missing_folders(tmp_path):
 def test_accepts_float64_and_noncontiguous_arrays(tmp_path):
     weights = {k: np.asfortranarray(v.astype(np.float64)) for k, v in small_weights().items()}
     path = write(tmp_path / "m.bin", weights)
-    assert np.allclose(read_weights(path)["transformer.h.1.attn.c_attn.weight"],
-                       weights["transformer.h.1.attn.c_attn.weight"])
+    assert np.allclose(
+        read_weights(path)["transformer.h.1.attn.c_attn.weight"],
+        weights["transformer.h.1.attn.c_attn.weight"],
+    )
 
 
 def test_vocab_must_match_wte(tmp_path):
@@ -165,7 +176,9 @@ def test_quantized_width_must_fit_blocks(tmp_path):
 def test_wrongly_shaped_tensor_is_named(tmp_path):
     weights = small_weights()
     weights["transformer.h.1.attn.c_proj.weight"] = np.zeros((32, 31), dtype=np.float32)
-    with pytest.raises(WeightsError, match=r"transformer.h.1.attn.c_proj.weight has shape \[32, 31\]"):
+    with pytest.raises(
+        WeightsError, match=r"transformer.h.1.attn.c_proj.weight has shape \[32, 31\]"
+    ):
         write(tmp_path / "m.bin", weights)
     assert list(tmp_path.iterdir()) == []
 

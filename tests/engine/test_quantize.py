@@ -34,7 +34,10 @@ def scalar_block(x: np.ndarray, kind: str) -> bytes:
                 amax, vmax = abs(v), v
         d = np.float32(vmax / np.float32(-levels))
         inv = np.float32(1) / d if d else np.float32(0)
-        q = [min(2 * levels - 1, c_trunc_u8(np.float32(v * inv) + np.float32(levels + 0.5))) for v in x]
+        q = [
+            min(2 * levels - 1, c_trunc_u8(np.float32(v * inv) + np.float32(levels + 0.5)))
+            for v in x
+        ]
     elif kind in ("q4_1", "q5_1"):
         levels = 15 if kind == "q4_1" else 31
         low, high = np.float32(x.min()), np.float32(x.max())
@@ -44,7 +47,10 @@ def scalar_block(x: np.ndarray, kind: str) -> bytes:
     else:
         d = np.float32(np.abs(x).max() / np.float32(127))
         inv = np.float32(1) / d if d else np.float32(0)
-        q = [int(math.copysign(math.floor(abs(float(np.float32(v * inv))) + 0.5), float(v))) for v in x]
+        q = [
+            int(math.copysign(math.floor(abs(float(np.float32(v * inv))) + 0.5), float(v)))
+            for v in x
+        ]
         return f16(d) + struct.pack("<32b", *q)
     nibbles = bytes((q[j] & 0x0F) | ((q[j + 16] & 0x0F) << 4) for j in range(16))
     high_bits = struct.pack("<I", sum(((qi >> 4) & 1) << j for j, qi in enumerate(q)))

@@ -92,7 +92,11 @@ def random_weights(
 ) -> RandomGPT2Weights:
     """The lazy weights random_gpt2 writes (for reference forwards in tests)."""
     return RandomGPT2Weights(
-        n_vocab=n_vocab, n_layer=n_layer, n_embd=n_embd, n_ctx=n_ctx, seed=seed,
+        n_vocab=n_vocab,
+        n_layer=n_layer,
+        n_embd=n_embd,
+        n_ctx=n_ctx,
+        seed=seed,
         untied_head=untied_head,
     )
 
@@ -112,7 +116,11 @@ def random_gpt2(
     """Write a random GPT-2 of the given shape to `path` and return the path."""
     tokens = list(vocab) if vocab is not None else gpt2_vocab()
     weights = random_weights(
-        n_layer=n_layer, n_embd=n_embd, n_ctx=n_ctx, n_vocab=len(tokens), seed=seed,
+        n_layer=n_layer,
+        n_embd=n_embd,
+        n_ctx=n_ctx,
+        n_vocab=len(tokens),
+        seed=seed,
         untied_head=untied_head,
     )
     return write_gpt2(path, weights, vocab=tokens, n_ctx=n_ctx, n_head=n_head, ftype=ftype)
@@ -139,7 +147,7 @@ def phrase_successors(phrases: Sequence[str]) -> dict[int, int]:
         tokens = encode(phrase)
         if not tokens:
             raise PhraseConflict("phrases must not be empty")
-        for token, following in zip(tokens, [*tokens[1:], END_OF_TEXT_ID]):
+        for token, following in zip(tokens, [*tokens[1:], END_OF_TEXT_ID], strict=True):
             known = successors.setdefault(token, following)
             if known != following:
                 raise PhraseConflict(
@@ -179,7 +187,7 @@ def phrase_weights(
     wte = rng.standard_normal((n_vocab, n_embd), dtype=np.float32)
     wte[inputs] = directions * np.sqrt(n_embd)  # per-element scale 1, like layer norm output
     head = np.zeros((n_vocab, n_embd), dtype=np.float32)
-    for token, direction in zip(inputs, directions):
+    for token, direction in zip(inputs, directions, strict=True):
         head[successors[token]] += direction * (PHRASE_LOGIT / np.sqrt(n_embd))
     weights["transformer.wte.weight"] = wte
     weights["lm_head.weight"] = head
@@ -201,7 +209,7 @@ def check_phrase_weights(
         tokens = encode(phrase)
         logits = reference_logits(stored, tokens, n_head=n_head)
         wanted = [*tokens[1:], END_OF_TEXT_ID]
-        for row, token in zip(logits, wanted):
+        for row, token in zip(logits, wanted, strict=True):
             others = np.delete(row, token)
             if row[token] - others.max() < PHRASE_MARGIN:
                 raise PhraseConflict(

@@ -54,8 +54,10 @@ def reference_logits(
         p = f"transformer.h.{i}."
         h = _layer_norm(x, w(p + "ln_1.weight"), w(p + "ln_1.bias"))
         qkv = h @ w(p + "attn.c_attn.weight") + w(p + "attn.c_attn.bias")
-        q, k, v = (qkv[:, j * e : (j + 1) * e].reshape(t, n_head, head).transpose(1, 0, 2)
-                   for j in range(3))
+        q, k, v = (
+            qkv[:, j * e : (j + 1) * e].reshape(t, n_head, head).transpose(1, 0, 2)
+            for j in range(3)
+        )
         scores = q @ k.transpose(0, 2, 1) / math.sqrt(head)
         scores[:, future] = -np.inf
         scores = np.exp(scores - scores.max(axis=-1, keepdims=True))

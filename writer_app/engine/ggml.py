@@ -258,8 +258,14 @@ def _read_record(r: _Reader) -> tuple[str, tuple[int, ...], int]:
 
 
 def _check_record(
-    r: _Reader, name: str, ne: tuple[int, ...], type_id: int, *, want_shape: tuple[int, ...]
-    | None, want_type: WeightType, seen: set[str]
+    r: _Reader,
+    name: str,
+    ne: tuple[int, ...],
+    type_id: int,
+    *,
+    want_shape: tuple[int, ...] | None,
+    want_type: WeightType,
+    seen: set[str],
 ) -> WeightType:
     if want_shape is None:
         raise r.fail(f"unknown tensor {name}")
@@ -311,10 +317,12 @@ def _read_tensor_table(r: _Reader, header: _Header, wtype: WeightType) -> list[T
         entries.append(TensorEntry(name, ne, tensor_type, r.stream.tell(), nbytes))
         end = r.stream.tell() + nbytes
         if end > r.file_size:
-            unread = [n for n in required - seen if n != name]
-            missing = end - r.file_size + sum(
-                _record_bytes(n, expected[n], wtype if is_big_matrix(n) else F32) for n in unread
+            # Count the rest of this tensor plus every required tensor still to come.
+            still_missing = sum(
+                _record_bytes(n, expected[n], wtype if is_big_matrix(n) else F32)
+                for n in required - seen
             )
+            missing = end - r.file_size + still_missing
             raise r.fail(f"file is truncated: {missing:,} byte{'s' * (missing != 1)} missing")
         r.stream.seek(end)
     missing_names = [name for name in expected if name in required and name not in seen]

@@ -121,7 +121,9 @@ def write_gpt2(
                         f"not fit n_embd={n_embd}, n_vocab={n_vocab}, n_ctx={n_ctx}"
                     )
                 tensor_type = wtype if is_big_matrix(name) else F32
-                _write_tensor(out, name, ne, tensor_type.ggml_type, quantize(array, tensor_type.name))
+                _write_tensor(
+                    out, name, ne, tensor_type.ggml_type, quantize(array, tensor_type.name)
+                )
             out.flush()
             os.fsync(out.fileno())
         os.replace(temp_name, path)
