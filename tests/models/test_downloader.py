@@ -473,3 +473,32 @@ def test_files_without_a_published_sha256_are_refused(fake_hub, recorder, dest):
     with pytest.raises(HubError, match="publishes no sha256 for model.bin"):
         make_downloader(fake_hub, recorder).download(SPEC, dest)
     assert list(dest.iterdir()) == []
+
+
+def test_cancel_interrupts_the_wait_between_retries(dest):
+    settings = HubSettings(endpoint=f"http://127.0.0.1:{free_port()}", token=False)
+    downloader = Downloader(
+        HubClient(settings), validate=None, retry=RetryPolicy(retries=3, base_delay=20.0)
+    )
+    cancel, waiting = CancelToken(), threading.Event()
+    outcome: list[BaseException] = []
+
+    def run() -> None:
+        def watch(report: Progress) -> None:
+            if report.phase is DownloadPhase.RETRYING:
+                assert report.retry_in_seconds == 20.0
+                waiting.set()
+
+        try:
+            downloader.download(SPEC, dest, progress=watch, cancel=cancel)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+            outcome.append(exc)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    assert waiting.wait(timeout=10)
+    cancel.cancel()
+    worker.join(timeout=10)  # far shorter than the 20 s backoff
+
+    assert not worker.is_alive()
+    assert [type(e) for e in outcome] == [DownloadCancelled]

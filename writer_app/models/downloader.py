@@ -204,18 +204,11 @@ class _PartialFile:
         self._file.seek(0)
         self._file.truncate()
 
-    def read_prefix(self, length: int, sink: Callable[[bytes], None], cancel: CancelToken) -> None:
-        self._file.seek(0)
-        remaining = length
-        while remaining > 0:
-            if cancel.cancelled:
-                raise DownloadCancelled("The download was cancelled; the partial file is kept.")
-            block = self._file.read(min(HASH_BLOCK, remaining))
-            if not block:
-                break
-            sink(block)
-            remaining -= len(block)
-        self._file.seek(length)
+    def seek(self, offset: int) -> None:
+        self._file.seek(offset)
+
+    def read(self, size: int) -> bytes:
+        return self._file.read(size)
 
     def write(self, data: bytes) -> None:
         self._file.write(data)
@@ -249,6 +242,34 @@ def _lock(file: IO[bytes]) -> None:
 
 class _RestartNeeded(Exception):
     """The server's answer does not continue our partial file; start it over."""
+
+
+class _Job:
+    """One download() call: its file, its cancel token, its progress, how far it got."""
+
+    def __init__(self, name: str, cancel: CancelToken, reporter: _ProgressReporter) -> None:
+        self.name = name
+        self.cancel = cancel
+        self.reporter = reporter
+        self.total = 0
+        self.transfer: _Transfer | None = None
+
+    @property
+    def done(self) -> int:
+        return self.transfer.done if self.transfer is not None else 0
+
+    def report(self, phase: DownloadPhase, *, retry_in: float | None = None) -> None:
+        self.reporter.report(phase, self.done, self.total, retry_in=retry_in)
+
+    def check_cancelled(self) -> None:
+        if not self.cancel.cancelled:
+            return
+        if self.done > 0:
+            raise DownloadCancelled(
+                f"The download of {self.name} was cancelled; the {_size_text(self.done)} "
+                "downloaded so far are kept, so it can resume later."
+            )
+        raise DownloadCancelled(f"The download of {self.name} was cancelled.")
 
 
 class Downloader:
@@ -285,57 +306,37 @@ class Downloader:
     ) -> Path:
         """Download (or finish downloading) into dest_dir; returns the verified file's path."""
         spec = DownloadSpec.from_entry(source) if isinstance(source, CatalogEntry) else source
-        cancel = cancel or CancelToken()
         dest_dir = Path(dest_dir)
         dest_dir.mkdir(parents=True, exist_ok=True)
         target = dest_dir / Path(spec.filename).name
         reporter = _ProgressReporter(target.name, progress, self._clock, self._progress_interval)
-        reporter.report(DownloadPhase.CONNECTING, 0, 0)
+        job = _Job(target.name, cancel or CancelToken(), reporter)
+        job.report(DownloadPhase.CONNECTING)
         remote = self._with_retries(
-            lambda: self.hub.file_info(spec.repo_id, spec.filename, spec.revision),
-            cancel, reporter, lambda: 0, 0,
-        )  # fmt: skip
+            job, lambda: self.hub.file_info(spec.repo_id, spec.filename, spec.revision)
+        )
         if remote.sha256 is None:
             raise HubError(
                 f"The hub publishes no sha256 for {target.name}, so it cannot be verified; "
                 "only Git LFS files can be downloaded."
             )
+        job.total = remote.size
         if self.catalog is not None:
             self.catalog.remember(remote)
-        if self._already_installed(target, remote, cancel):
-            reporter.report(DownloadPhase.DONE, remote.size, remote.size)
-            return target
-        self._check_space(target, remote)
-        state = PartialState(
-            remote.url, remote.repo_id, remote.filename, remote.revision,
-            remote.size, remote.sha256, remote.etag, spec.catalog_id,
-        )  # fmt: skip
-        writer = _PartialFile(partial_path(target), target.name)
-        try:
-            digest = self._fill(target, writer, state, remote, cancel, reporter)
-            writer.sync()
-        finally:
-            writer.close()
-        reporter.report(DownloadPhase.VERIFYING, remote.size, remote.size)
-        if digest != remote.sha256:
-            self._discard(target)
-            raise ChecksumMismatch(
-                f"{target.name} arrived damaged: its sha256 does not match the one the hub "
-                "published. The damaged file was deleted; downloading again should fix it."
-            )
-        self._finish(target, remote)
-        reporter.report(DownloadPhase.DONE, remote.size, remote.size)
+        if not self._already_installed(target, remote, job):
+            self._check_space(target, remote)
+            self._download_verified(target, remote, spec.catalog_id, job)
+        job.reporter.report(DownloadPhase.DONE, remote.size, remote.size)
         return target
 
     # -- steps ---------------------------------------------------------------------------
-    def _already_installed(self, target: Path, remote: RemoteFile, cancel: CancelToken) -> bool:
+    def _already_installed(self, target: Path, remote: RemoteFile, job: _Job) -> bool:
         if not target.is_file() or target.stat().st_size != remote.size:
             return False
         hasher = hashlib.sha256()
         with open(target, "rb") as existing:
             while block := existing.read(HASH_BLOCK):
-                if cancel.cancelled:
-                    raise DownloadCancelled(f"Checking {target.name} was cancelled.")
+                job.check_cancelled()
                 hasher.update(block)
         return hasher.hexdigest() == remote.sha256
 
@@ -347,91 +348,104 @@ class Downloader:
         free = self._free_space(target.parent)
         if free < needed + DISK_MARGIN_BYTES:
             raise DiskFull(
-                f"{target.name} needs {_mb(needed)} more but only {_mb(free)} is free in "
-                f"{target.parent}. Free up some space and try again."
+                f"{target.name} needs {_size_text(needed)} more but only {_size_text(free)} "
+                f"is free in {target.parent}. Free up some space and try again."
             )
 
-    def _fill(
+    def _download_verified(
+        self, target: Path, remote: RemoteFile, catalog_id: str | None, job: _Job
+    ) -> None:
+        writer = _PartialFile(partial_path(target), target.name)
+        try:
+            self._open_transfer(target, writer, remote, catalog_id, job)
+            self._fill(job, remote)
+            writer.sync()
+        finally:
+            writer.close()
+        job.report(DownloadPhase.VERIFYING)
+        assert job.transfer is not None
+        if job.transfer.hasher.hexdigest() != remote.sha256:
+            self._discard(target)
+            raise ChecksumMismatch(
+                f"{target.name} arrived damaged: its sha256 does not match the one the hub "
+                "published. The damaged file was deleted; downloading again should fix it."
+            )
+        self._install(target)
+
+    def _open_transfer(
         self,
         target: Path,
         writer: _PartialFile,
-        state: PartialState,
         remote: RemoteFile,
-        cancel: CancelToken,
-        reporter: _ProgressReporter,
-    ) -> str:
-        """Make the .part file hold the whole remote file; returns its sha256."""
+        catalog_id: str | None,
+        job: _Job,
+    ) -> None:
+        """Keep (and re-hash) what a previous run left if it is the same file, else start over."""
+        transfer = job.transfer = _Transfer(writer)
         saved = PartialState.load(state_path(target))
-        hasher = hashlib.sha256()
-        if _same_file(saved, remote) and 0 < writer.size <= remote.size:
-            reporter.report(DownloadPhase.RESUMING, writer.size, remote.size)
-            writer.read_prefix(writer.size, hasher.update, cancel)
+        if _same_file(saved, remote) and writer.size <= remote.size:
+            kept = writer.size
+            writer.seek(0)
+            while transfer.done < kept:
+                job.check_cancelled()
+                block = writer.read(min(HASH_BLOCK, kept - transfer.done))
+                if not block:
+                    break
+                transfer.hasher.update(block)
+                transfer.done += len(block)
+                job.report(DownloadPhase.RESUMING)
         else:
-            writer.restart()
+            transfer.restart()
+        state = PartialState(
+            remote.url, remote.repo_id, remote.filename, remote.revision,
+            remote.size, remote.sha256, remote.etag, catalog_id,
+        )  # fmt: skip
         state.save(state_path(target))
+
+    def _fill(self, job: _Job, remote: RemoteFile) -> None:
+        """Request until the .part file holds the whole remote file."""
+        assert job.transfer is not None
         restarts = 0
-        transfer = _Transfer(writer, hasher, writer.size)
-        while transfer.done < remote.size:
+        while job.done < remote.size:
             try:
-                self._with_retries(
-                    lambda: self._transfer(transfer, remote, cancel, reporter),
-                    cancel, reporter, lambda: transfer.done, remote.size,
-                )  # fmt: skip
+                self._with_retries(job, lambda: self._request(job, remote))
             except _RestartNeeded as why:
                 restarts += 1
                 if restarts > MAX_RESTARTS:
                     raise HubError(
                         f"{self.hub.settings.host} keeps sending the wrong part of "
-                        f"{target.name} ({why}); try again later."
+                        f"{job.name} ({why}); try again later."
                     ) from None
-                log.info("Restarting %s from zero: %s", target.name, why)
-                transfer.restart()
-        return transfer.hasher.hexdigest()
+                log.info("Restarting %s from zero: %s", job.name, why)
+                job.transfer.restart()
 
-    def _transfer(
-        self,
-        transfer: _Transfer,
-        remote: RemoteFile,
-        cancel: CancelToken,
-        reporter: _ProgressReporter,
-    ) -> None:
-        """One HTTP request, continuing from transfer.done."""
-        name = remote.filename
-        with self.hub.open_download(remote.url, start=transfer.done, what=name) as response:
+    def _request(self, job: _Job, remote: RemoteFile) -> None:
+        """One HTTP request, continuing from job.done."""
+        transfer = job.transfer
+        assert transfer is not None
+        host = self.hub.settings.host
+        with self.hub.open_download(remote.url, start=transfer.done, what=job.name) as response:
             status = response.status_code
             if status == 416:
                 raise _RestartNeeded("the server says our partial file is longer than the file")
             if status == 200 and transfer.done > 0:
-                log.info("Server ignored the Range request for %s; starting over", name)
+                log.info("Server ignored the Range request for %s; starting over", job.name)
                 transfer.restart()
             elif status == 206:
                 _check_content_range(response.headers.get("Content-Range"), transfer.done, remote)
             elif status != 200:
-                raise HubError(f"{self.hub.settings.host} answered HTTP {status} for {name}.")
-            reporter.report(DownloadPhase.DOWNLOADING, transfer.done, remote.size)
+                raise HubError(f"{host} answered HTTP {status} for {job.name}.")
+            job.report(DownloadPhase.DOWNLOADING)
             for chunk in response.iter_bytes():
-                if cancel.cancelled:
-                    raise DownloadCancelled(
-                        f"The download of {name} was cancelled; the {_mb(transfer.done)} "
-                        "downloaded so far are kept, so it can resume later."
-                    )
+                job.check_cancelled()
                 if transfer.done + len(chunk) > remote.size:
                     raise _RestartNeeded("the server sent more bytes than the file has")
-                transfer.write(chunk, name)
-                reporter.report(DownloadPhase.DOWNLOADING, transfer.done, remote.size)
+                transfer.write(chunk, job.name)
+                job.report(DownloadPhase.DOWNLOADING)
         if transfer.done < remote.size:
-            raise HubUnreachable(
-                f"The connection to {self.hub.settings.host} ended before {name} was complete."
-            )
+            raise HubUnreachable(f"The connection to {host} ended before {job.name} was complete.")
 
-    def _with_retries(
-        self,
-        action: Callable[[], Any],
-        cancel: CancelToken,
-        reporter: _ProgressReporter,
-        position: Callable[[], int],
-        total: int,
-    ) -> Any:
+    def _with_retries(self, job: _Job, action: Callable[[], Any]) -> Any:
         """Run `action`, retrying transient hub errors with exponential backoff.
 
         The failure count resets whenever bytes arrived, so a flaky connection that keeps
@@ -439,32 +453,27 @@ class Downloader:
         """
         failures = 0
         while True:
-            if cancel.cancelled:
-                raise DownloadCancelled("The download was cancelled; the partial file is kept.")
-            before = position()
+            job.check_cancelled()
+            before = job.done
             try:
                 return action()
             except HubError as exc:
                 if not exc.transient:
                     raise
-                failures = 1 if position() > before else failures + 1
+                failures = 1 if job.done > before else failures + 1
                 if failures > self.retry.retries:
                     raise
                 delay = self.retry.delay(failures)
-                log.info("Retrying in %.1f s after: %s", delay, exc)
-                reporter.report(DownloadPhase.RETRYING, position(), total, retry_in=delay)
-                self._wait(delay, cancel)
-                reporter.pause_speed()
+                log.info("Retrying %s in %.1f s after: %s", job.name, delay, exc)
+                job.report(DownloadPhase.RETRYING, retry_in=delay)
+                if self._sleep is not None:
+                    self._sleep(delay)
+                else:
+                    job.cancel.wait(delay)
+                job.reporter.pause_speed()
 
-    def _wait(self, seconds: float, cancel: CancelToken) -> None:
-        if self._sleep is not None:
-            self._sleep(seconds)
-        else:
-            cancel.wait(seconds)
-        if cancel.cancelled:
-            raise DownloadCancelled("The download was cancelled; the partial file is kept.")
-
-    def _finish(self, target: Path, remote: RemoteFile) -> None:
+    def _install(self, target: Path) -> None:
+        """Validate the verified .part with the engine, then rename it into place."""
         part = partial_path(target)
         if self._validate is not None:
             try:
@@ -493,10 +502,10 @@ class Downloader:
 class _Transfer:
     """The partial file plus the running hash of everything in it."""
 
-    def __init__(self, writer: _PartialFile, hasher: Any, done: int) -> None:
+    def __init__(self, writer: _PartialFile) -> None:
         self.writer = writer
-        self.hasher = hasher
-        self.done = done
+        self.hasher = hashlib.sha256()
+        self.done = 0
 
     def write(self, chunk: bytes, name: str) -> None:
         try:
@@ -549,7 +558,7 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def _mb(size: int) -> str:
+def _size_text(size: int) -> str:
     """Sizes as a writer reads them: "850 kB", "73.6 MB", "1.55 GB"."""
     for unit, scale in (("GB", 1e9), ("MB", 1e6)):
         if size >= scale:
