@@ -22,7 +22,9 @@ def streamed(
     stop_at: StopAt = StopAt.LENGTH,
     finish: bool = True,
 ) -> Suggestion:
-    suggestion = Suggestion(anchor=len(before), before=before, after=after, revision=1, stop_at=stop_at)
+    suggestion = Suggestion(
+        anchor=len(before), before=before, after=after, revision=1, stop_at=stop_at
+    )
     alternative = suggestion.add_alternative(seed=7)
     for piece in pieces:
         suggestion.append(alternative, piece)
@@ -86,12 +88,16 @@ def test_sentence_stop_cuts_after_the_first_sentence():
 
 
 def test_sentence_stop_keeps_abbreviations_and_numbers():
-    suggestion = streamed([" met", " Dr", ".", " Who", " at", " 3", ".", "14"], stop_at=StopAt.SENTENCE, finish=False)
+    suggestion = streamed(
+        [" met", " Dr", ".", " Who", " at", " 3", ".", "14"], stop_at=StopAt.SENTENCE, finish=False
+    )
     assert suggestion.text == " met Dr. Who at 3.14" and not suggestion.done
 
 
 def test_paragraph_stop_cuts_at_a_newline_after_text():
-    suggestion = streamed([" sat.", " It", " rained", ".\n", "Next"], stop_at=StopAt.PARAGRAPH, finish=False)
+    suggestion = streamed(
+        [" sat.", " It", " rained", ".\n", "Next"], stop_at=StopAt.PARAGRAPH, finish=False
+    )
     assert suggestion.text == " sat. It rained." and suggestion.done
 
 
@@ -108,7 +114,9 @@ def test_length_stop_keeps_newlines():
 
 
 def test_suggestion_is_cut_where_it_would_repeat_the_text_after_the_cursor():
-    suggestion = streamed(["a", " big", " dog", ".", " Then"], before="I saw ", after="dog.", finish=False)
+    suggestion = streamed(
+        ["a", " big", " dog", ".", " Then"], before="I saw ", after="dog.", finish=False
+    )
     assert suggestion.text == "a big " and suggestion.done
 
 
@@ -245,7 +253,9 @@ def test_consuming_everything_of_a_streaming_suggestion_is_not_the_end():
 
 
 def two_alternatives(first: str, second: str) -> Suggestion:
-    suggestion = Suggestion(anchor=3, before="The", after="", revision=1, stop_at=StopAt.LENGTH, total=3)
+    suggestion = Suggestion(
+        anchor=3, before="The", after="", revision=1, stop_at=StopAt.LENGTH, total=3
+    )
     for seed, text in ((11, first), (22, second)):
         alternative = suggestion.add_alternative(seed)
         suggestion.append(alternative, text)

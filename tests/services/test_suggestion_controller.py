@@ -33,7 +33,11 @@ class Editor:
 
     def report(self) -> None:
         self.controller.update_context(
-            self.text[: self.cursor], self.text[self.cursor :], self.cursor, self.revision, self.selection
+            self.text[: self.cursor],
+            self.text[self.cursor :],
+            self.cursor,
+            self.revision,
+            self.selection,
         )
 
     def type(self, typed: str) -> None:
@@ -201,7 +205,9 @@ def test_no_automatic_request_mid_word_by_default(qtbot, controller, source):
 
 
 def test_mid_word_requests_when_allowed(qtbot, source):
-    controller = make_controller(source, preferences=SuggestionPreferences(debounce_ms=20, suggest_mid_word=True))
+    controller = make_controller(
+        source, preferences=SuggestionPreferences(debounce_ms=20, suggest_mid_word=True)
+    )
     editor = Editor(controller, "world")
     editor.cursor = 3
     editor.type("x")
@@ -434,7 +440,9 @@ def test_cycling_to_a_new_alternative_cancels_the_one_streaming(qtbot, controlle
 
 
 def test_greedy_decoding_has_no_alternatives(qtbot, source):
-    controller = make_controller(source, settings=SamplingSettings(temperature=0.0, stop_at=StopAt.LENGTH))
+    controller = make_controller(
+        source, settings=SamplingSettings(temperature=0.0, stop_at=StopAt.LENGTH)
+    )
     ready(controller, source, Editor(controller, "The cat"), [" sat"])
     assert not controller.cycle(+1)
     assert len(source.requests) == 1

@@ -61,7 +61,9 @@ def prompt_for(before: str) -> str:
 def _after_head(after: str) -> str:
     """The start of the text after the cursor, as far as a suggestion could repeat it."""
     head = after.lstrip(" \t").split("\n", 1)[0][:_HEAD_CHARS].rstrip()
-    cut_mid_word = len(head) == _HEAD_CHARS and after.lstrip(" \t")[_HEAD_CHARS : _HEAD_CHARS + 1].isalnum()
+    cut_mid_word = (
+        len(head) == _HEAD_CHARS and after.lstrip(" \t")[_HEAD_CHARS : _HEAD_CHARS + 1].isalnum()
+    )
     if cut_mid_word:
         # Compare whole words only: a half word would match too eagerly.
         head = head.rsplit(" ", 1)[0] if " " in head else head
@@ -95,7 +97,9 @@ def cut_before_duplicate(text: str, after: str, final: bool) -> tuple[str, bool]
         # Hold back a tail that is the beginning of the head ("... the en" before "end").
         for size in range(min(len(head) - 1, len(text)), 0, -1):
             start = len(text) - size
-            if text.endswith(head[:size]) and (not starts_word or start == 0 or not text[start - 1].isalnum()):
+            if text.endswith(head[:size]) and (
+                not starts_word or start == 0 or not text[start - 1].isalnum()
+            ):
                 return text[:start], False
     return text, False
 

@@ -298,8 +298,10 @@ class SuggestionController(QObject):
         context = self._context
         if context.has_selection or self._composing or not context.before.strip():
             return False
-        return manual or self._preferences.suggest_mid_word or not is_mid_word(
-            context.before, context.after
+        return (
+            manual
+            or self._preferences.suggest_mid_word
+            or not is_mid_word(context.before, context.after)
         )
 
     def _on_debounce_timeout(self) -> None:
@@ -440,9 +442,10 @@ class SuggestionController(QObject):
         suggestion = self._suggestion
         if suggestion is None:
             return
-        if alternative.done and not alternative.full_text[len(suggestion.consumed) :]:
-            if alternative is not suggestion.current or len(suggestion.alternatives) > 1:
-                suggestion.remove(alternative)
+        nothing_to_show = alternative.done and not alternative.full_text[len(suggestion.consumed) :]
+        others_left = alternative is not suggestion.current or len(suggestion.alternatives) > 1
+        if nothing_to_show and others_left:
+            suggestion.remove(alternative)
         if suggestion.exhausted:
             self._suggestion = None
             emit(self.ghostChanged, None)
