@@ -47,6 +47,16 @@ def test_every_entry_has_a_unique_id_and_file_and_extras_are_opt_in():
     }
 
 
+def test_resolve_accepts_ids_families_with_or_without_quantization_and_file_names():
+    catalog = Catalog()
+    assert catalog.resolve("gpt2-large-q8_0").id == "gpt2-large-q8_0"
+    assert catalog.resolve("gpt2-large").id == "gpt2-large-q4_0"
+    assert catalog.resolve("gpt2", "f16").id == "gpt2-f16"
+    assert catalog.resolve("gpt2-774M.q5_1.bin").id == "gpt2-large-q5_1"
+    with pytest.raises(UnknownModel, match="gpt2-q9_9"):
+        catalog.resolve("gpt2", "q9_9")
+
+
 def test_unknown_id_says_which_models_exist():
     with pytest.raises(UnknownModel, match="'gpt5'.*gpt2-q4_0"):
         Catalog().get("gpt5")

@@ -386,7 +386,7 @@ def test_download_model_installs_a_catalog_model_into_the_app_folder(fake_hub, a
     fake_hub.add_file(REPO_ID, "gpt2-124M.q4_0.bin", model)
 
     path = download_model(
-        app_home, "gpt2-q4_0", settings=HubSettings(endpoint=fake_hub.endpoint, token=False)
+        app_home, "gpt2", settings=HubSettings(endpoint=fake_hub.endpoint, token=False)
     )
 
     assert path == app_home.models_dir / "gpt2-124M.q4_0.bin"

@@ -208,3 +208,12 @@ def test_the_cli_functions_work_on_the_app_folders(app_home, outside):
     assert [m.catalog_entry.id for m in list_installed(app_home)] == ["gpt2-large-q4_0"]
     assert remove_model(app_home, "gpt2-774M.q4_0.bin") == source.stat().st_size
     assert list_installed(app_home) == []
+
+
+def test_the_cli_functions_follow_a_custom_models_folder(app_home, outside, tmp_path):
+    custom = tmp_path / "my-models"
+    import_model(app_home, tiny_gpt2_file(outside / "mine.bin"), models_dir=custom)
+
+    assert [m.path for m in list_installed(app_home, custom)] == [custom / "mine.bin"]
+    assert list_installed(app_home) == []
+    assert remove_model(app_home, "mine.bin", custom) > 0

@@ -133,6 +133,7 @@ def _build_entries() -> tuple[CatalogEntry, ...]:
 
 
 CATALOG: tuple[CatalogEntry, ...] = _build_entries()
+DEFAULT_QUANTIZATION = "q4_0"  # smallest file and RAM; quality loss is hard to notice
 DEFAULT_ENTRY_ID = "gpt2-q4_0"
 LARGE_ENTRY_ID = "gpt2-large-q4_0"
 
@@ -202,6 +203,17 @@ class Catalog:
                 return entry
         known = ", ".join(e.id for e in self._entries if not e.extra)
         raise UnknownModel(f"There is no model called {entry_id!r} in the catalog (try {known}).")
+
+    def resolve(self, name: str, quantization: str | None = None) -> CatalogEntry:
+        """What the writer typed: an id ("gpt2-large-q8_0"), a family ("gpt2-large", with
+        `quantization` or else q4_0, the smallest), or a file name ("gpt2-774M.q4_0.bin")."""
+        for entry in self._entries:
+            if name in (entry.id, entry.filename) and quantization in (None, entry.quantization):
+                return entry
+        families = {e.family for e in self._entries}
+        if name in families:
+            return self.get(f"{name}-{quantization or DEFAULT_QUANTIZATION}")
+        return self.get(name if quantization is None else f"{name}-{quantization}")
 
     def by_filename(self, filename: str) -> CatalogEntry | None:
         return next((e for e in self._entries if e.filename == filename), None)

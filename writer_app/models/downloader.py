@@ -582,14 +582,18 @@ def download(
 
 def download_model(
     paths: AppPaths,
-    entry_id: str,
+    name: str,
     *,
+    quantization: str | None = None,
     settings: HubSettings | None = None,
+    models_dir: Path | None = None,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
 ) -> Path:
-    """For `writer-app models download ID`: fetch a catalog model into the models folder."""
+    """For `writer-app models download NAME [--quant Q]`: fetch a catalog model (by id,
+    family or file name; see Catalog.resolve) into the models folder."""
     catalog = app_catalog(paths)
-    entry = catalog.get(entry_id)
+    entry = catalog.resolve(name, quantization)
     downloader = Downloader(HubClient(settings), catalog=catalog)
-    return downloader.download(entry, paths.models_dir, progress=progress, cancel=cancel)
+    target_dir = models_dir or paths.models_dir
+    return downloader.download(entry, target_dir, progress=progress, cancel=cancel)

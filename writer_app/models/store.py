@@ -310,20 +310,23 @@ def _mb(size: int) -> str:
     return f"{size / 1_000_000:,.0f} MB"
 
 
-def app_store(paths: AppPaths) -> ModelStore:
-    return ModelStore(paths.models_dir, catalog=app_catalog(paths))
+def app_store(paths: AppPaths, models_dir: Path | None = None) -> ModelStore:
+    """The store in the app's folder, or in `models_dir` (the writer's setting) if given."""
+    return ModelStore(models_dir or paths.models_dir, catalog=app_catalog(paths))
 
 
-def list_installed(paths: AppPaths) -> list[InstalledModel]:
+def list_installed(paths: AppPaths, models_dir: Path | None = None) -> list[InstalledModel]:
     """For `writer-app models list`: installed, validated models."""
-    return app_store(paths).installed()
+    return app_store(paths, models_dir).installed()
 
 
-def import_model(paths: AppPaths, source: Path, *, overwrite: bool = False) -> InstalledModel:
+def import_model(
+    paths: AppPaths, source: Path, *, overwrite: bool = False, models_dir: Path | None = None
+) -> InstalledModel:
     """For `writer-app models import FILE`."""
-    return app_store(paths).import_file(source, overwrite=overwrite)
+    return app_store(paths, models_dir).import_file(source, overwrite=overwrite)
 
 
-def remove_model(paths: AppPaths, name: str) -> int:
-    """For `writer-app models remove NAME`: returns the bytes freed."""
-    return app_store(paths).delete(name)
+def remove_model(paths: AppPaths, name: str, models_dir: Path | None = None) -> int:
+    """For `writer-app models remove NAME` (file name or catalog id): returns bytes freed."""
+    return app_store(paths, models_dir).delete(name)
