@@ -6,7 +6,14 @@ import random
 
 import pytest
 from PySide6.QtCore import QEvent, QPoint, Qt
-from PySide6.QtGui import QInputMethodEvent, QKeyEvent, QTextCursor, QTextDocument
+from PySide6.QtGui import (
+    QColor,
+    QInputMethodEvent,
+    QKeyEvent,
+    QPalette,
+    QTextCursor,
+    QTextDocument,
+)
 from PySide6.QtWidgets import QApplication, QVBoxLayout, QWidget
 
 from tests.support.dummy_suggestion_source import DummySuggestionSource
@@ -442,3 +449,29 @@ def test_counter_follows_the_ghost_when_it_rewraps(qtbot, source):
     editor.parentWidget().resize(170, 240)
     qtbot.waitUntil(lambda: label.pos().y() > wide_position.y())
     assert label.isVisible() and label.geometry().right() <= editor.viewport().width()
+
+
+def test_ghost_takes_its_grey_from_the_palette_and_follows_a_theme_switch(qtbot, editor, source):
+    show_ghost(qtbot, editor, source)
+
+    def ghost_colour():
+        (ghost_range,) = [r for r in ghost_layout(editor).formats() if r.length > 0]
+        return ghost_range.format.foreground().color()
+
+    placeholder = editor.palette().color(QPalette.ColorRole.PlaceholderText)
+    assert ghost_colour() == placeholder
+    assert ghost_colour() != editor.palette().color(QPalette.ColorRole.Text)
+    palette = editor.palette()
+    palette.setColor(QPalette.ColorRole.PlaceholderText, QColor("#3366aa"))
+    editor.setPalette(palette)
+    assert ghost_colour() == QColor("#3366aa")
+    assert editor.ghost_text().startswith(" over")
+
+
+def test_a_read_only_editor_takes_no_suggestions(qtbot, editor, source):
+    editor.setReadOnly(True)
+    qtbot.keyClick(editor, Qt.Key.Key_Space, CTRL)
+    assert source.requests == []
+    editor.setReadOnly(False)
+    qtbot.keyClick(editor, Qt.Key.Key_Space, CTRL)
+    assert len(source.requests) == 1

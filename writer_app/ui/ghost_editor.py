@@ -140,9 +140,9 @@ class GhostTextEditor(QPlainTextEdit):
     def _report(self) -> None:
         cursor = self.textCursor()
         before, after = split_at_utf16(self._plain_text(), cursor.position())
-        self._controller.update_context(
-            before, after, cursor.position(), self._edits, cursor.hasSelection()
-        )
+        # A read-only editor takes no suggestions, just as one with a selection does.
+        blocked = cursor.hasSelection() or self.isReadOnly()
+        self._controller.update_context(before, after, cursor.position(), self._edits, blocked)
         self._render(self._controller.suggestion)
 
     # --- drawing ---------------------------------------------------------------------
@@ -241,6 +241,13 @@ class GhostTextEditor(QPlainTextEdit):
         x = max(0, min(int(x), self.viewport().width() - self._counter.width()))
         return QPoint(x, int(y))
 
+    def changeEvent(self, event: QEvent) -> None:  # noqa: N802 (Qt API)
+        super().changeEvent(event)
+        if event.type() == QEvent.Type.PaletteChange and self._placed is not None:
+            # A theme switch: the grey was taken from the old palette.
+            self._remove_ghost()
+            self._render(self._controller.suggestion)
+
     # --- keys, mouse, input methods ------------------------------------------------------
 
     def event(self, event: QEvent) -> bool:
@@ -290,6 +297,8 @@ class GhostTextEditor(QPlainTextEdit):
             self._render(self._controller.suggestion)
 
     def _applies(self, action: GhostAction) -> bool:
+        if self.isReadOnly():
+            return False
         if action in _ACCEPT_PARTS:
             return self._placed is not None
         if action is GhostAction.DISMISS:
