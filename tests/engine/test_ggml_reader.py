@@ -8,13 +8,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.support.gpt2_vocab import gpt2_vocab
 from tests.support.models import random_gpt2
 from writer_app.engine.ggml import (
+    WEIGHT_TYPES,
     InvalidModelFile,
     ModelFacts,
+    expected_tensors,
+    file_ftype,
+    is_big_matrix,
     read_layout,
     read_vocab,
     validate_model_file,
+    weight_type,
 )
 
 TINY_VOCAB = [bytes([b]) for b in range(256)] + [b"<|endoftext|>"]
@@ -260,3 +266,55 @@ def test_ram_estimate_covers_weights_and_shrinks_with_quantization(tmp_path):
         assert facts.estimated_ram_bytes > facts.file_size
         estimates[ftype] = facts.estimated_ram_bytes
     assert list(estimates.values()) == sorted(estimates.values(), reverse=True)
+
+
+def sparse_model(path: Path, *, n_layer: int, n_embd: int, n_ctx: int, ftype: str) -> Path:
+    """A full-size GPT-2 layout whose weights are holes (a sparse file): enough for the
+    validator, which never reads weights, without writing hundreds of megabytes."""
+    wtype = weight_type(ftype)
+    vocab = gpt2_vocab()
+    with open(path, "wb") as out:
+        header = (len(vocab), n_ctx, n_embd, n_embd // 64, n_layer, file_ftype(wtype))
+        out.write(struct.pack("<I6i", 0x67676D6C, *header))
+        out.write(struct.pack("<i", len(vocab)))
+        for token in vocab:
+            out.write(struct.pack("<I", len(token)) + token)
+        shapes = expected_tensors(
+            n_vocab=len(vocab), n_ctx=n_ctx, n_embd=n_embd, n_layer=n_layer, lm_head=False
+        )
+        for name, ne in shapes.items():
+            tensor_type = wtype if is_big_matrix(name) else WEIGHT_TYPES["f32"]
+            encoded = name.encode()
+            out.write(
+                struct.pack(f"<3i{len(ne)}i", len(ne), len(encoded), tensor_type.ggml_type, *ne)
+            )
+            out.write(encoded)
+            out.seek(tensor_type.nbytes(int(np.prod(ne))), 1)
+        out.truncate()
+    return path
+
+
+@pytest.mark.parametrize(
+    "shape, measured_mb",
+    [(dict(n_layer=12, n_embd=768), 230), (dict(n_layer=36, n_embd=1280), 890)],
+    ids=["gpt2", "gpt2-large"],
+)
+def test_ram_estimate_matches_measured_q4_0_residency(tmp_path, shape, measured_mb):
+    path = sparse_model(tmp_path / "big.bin", n_ctx=1024, ftype="q4_0", **shape)
+    facts = validate_model_file(path)
+    assert facts.parameter_count == expected_parameters(50257, n_ctx=1024, **shape)
+    assert abs(facts.estimated_ram_bytes / 1e6 - measured_mb) < 0.1 * measured_mb
+
+
+@pytest.mark.parametrize("ftype", ["q2_k", "q3_k", "q4_k", "q5_k", "q6_k"])
+def test_k_quant_files_are_recognised(tmp_path, ftype):
+    path = sparse_model(tmp_path / "k.bin", n_layer=1, n_embd=256, n_ctx=8, ftype=ftype)
+    facts = validate_model_file(path)
+    assert facts.quantization == ftype
+    assert facts.ftype == 2000 + WEIGHT_TYPES[ftype].ftype
+
+
+def test_k_quant_rows_must_fit_256_blocks(tmp_path):
+    path = sparse_model(tmp_path / "k.bin", n_layer=1, n_embd=128, n_ctx=8, ftype="q4_k")
+    with pytest.raises(InvalidModelFile, match="rows of 128, which do not fit q4_k blocks of 256"):
+        validate_model_file(path)
