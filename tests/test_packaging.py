@@ -23,7 +23,8 @@ try:
 except ModuleNotFoundError:  # Python 3.10: pytest itself depends on tomli there
     import tomli as tomllib
 
-from writer_app import __version__
+from tests.support.models import phrase_model
+from writer_app import __version__, selftest
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGING = ROOT / "packaging"
@@ -163,6 +164,60 @@ def test_desktop_install_script_installs_every_icon_size(tmp_path):
     for size in ICON_SIZES:
         installed = share / f"icons/hicolor/{size}x{size}/apps/{APP_ID}.png"
         assert _png_size(installed) == (size, size)
+
+
+# --- writer-app --self-test -----------------------------------------------------------------
+
+# A phrase model continues "," greedily with the rest of this phrase, then ends the text;
+# the self-test prompt ends in ",", so this is exactly what its suggestion must be.
+PHRASE_AFTER_COMMA = ", must be in want wife."
+
+
+@pytest.fixture(scope="module")
+def phrase_model_file(tmp_path_factory) -> Path:
+    assert selftest.PROMPT.endswith(",")
+    folder = tmp_path_factory.mktemp("selftest-model")
+    return phrase_model(folder / "phrases.bin", [PHRASE_AFTER_COMMA], ftype="q8_0")
+
+
+def test_self_test_prints_the_models_suggestion_and_passes(phrase_model_file, capsys):
+    assert selftest.run(phrase_model_file) == 0
+    out, err = capsys.readouterr()
+    assert err == ""
+    lines = out.splitlines()
+    assert f"suggestion: {PHRASE_AFTER_COMMA[1:]!r}" in lines
+    assert f"prompt:     {selftest.PROMPT!r}" in lines
+    assert any(line.startswith("model:      phrases.bin: q8_0, 2 layers") for line in lines)
+    assert lines[-1] == "self-test passed"
+
+
+def test_self_test_without_the_demo_model_fails_with_one_line(tmp_path, capsys):
+    missing = tmp_path / "resources" / "models" / "demo-austen-gpt2.bin"
+    assert selftest.run(missing) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.splitlines() == [
+        f"self-test failed: the demo model is missing: {missing} (incomplete installation)"
+    ]
+
+
+def test_self_test_with_a_file_that_is_not_a_model_fails_with_one_line(tmp_path, capsys):
+    # A GGUF header would crash ctransformers; the self-test must report it instead.
+    broken = tmp_path / "demo-austen-gpt2.bin"
+    broken.write_bytes(b"GGUF" + bytes(200))
+    assert selftest.run(broken) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert len(err.splitlines()) == 1
+    assert err.startswith("self-test failed: demo-austen-gpt2.bin is not a usable GPT-2 model")
+
+
+def test_self_test_refuses_to_run_inside_a_spawned_child(phrase_model_file, monkeypatch, capsys):
+    # What a frozen engine child would do if it reached the command line instead of the
+    # engine: it must stop at once rather than spawn another engine (and so on).
+    monkeypatch.setattr(selftest.multiprocessing, "parent_process", lambda: object())
+    assert selftest.run(phrase_model_file) == 1
+    assert "freeze_support" in capsys.readouterr().err
 
 
 # --- frozen build and clean install (opt-in, minutes) -------------------------------------
