@@ -1,6 +1,7 @@
 """Documents in the window: open/save round trips, prompts, failed saves, outside changes,
 recent files, and files named on the command line."""
 
+# ruff: noqa: F811  (pytest fixtures are imported by name and then requested by name)
 from __future__ import annotations
 
 import codecs
@@ -191,9 +192,7 @@ def _disk_full_after_first_chunk():
     return write_chunk
 
 
-def test_a_failed_save_leaves_the_old_file_byte_identical_and_says_why(
-    window_harness, tmp_path
-):
+def test_a_failed_save_leaves_the_old_file_byte_identical_and_says_why(window_harness, tmp_path):
     h = window_harness
     path = tmp_path / "book" / "novel.txt"
     path.parent.mkdir()

@@ -188,8 +188,7 @@ class DocumentController(QObject):
             return True
         answer = self._messenger.ask(
             "Unsaved changes",
-            f"“{self.info.title}” has changes that are not saved. "
-            f"Save them before {doing}?",
+            f"“{self.info.title}” has changes that are not saved. Save them before {doing}?",
             [Choice.SAVE, Choice.DISCARD, Choice.CANCEL],
             Choice.SAVE,
         )
@@ -230,9 +229,7 @@ class DocumentController(QObject):
             except SaveError as error:
                 self._messenger.error("Not saved", str(error))
                 return False
-        self.info = replace(
-            info, path=path, stamp=stamp, last_saved=datetime.now(timezone.utc)
-        )
+        self.info = replace(info, path=path, stamp=stamp, last_saved=datetime.now(timezone.utc))
         self.editor.document().setModified(False)
         self.discard_recovery.emit(self.info.doc_id)
         self._remember(path)

@@ -153,11 +153,17 @@ def build_menus(window: MainWindow) -> WindowMenus:
         theme_menu.addAction(action)
         themes[theme] = action
     view.addSeparator()
-    add(view, "full_screen", "F&ull Screen", window.set_full_screen, Key.FullScreen, "F11",
-        checkable=True)
+    add(
+        view,
+        "full_screen",
+        "F&ull Screen",
+        window.set_full_screen,
+        Key.FullScreen,
+        "F11",
+        checkable=True,
+    )
     # Shift+F11 as in Sublime Text's distraction-free mode; Esc also leaves it.
-    add(view, "focus_mode", "F&ocus Mode", window.set_focus_mode, "Shift+F11",
-        checkable=True)
+    add(view, "focus_mode", "F&ocus Mode", window.set_focus_mode, "Shift+F11", checkable=True)
     view.addSeparator()
 
     help_menu = bar.addMenu("&Help")

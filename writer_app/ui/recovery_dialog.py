@@ -145,9 +145,7 @@ class QtRecoveryChooser(RecoveryChooser):
 class ScriptedRecoveryChooser(RecoveryChooser):
     """For tests: each answer is a function of the offered entries; records the offers."""
 
-    answers: deque[Callable[[list[RecoveryEntry]], RecoveryDecision]] = field(
-        default_factory=deque
-    )
+    answers: deque[Callable[[list[RecoveryEntry]], RecoveryDecision]] = field(default_factory=deque)
     offered: list[list[RecoveryEntry]] = field(default_factory=list)
 
     def choose(
