@@ -496,3 +496,16 @@ def test_emit_keeps_the_reference_count_of_true(qtbot):
     # Without the fix it falls by 200; a stray reference or two elsewhere is noise.
     assert abs(sys.getrefcount(True) - before) < 5
     assert len(received) == 201
+
+
+def test_accept_all_takes_a_held_back_sentence_end_along(qtbot, source):
+    controller = make_controller(source, settings=SamplingSettings(stop_at=StopAt.SENTENCE))
+    editor = Editor(controller, "The cat")
+    editor.report()
+    controller.trigger()
+    source.emit_piece(source.last.request_id, " sat")
+    source.emit_piece(source.last.request_id, ".")  # held: "3." or "sat." is not known yet
+    assert shown(controller) == " sat"
+    assert controller.accept(AcceptPart.ALL) == " sat."
+    editor.type(" sat.")
+    assert controller.suggestion is None

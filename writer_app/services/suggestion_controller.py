@@ -253,9 +253,13 @@ class SuggestionController(QObject):
         """Take (part of) the ghost text. Returns what the editor must insert at the
         cursor, "" for nothing; the rest stays on screen."""
         suggestion = self._suggestion
-        if suggestion is None:
+        if suggestion is None or not suggestion.text:
             return ""
         if part is AcceptPart.ALL:
+            # Taken as it is: stop generating. Text held back to see whether it ends a
+            # sentence (a final ".") is the model's own and comes along.
+            self._stop_generating()
+            suggestion.finish(suggestion.current)
             text = suggestion.text
         elif part is AcceptPart.WORD:
             text = suggestion.next_word()
@@ -266,9 +270,6 @@ class SuggestionController(QObject):
         if not text:
             return ""
         suggestion.consume(text)
-        if part is AcceptPart.ALL:
-            self._stop_generating()  # the writer took it as it is
-            suggestion.finish(suggestion.current)
         return text
 
     def cycle(self, step: int) -> bool:
