@@ -502,3 +502,18 @@ def test_cancel_interrupts_the_wait_between_retries(dest):
 
     assert not worker.is_alive()
     assert [type(e) for e in outcome] == [DownloadCancelled]
+
+
+def test_a_new_commit_that_left_the_file_alone_keeps_the_partial(fake_hub, recorder, dest):
+    data = random_bytes(500_000)
+    fake_hub.add_file(REPO, NAME, data)
+    fake_hub.set_faults(REPO, NAME, drop_after_bytes=200_000)
+    with pytest.raises(HubUnreachable):
+        make_downloader(fake_hub, recorder, retry=RetryPolicy(retries=0)).download(SPEC, dest)
+
+    fake_hub.clear_faults(REPO, NAME)
+    fake_hub.add_file(REPO, "README.md", b"new readme", lfs=False)  # moves the commit on
+    path = make_downloader(fake_hub, recorder).download(SPEC, dest)
+
+    assert content_ranges(fake_hub) == [None, "bytes=200000-"]
+    assert path.read_bytes() == data

@@ -539,13 +539,15 @@ def _check_content_range(header: str | None, start: int, remote: RemoteFile) -> 
 
 
 def _same_file(saved: PartialState | None, remote: RemoteFile) -> bool:
-    """Whether a partial download is a prefix of the file the hub serves now."""
-    return (
-        saved is not None
-        and saved.size == remote.size
-        and saved.sha256 == remote.sha256
-        and saved.etag == remote.etag
-    )
+    """Whether a partial download is a prefix of the file the hub serves now.
+
+    The sha256 names the content, so a new commit that left this file alone keeps the
+    partial; the etag only decides when there is no sha256 to compare."""
+    if saved is None or saved.size != remote.size:
+        return False
+    if saved.sha256 or remote.sha256:
+        return saved.sha256 == remote.sha256
+    return saved.etag is not None and saved.etag == remote.etag
 
 
 def _fsync_directory(directory: Path) -> None:
