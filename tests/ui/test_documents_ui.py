@@ -344,3 +344,13 @@ def test_the_last_document_is_reopened_on_the_next_start(make_window, tmp_path):
     second = make_window()
     assert second.editor.toPlainText() == "where I left off"
     assert second.window.documents.info.path == str(path)
+
+
+def test_a_file_that_appeared_under_a_new_documents_name_is_not_clobbered(make_window, tmp_path):
+    path = tmp_path / "notes.txt"
+    h = make_window(open_path=str(path))
+    h.type("my notes")
+    path.write_text("someone else's notes", encoding="utf-8")
+    h.messenger.answers.append(Choice.CANCEL)
+    assert not h.window.documents.save()
+    assert path.read_text(encoding="utf-8") == "someone else's notes"

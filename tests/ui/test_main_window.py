@@ -9,7 +9,7 @@ from PySide6.QtGui import QFont, QKeySequence, QPalette, QTextCursor
 from PySide6.QtWidgets import QApplication, QDockWidget, QLabel
 
 from tests.ui.window_fixtures import make_window, window_harness  # noqa: F401
-from writer_app.settings import Theme
+from writer_app.settings import SettingsSaveError, Theme
 from writer_app.ui.dialogs import ScriptedMessenger
 from writer_app.ui.main_window import build_main_window
 from writer_app.ui.status_bar import count_text, describe_count
@@ -264,3 +264,26 @@ def test_a_corrupt_settings_file_is_survived_with_a_notice(app_home, qtbot):
 def test_about_goes_through_the_messenger(window_harness):
     window_harness.window.menus.actions["about"].trigger()
     assert "writer-app" in window_harness.messenger.texts("info")[0]
+
+
+def test_the_focus_mode_shortcut_enters_and_leaves(window_harness, qtbot):
+    h = window_harness
+    h.window.activateWindow()
+    h.editor.setFocus()
+    qtbot.keyClick(h.editor, Qt.Key.Key_F11, Qt.KeyboardModifier.ShiftModifier)
+    assert h.window.in_focus_mode()
+    qtbot.keyClick(h.editor, Qt.Key.Key_F11, Qt.KeyboardModifier.ShiftModifier)
+    assert not h.window.in_focus_mode() and not h.window.menuBar().isHidden()
+
+
+def test_a_settings_file_that_cannot_be_written_is_reported_once(make_window, monkeypatch):
+    h = make_window()
+
+    def disk_full(settings):
+        raise SettingsSaveError("The disk is full; the settings file was NOT saved.")
+
+    monkeypatch.setattr(h.store, "save", disk_full)
+    h.window.look.zoom_in()
+    h.window.look.zoom_in()
+    assert h.messenger.texts("warning") == ["The disk is full; the settings file was NOT saved."]
+    assert h.editor.font().pointSizeF() > 13  # the choice still applies for this session

@@ -36,6 +36,7 @@ from writer_app.documents.textfile import (
     read_text_file,
 )
 from writer_app.documents.textfile import write_text_file_atomic as _write_text_file_atomic
+from writer_app.settings import Settings
 from writer_app.ui.choosers import FileChooser
 from writer_app.ui.dialogs import Choice, Messenger
 from writer_app.ui.settings_keeper import SettingsKeeper
@@ -202,7 +203,7 @@ class DocumentController(QObject):
     # ----- internals -----------------------------------------------------------------
 
     def _save_to(self, path: str, *, check_disk: bool) -> bool:
-        if check_disk and self.info.stamp is not None and changed_on_disk(path, self.info.stamp):
+        if check_disk and self._changed_since_read(path):
             decision = self._ask_about_outside_change(path)
             if decision == Choice.DISCARD:
                 self.reload_from_disk()
@@ -235,6 +236,11 @@ class DocumentController(QObject):
         self._remember(path)
         self.info_changed.emit(self.info)
         return True
+
+    def _changed_since_read(self, path: str) -> bool:
+        if self.info.stamp is None:  # never read: any file there now is someone else's
+            return os.path.exists(path)
+        return changed_on_disk(path, self.info.stamp)
 
     def _ask_about_outside_change(self, path: str) -> Choice:
         name = Path(path).name
@@ -288,7 +294,7 @@ class DocumentController(QObject):
         self._messenger.error("Could not open", message)
 
     def _forget(self, path: str) -> None:
-        def without(settings):
+        def without(settings: Settings) -> Settings:
             recent = tuple(p for p in settings.window.recent_files if p != path)
             return replace(settings, window=replace(settings.window, recent_files=recent))
 

@@ -4,7 +4,7 @@ The composition root (app.py) builds the editor (any QPlainTextEdit; the app pas
 ghost-text editor) and hands it in, then fills `model_menu`, adds panels with
 `add_dock`, and calls `start()`:
 
-    window = build_main_window(editor=GhostTextEditor())
+    window = build_main_window(editor)
     window.model_menu.addAction(...)
     window.add_dock(sampling_dock)
     window.start(args.file)
@@ -86,6 +86,8 @@ class MainWindow(QMainWindow):
             interval_s=privacy.recovery_interval_s,
             enabled=privacy.crash_recovery,
         )
+        for helper in (self.keeper, self.documents, self.autosaver):
+            helper.setParent(self)  # they live and die with the window
         self.setCentralWidget(editor)
         self.look = EditorLook(editor, self.keeper)
         self.status = StatusBar(self)

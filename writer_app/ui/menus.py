@@ -67,9 +67,9 @@ class WindowMenus:
             action.setStatusTip(path)
             action.setData(path)
             self.recent.insertAction(clear, action)
-        self.recent.insertSeparator(clear)
+        if paths:
+            self.recent.insertSeparator(clear)
         clear.setEnabled(bool(paths))
-        self.recent.setEnabled(True)
 
 
 def build_menus(window: MainWindow) -> WindowMenus:

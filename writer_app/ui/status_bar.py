@@ -137,4 +137,6 @@ class NoticeBar(QToolBar):
     def _fit_height(self) -> None:
         # A tool bar sizes a word-wrapped label by a guessed width, often far too tall;
         # give the label exactly the height its text needs at the width it really has.
-        self.label.setFixedHeight(self.label.heightForWidth(max(self.label.width(), 1)))
+        height = self.label.heightForWidth(max(self.label.width(), 1))
+        if height > 0:  # -1 while there is no text to measure
+            self.label.setFixedHeight(height)
