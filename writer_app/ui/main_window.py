@@ -278,7 +278,9 @@ def build_main_window(
     *,
     paths: AppPaths | None = None,
     messenger: Messenger | None = None,
-    **choosers: object,
+    file_chooser: FileChooser | None = None,
+    font_chooser: FontChooser | None = None,
+    recovery_chooser: RecoveryChooser | None = None,
 ) -> MainWindow:
     """The window with the real settings file, recovery folder and Qt dialogs."""
     paths = paths or AppPaths.default()
@@ -298,8 +300,10 @@ def build_main_window(
         settings_store=store,
         recovery=recovery,
         messenger=messenger,
+        file_chooser=file_chooser,
+        font_chooser=font_chooser,
+        recovery_chooser=recovery_chooser,
         startup_notices=tuple(notices),
-        **choosers,  # type: ignore[arg-type]
     )
     if isinstance(messenger, QtMessenger):
         messenger.set_parent(window)
