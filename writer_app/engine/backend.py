@@ -23,9 +23,11 @@ its own seed derived from (request seed, step) instead: reproducible, yet indepe
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import platform
 import secrets
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from ctypes import c_int
@@ -98,9 +100,37 @@ def _cpu_flags() -> set[str]:
 
 
 def library_path(variant: str | None = None) -> str:
+    _import_ctransformers_lightly()
     from ctransformers.lib import find_library
 
     return find_library(variant or library_variant())
+
+
+def _import_ctransformers_lightly() -> None:
+    """Make `ctransformers.llm` importable without running ctransformers/__init__.py.
+
+    The package's __init__ also imports its Hugging Face hub helpers, which pull in
+    huggingface_hub and an HTTP stack: ~0.7 s on every engine start, for nothing the
+    engine uses. The package module is created empty instead; the first access to one
+    of its own attributes (`from ctransformers import LLM` elsewhere) runs the real
+    __init__ then, so nobody else notices the difference.
+    """
+    if "ctransformers" in sys.modules:
+        return
+    spec = importlib.util.find_spec("ctransformers")
+    if spec is None or spec.loader is None or not spec.submodule_search_locations:
+        return  # an unusual installation: the ordinary import will do
+
+    package = importlib.util.module_from_spec(spec)
+    loader = spec.loader
+
+    def finish_import(name: str) -> object:
+        del package.__getattr__  # type: ignore[attr-defined]  # once is enough
+        loader.exec_module(package)
+        return getattr(package, name)
+
+    package.__getattr__ = finish_import  # type: ignore[attr-defined]  # PEP 562
+    sys.modules["ctransformers"] = package
 
 
 @dataclass(frozen=True)
@@ -182,10 +212,11 @@ class CTransformersBackend:
         """
         layout = read_layout(path)  # raises InvalidModelFile before native code sees it
         facts = layout.facts
+        lib = library_path()
         from ctransformers.llm import LLM, Config
 
         try:
-            llm = LLM(str(path), "gpt2", config=Config(threads=threads), lib=library_path())
+            llm = LLM(str(path), "gpt2", config=Config(threads=threads), lib=lib)
         except (RuntimeError, ValueError, OSError) as error:
             raise ModelLoadError(
                 f"ctransformers could not load {Path(path).name}: {error}"
