@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from PySide6.QtCore import QTimer
 
 from writer_app.engine.sampling import SamplingSettings
-from writer_app.services.suggestion_controller import SuggestionSource, emit
+from writer_app.services.suggestion_controller import SuggestionSource
 
 
 @dataclass
@@ -58,7 +58,7 @@ class DummySuggestionSource(SuggestionSource):
         self.requests.append(recorded)
         if self.fail_next is not None:
             message, self.fail_next = self.fail_next, None
-            QTimer.singleShot(self.step_ms, lambda: emit(self.failed, request_id, message))
+            QTimer.singleShot(self.step_ms, lambda: self.failed.emit(request_id, message))
             return
         if self.auto_stream:
             self._stream(recorded)
@@ -77,17 +77,17 @@ class DummySuggestionSource(SuggestionSource):
         return self.requests[-1]
 
     def emit_piece(self, request_id: int, piece: str) -> None:
-        emit(self.token, request_id, piece)
+        self.token.emit(request_id, piece)
 
     def emit_finished(self, request_id: int, reason: str = "length") -> None:
-        emit(self.finished, request_id, reason)
+        self.finished.emit(request_id, reason)
 
     def stream_all(self, request_id: int | None = None) -> None:
         """Send every scripted piece of a request at once, then finish it."""
         recorded = self._find(request_id)
         for piece in recorded.pieces:
-            emit(self.token, recorded.request_id, piece)
-        emit(self.finished, recorded.request_id, "length")
+            self.token.emit(recorded.request_id, piece)
+        self.finished.emit(recorded.request_id, "length")
 
     def _find(self, request_id: int | None) -> RecordedRequest:
         if request_id is None:
@@ -101,12 +101,12 @@ class DummySuggestionSource(SuggestionSource):
 
         def step() -> None:
             if pieces:
-                emit(self.token, recorded.request_id, pieces.pop(0))
+                self.token.emit(recorded.request_id, pieces.pop(0))
                 return
             timer.stop()
             self._timers.pop(recorded.request_id, None)
             timer.deleteLater()
-            emit(self.finished, recorded.request_id, "length")
+            self.finished.emit(recorded.request_id, "length")
 
         timer.timeout.connect(step)
         self._timers[recorded.request_id] = timer

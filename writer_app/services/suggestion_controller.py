@@ -17,15 +17,11 @@ is tested with a scripted source and plain method calls:
 
 from __future__ import annotations
 
-import ctypes
-import functools
 import random
-import sys
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
 
-from PySide6.QtCore import QObject, QTimer, Signal, SignalInstance
+from PySide6.QtCore import QObject, QTimer, Signal
 
 from writer_app.engine.sampling import SamplingSettings
 from writer_app.services.suggestion import (
@@ -36,37 +32,6 @@ from writer_app.services.suggestion import (
 )
 
 SEED_LIMIT = 2**31  # seeds are non-negative 31-bit integers (SamplingSettings.LIMITS)
-
-
-class _EmitProbe(QObject):
-    ping = Signal()
-
-
-@functools.cache
-def _true_references_lost_per_emit() -> int:
-    """How many references to True one SignalInstance.emit() loses (0 in a sound PySide)."""
-    probe = _EmitProbe()
-    for _ in range(3):  # another thread touching True could spoil one measurement
-        before = sys.getrefcount(True)
-        for _ in range(16):
-            probe.ping.emit()
-        lost = before - sys.getrefcount(True)
-        if lost >= 0 and lost % 16 == 0:
-            for _ in range(lost):
-                ctypes.pythonapi.Py_IncRef(ctypes.py_object(True))  # undo the probe's damage
-            return lost // 16
-    return 0
-
-
-def emit(signal: SignalInstance, *args: Any) -> None:
-    """signal.emit(*args), minus a PySide6 6.12 bug on Python < 3.12: every emit() drops
-    one reference to True (measured with sys.getrefcount), and once True's count reaches
-    zero the interpreter aborts with "bool_dealloc: deallocating True or False". The loss
-    is measured once and given back after each emit; with a fixed PySide6 it is 0."""
-    lost = _true_references_lost_per_emit()
-    signal.emit(*args)
-    for _ in range(lost):
-        ctypes.pythonapi.Py_IncRef(ctypes.py_object(True))
 
 
 class SuggestionSource(QObject):
@@ -213,7 +178,7 @@ class SuggestionController(QObject):
         self._context = context
         if self._keeps_suggestion(context):
             if not self._suggestion.exhausted:
-                emit(self.ghostChanged, self._suggestion)
+                self.ghostChanged.emit(self._suggestion)
                 return
             self._drop_suggestion()  # used up: like any other edit, it may start a new one
         else:
@@ -290,7 +255,7 @@ class SuggestionController(QObject):
             suggestion.select(target % count)
         else:
             return False
-        emit(self.ghostChanged, suggestion)
+        self.ghostChanged.emit(suggestion)
         return True
 
     # --- requests -------------------------------------------------------------------
@@ -331,7 +296,7 @@ class SuggestionController(QObject):
         )
         self._suggestion = suggestion
         self._generate_alternative(suggestion, self._new_seed(suggestion, fresh_seed))
-        emit(self.ghostChanged, suggestion)
+        self.ghostChanged.emit(suggestion)
 
     def _generate_alternative(self, suggestion: Suggestion, seed: int) -> None:
         # One model, one request at a time: the newest wish wins.
@@ -339,7 +304,7 @@ class SuggestionController(QObject):
         alternative = suggestion.add_alternative(seed)
         self._last_request_id += 1
         self._in_flight = _InFlight(self._last_request_id, alternative)
-        emit(self.busyChanged, True)
+        self.busyChanged.emit(True)
         self._source.request(
             self._last_request_id, prompt_for(suggestion.before), self._settings, seed
         )
@@ -369,13 +334,13 @@ class SuggestionController(QObject):
             suggestion.finish(in_flight.alternative)
             if not in_flight.alternative.full_text:
                 suggestion.remove(in_flight.alternative)
-        emit(self.busyChanged, False)
+        self.busyChanged.emit(False)
 
     def _drop_suggestion(self) -> None:
         self._stop_generating()
         if self._suggestion is not None:
             self._suggestion = None
-            emit(self.ghostChanged, None)
+            self.ghostChanged.emit(None)
 
     def _keeps_suggestion(self, context: EditorContext) -> bool:
         """Whether the suggestion survives this edit: only typing that matches its text
@@ -412,30 +377,30 @@ class SuggestionController(QObject):
         if self._suggestion is not None and (
             suggestion.text != shown_before or alternative is suggestion.current
         ):
-            emit(self.ghostChanged, suggestion)
+            self.ghostChanged.emit(suggestion)
 
     def _on_finished(self, request_id: int, reason: str) -> None:
         in_flight = self._current(request_id)
         if in_flight is None or self._suggestion is None:
             return
         self._in_flight = None
-        emit(self.busyChanged, False)
+        self.busyChanged.emit(False)
         self._suggestion.finish(in_flight.alternative)
         self._forget_if_empty(in_flight.alternative)
         if self._suggestion is not None:
-            emit(self.ghostChanged, self._suggestion)
+            self.ghostChanged.emit(self._suggestion)
 
     def _on_failed(self, request_id: int, message: str) -> None:
         in_flight = self._current(request_id)
         if in_flight is None or self._suggestion is None:
             return
         self._in_flight = None
-        emit(self.busyChanged, False)
+        self.busyChanged.emit(False)
         self._suggestion.finish(in_flight.alternative)
         self._forget_if_empty(in_flight.alternative)
-        emit(self.errorOccurred, message)
+        self.errorOccurred.emit(message)
         if self._suggestion is not None:
-            emit(self.ghostChanged, self._suggestion)
+            self.ghostChanged.emit(self._suggestion)
 
     def _forget_if_empty(self, alternative: Alternative) -> None:
         """An alternative that ended with nothing to show is removed; a suggestion left
@@ -449,4 +414,4 @@ class SuggestionController(QObject):
             suggestion.remove(alternative)
         if suggestion.exhausted:
             self._suggestion = None
-            emit(self.ghostChanged, None)
+            self.ghostChanged.emit(None)

@@ -37,7 +37,7 @@ from PySide6.QtGui import (
 from PySide6.QtWidgets import QLabel, QPlainTextEdit, QWidget
 
 from writer_app.services.suggestion import Suggestion, utf16_length
-from writer_app.services.suggestion_controller import AcceptPart, SuggestionController, emit
+from writer_app.services.suggestion_controller import AcceptPart, SuggestionController
 from writer_app.ui.keymap import GhostAction, GhostKeymap
 
 # Marks our format range, so formats set by others (a highlighter) are left alone.
@@ -213,7 +213,7 @@ class GhostTextEditor(QPlainTextEdit):
         text = suggestion.counter_text if suggestion is not None else ""
         if text != self._counter_text:
             self._counter_text = text
-            emit(self.counterChanged, text)
+            self.counterChanged.emit(text)
         if not text or self._placed is None:
             self._counter.hide()
             return
