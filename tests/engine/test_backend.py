@@ -15,9 +15,12 @@ from tests.support.gpt2_vocab import END_OF_TEXT_ID, gpt2_vocab
 from tests.support.models import GPT2_LARGE_SHAPE, GPT2_SHAPE, random_gpt2, random_weights
 from tests.support.reference import reference_logits
 from writer_app.engine.backend import (
+    CHUNK_TARGET_MS,
     EVAL_BUFFER_BYTES,
+    MAX_BATCH,
     CTransformersBackend,
     ModelShape,
+    chunk_size,
     derive_seed,
     eval_buffer_bytes,
     library_path,
@@ -101,6 +104,15 @@ def test_small_models_get_full_batches():
     small = ModelShape(GPT2_SHAPE.n_layer, GPT2_SHAPE.n_embd, GPT2_SHAPE.n_head, 50257)
     assert safe_batch_size(1000, 500, small, max_batch=32) == 32
     assert safe_batch_size(0, 5, small, max_batch=32) == 5
+
+
+def test_chunks_are_kept_short_in_time_once_the_speed_is_known():
+    small = ModelShape(GPT2_SHAPE.n_layer, GPT2_SHAPE.n_embd, GPT2_SHAPE.n_head, 50257)
+    assert chunk_size(0, 1000, small, None) == MAX_BATCH
+    assert chunk_size(0, 1000, small, CHUNK_TARGET_MS / 4) == 4
+    assert chunk_size(0, 1000, small, CHUNK_TARGET_MS * 3) == 1
+    # Speed never overrides the buffer limit.
+    assert chunk_size(1000, 24, LARGE, 0.001) == safe_batch_size(1000, 24, LARGE, MAX_BATCH)
 
 
 def test_derived_seeds_are_reproducible_and_independent():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -397,6 +398,27 @@ def large_model() -> Path:
         )
         os.replace(partial, path)
     return path
+
+
+def _evaluate_without_the_batch_policy(path: str) -> None:
+    """Runs in a spawned child: one 32-token batch, which gpt2.cc's buffer cannot hold."""
+    from writer_app.engine import backend
+
+    backend.EVAL_BUFFER_SAFETY = 100.0  # switch the policy off
+    backend.CHUNK_TARGET_MS = 1e9
+    backend.CTransformersBackend.load(path).evaluate([11] * 32)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_gpt2_large_crashes_without_the_batch_policy():
+    """The danger the policy avoids is real (and a native crash stays in its process)."""
+    child = multiprocessing.get_context("spawn").Process(
+        target=_evaluate_without_the_batch_policy, args=(str(large_model()),)
+    )
+    child.start()
+    child.join(240)
+    assert child.exitcode is not None and child.exitcode < 0  # killed by a signal
 
 
 @pytest.mark.slow

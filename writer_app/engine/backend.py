@@ -11,7 +11,8 @@ Guards against the native library's known failure modes:
   * nothing is evaluated past n_ctx (ctransformers would silently overwrite its cache);
   * prompts are evaluated in chunks no larger than safe_batch_size() allows, because
     gpt2.cc builds each evaluation in a fixed 256 MiB buffer and crashes when the graph
-    outgrows it (see eval_buffer_bytes() for the arithmetic);
+    outgrows it (see eval_buffer_bytes() for the arithmetic); chunks are also kept short
+    in time (chunk_size()) so a cancel between them takes effect quickly;
   * top_k 0 ("off") is passed as the vocabulary size, since 0.2.27 misbehaves on <= 0;
   * temperature 0 never reaches native code (it would divide by zero): greedy is argmax.
 
@@ -40,6 +41,7 @@ from writer_app.engine.ggml import ModelFacts, read_layout
 from writer_app.engine.protocol import (
     Alternative,
     ContextOverflowError,
+    EvaluationError,
     FinishEvent,
     FinishReason,
     InvalidTokenError,
@@ -51,7 +53,11 @@ from writer_app.engine.stopping import StopScanner, Utf8Stream
 from writer_app.engine.window import Window, fit_window
 
 CancelCheck = Callable[[], bool]
-MAX_BATCH = 32  # upper bound per native call, so cancellation is checked often enough
+MAX_BATCH = 32  # more tokens per native call hardly speed up GPT-2 on a CPU
+# Cancellation is checked between chunks, so a chunk should take about this long at most
+# (gpt2-large evaluates ~50-100 ms per token in a batch on one thread: 26 tokens, the
+# largest chunk its buffer allows, would take well over a second).
+CHUNK_TARGET_MS = 400.0
 # gpt2.cc evaluates in a static 256 MiB buffer (it only grows it from a per-token
 # estimate measured on the first call, which ignores the context length).
 EVAL_BUFFER_BYTES = 256 * 1024 * 1024
@@ -172,6 +178,15 @@ def safe_batch_size(n_past: int, remaining: int, shape: ModelShape, max_batch: i
     return size
 
 
+def chunk_size(n_past: int, remaining: int, shape: ModelShape, ms_per_token: float | None) -> int:
+    """Tokens to evaluate in the next native call: what the buffer allows, and no more
+    than fits in CHUNK_TARGET_MS at the speed measured so far (unknown at first)."""
+    size = safe_batch_size(n_past, remaining, shape, MAX_BATCH)
+    if ms_per_token:
+        size = min(size, max(1, int(CHUNK_TARGET_MS / ms_per_token)))
+    return size
+
+
 def derive_seed(request_seed: int, step: int) -> int:
     """An independent, reproducible 31-bit seed for one sampling step of a request."""
     digest = hashlib.blake2b(f"{request_seed}:{step}".encode(), digest_size=4).digest()
@@ -200,6 +215,7 @@ class CTransformersBackend:
         self.n_ctx = n_ctx
         self._shape = ModelShape.of(facts)
         self._context: list[int] = []  # tokens whose keys/values are in the cache, in order
+        self._ms_per_token: float | None = None  # measured on prompt chunks
 
     @classmethod
     def load(
@@ -274,10 +290,17 @@ class CTransformersBackend:
             if should_cancel():
                 break
             n_past = len(self._context)
-            size = safe_batch_size(n_past, len(ids) - n_past, self._shape, MAX_BATCH)
+            size = chunk_size(n_past, len(ids) - n_past, self._shape, self._ms_per_token)
+            started = time.perf_counter()
             self._eval_chunk(ids[n_past : n_past + size])
+            if size > 1:
+                self._remember_speed((time.perf_counter() - started) * 1000 / size)
             evaluated += size
         return evaluated
+
+    def _remember_speed(self, ms_per_token: float) -> None:
+        previous = self._ms_per_token
+        self._ms_per_token = ms_per_token if previous is None else (previous + ms_per_token) / 2
 
     def _eval_chunk(self, chunk: list[int]) -> None:
         n_past = len(self._context)
@@ -289,7 +312,7 @@ class CTransformersBackend:
         )
         if not ok:
             self._context.clear()  # the cache state is unknown now
-            raise ModelLoadError("ctransformers failed to evaluate the prompt.")
+            raise EvaluationError("ctransformers failed to evaluate the prompt.")
         self._context.extend(chunk)
 
     def logits(self) -> np.ndarray:

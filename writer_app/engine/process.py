@@ -51,6 +51,7 @@ from writer_app.engine.protocol import (
     ContextOverflowError,
     EngineError,
     ErrorReply,
+    EvaluationError,
     FinishEvent,
     FinishReason,
     GenerateCommand,
@@ -92,6 +93,7 @@ _ERRORS: dict[str, type[Exception]] = {
     for cls in (
         InvalidTokenError,
         ContextOverflowError,
+        EvaluationError,
         ModelLoadError,
         NoModelLoaded,
         WindowError,

@@ -28,6 +28,10 @@ class ModelLoadError(EngineError):
     """The (already validated) file could not be loaded by ctransformers."""
 
 
+class EvaluationError(EngineError):
+    """ctransformers reported a failed evaluation (the cache is reset)."""
+
+
 class NoModelLoaded(EngineError):
     """A generation or evaluation was asked for before any model was loaded."""
 
