@@ -21,3 +21,45 @@ def app_home(tmp_path, monkeypatch) -> AppPaths:
     home = tmp_path / "writer-app-home"
     monkeypatch.setenv(HOME_ENV, str(home))
     return AppPaths.default()
+
+
+# ---- generated GGML models shared by integration tests ---------------------------------
+# Phrase models are tiny GPT-2s over the real vocabulary whose greedy continuation of a
+# phrase prefix is the rest of the phrase, so tests can assert real text end to end.
+
+CAT_PHRASE = "The cat sat on the mat. Then it slept all day!"
+SNOW_PHRASE = "Snow fell softly\nover quiet hills"
+OWL_PHRASE = "An owl hooted twice before dawn."
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="session")
+def cat_model(model_dir):
+    from tests.support.models import phrase_model
+
+    return phrase_model(model_dir / "cat-q8_0.bin", [CAT_PHRASE, SNOW_PHRASE], ftype="q8_0")
+
+
+@pytest.fixture(scope="session")
+def owl_model(model_dir):
+    """A phrase model of another shape (wider, 3 layers, q4_0) for model switching."""
+    from tests.support.models import phrase_model
+
+    return phrase_model(
+        model_dir / "owl-q4_0.bin", [OWL_PHRASE], ftype="q4_0", n_embd=96, n_layer=3, n_head=4
+    )
+
+
+@pytest.fixture(scope="session")
+def slow_model(model_dir):
+    """Random weights, big enough that a long generation takes seconds (for cancel tests)."""
+    from tests.support.models import random_gpt2
+
+    return random_gpt2(
+        model_dir / "slow-q4_0.bin", n_layer=6, n_embd=512, n_head=8, n_ctx=1024, ftype="q4_0",
+        seed=5,
+    )

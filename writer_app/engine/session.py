@@ -1,0 +1,83 @@
+"""A loaded model that speaks text: tokenizer + windowing + the engine process.
+
+The CLI and the app's inference worker both talk to the engine through this, so prompt
+handling is the same everywhere: only a bounded, prefix-stable tail of the document is
+tokenized (text_window_start), and the engine process cuts that to the context
+(fit_window) and streams back complete UTF-8 text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+from writer_app.engine.ggml import ModelFacts, read_vocab
+from writer_app.engine.process import EngineClient
+from writer_app.engine.protocol import Alternative, FinishEvent, TokenEvent
+from writer_app.engine.sampling import SamplingSettings
+from writer_app.engine.tokenizer import Tokenizer
+from writer_app.engine.window import text_window_start
+
+# Characters of text per context token that we tokenize at most. English averages ~4.5
+# characters per GPT-2 token; a generous 8 leaves fit_window a full budget to cut from.
+CHARS_PER_TOKEN_BUDGET = 8
+
+
+class TextSession:
+    """One model in one engine process. Drive it from one thread (cancel(): any thread)."""
+
+    def __init__(self, client: EngineClient, facts: ModelFacts, tokenizer: Tokenizer) -> None:
+        self.client = client
+        self.facts = facts
+        self.tokenizer = tokenizer
+
+    @classmethod
+    def open(cls, path: str | Path, *, threads: int = 1) -> TextSession:
+        """Start an engine process and load the model (validated before it gets there)."""
+        client = EngineClient(auto_restart=True)
+        client.start()
+        try:
+            facts = client.load(Path(path), threads=threads)
+            tokenizer = Tokenizer.from_vocab(read_vocab(Path(path)))
+        except BaseException:
+            client.close()
+            raise
+        return cls(client, facts, tokenizer)
+
+    @property
+    def path(self) -> Path:
+        return Path(self.facts.path)
+
+    def prompt_ids(self, text: str) -> list[int]:
+        start = text_window_start(text, self.facts.n_ctx * CHARS_PER_TOKEN_BUDGET)
+        return self.tokenizer.encode(text[start:])
+
+    def generate(
+        self,
+        request_id: int,
+        text: str,
+        settings: SamplingSettings,
+        *,
+        with_probs: bool = False,
+        top_n: int = 5,
+        forced_ids: tuple[int, ...] = (),
+    ) -> Iterator[TokenEvent | FinishEvent]:
+        """Continue `text`. forced_ids are tokens the writer already chose to follow it."""
+        ids = self.prompt_ids(text) + list(forced_ids)
+        preceding = text + self.tokenizer.decode(list(forced_ids))
+        return self.client.generate(
+            request_id, ids, settings, with_probs=with_probs, top_n=top_n,
+            preceding_text=preceding,
+        )
+
+    def next_token_probs(self, text: str, temperature: float, top_n: int) -> list[Alternative]:
+        return self.client.next_token_probs(self.prompt_ids(text), temperature, top_n)
+
+    def prewarm(self, text: str, max_tokens: int) -> int:
+        return self.client.prewarm(self.prompt_ids(text), max_tokens=max_tokens)
+
+    def cancel(self) -> None:
+        self.client.cancel()
+
+    def close(self) -> None:
+        self.client.close()

@@ -1,0 +1,248 @@
+"""The inference service: suggestions from the engine process, on a background thread.
+
+    GUI thread                         worker QThread                 engine process
+    InferenceService.request() ──sig──▶ _Worker.generate() ──pipe──▶ ctransformers
+    controller ◀──token/finished────── (one event per token) ◀──────
+    InferenceService.cancel() ─────────────── shared counter ─────────▶ stops within a token
+
+Only signals cross threads; no widget is touched off the GUI thread. Loading a model
+happens on a third thread in a NEW engine process, so the current model keeps
+suggesting until the new one is ready; then the worker swaps them and closes the old.
+If the engine process dies, the writer is told, the process is restarted and the model
+reloaded (EngineClient auto_restart), and the next suggestion works again.
+"""
+
+from __future__ import annotations
+
+import threading
+from enum import Enum
+from pathlib import Path
+
+from PySide6.QtCore import QObject, QThread, Signal, Slot
+
+from writer_app.engine.ggml import InvalidModelFile, ModelFacts
+from writer_app.engine.process import EngineCrashed
+from writer_app.engine.protocol import EngineError, FinishEvent, FinishReason
+from writer_app.engine.sampling import SamplingSettings
+from writer_app.engine.session import TextSession
+from writer_app.services.suggestion_controller import SuggestionSource
+
+
+class EngineState(str, Enum):
+    NO_MODEL = "no model"
+    LOADING = "loading"
+    IDLE = "idle"
+    THINKING = "thinking"
+    RESTARTING = "restarting"
+
+
+class _Worker(QObject):
+    """Lives on the worker thread; owns the TextSession in use."""
+
+    token = Signal(int, str)
+    finished = Signal(int, str, float)  # request id, reason, tokens per second
+    failed = Signal(int, str)
+    state = Signal(str)
+
+    def __init__(self, service: InferenceService) -> None:
+        super().__init__()
+        self._service = service
+        self.session: TextSession | None = None
+
+    @Slot(int, str, object)
+    def generate(self, request_id: int, prompt_text: str, settings: SamplingSettings) -> None:
+        service = self._service
+        if service.is_stale(request_id):
+            self.finished.emit(request_id, FinishReason.CANCELLED.value, 0.0)
+            return
+        session = self.session
+        if session is None:
+            self.failed.emit(request_id, "No model is loaded yet.")
+            return
+        self.state.emit(EngineState.THINKING.value)
+        try:
+            service.begin(request_id)
+            events = session.generate(request_id, prompt_text, settings)
+            for event in events:
+                if isinstance(event, FinishEvent):
+                    if event.tail_text and not service.is_stale(request_id):
+                        self.token.emit(request_id, event.tail_text)  # a held-back "."
+                    self.finished.emit(request_id, event.reason.value, event.tokens_per_second)
+                elif service.is_stale(request_id):
+                    session.cancel()  # drains the rest of this generation quickly
+                elif event.text:
+                    self.token.emit(request_id, event.text)
+        except EngineCrashed as crash:
+            self.state.emit(EngineState.RESTARTING.value)
+            self.failed.emit(
+                request_id,
+                f"The suggestion engine stopped unexpectedly ({crash}). It is being "
+                "restarted; your text is safe.",
+            )
+            self._restart(session)
+        except EngineError as error:
+            self.failed.emit(request_id, str(error))
+        finally:
+            service.finish(request_id)
+            self.state.emit(EngineState.IDLE.value if self.session else EngineState.NO_MODEL.value)
+
+    def _restart(self, session: TextSession) -> None:
+        try:
+            session.client.restart()
+        except EngineError as error:
+            self.failed.emit(-1, f"The suggestion engine could not be restarted: {error}")
+
+    @Slot(object)
+    def adopt(self, session: TextSession) -> None:
+        old, self.session = self.session, session
+        if old is not None:
+            old.close()
+        self.state.emit(EngineState.IDLE.value)
+
+    @Slot()
+    def shutdown(self) -> None:
+        if self.session is not None:
+            self.session.close()
+            self.session = None
+
+
+class _Loader(QObject):
+    """Loads a model in a fresh engine process on its own thread."""
+
+    loaded = Signal(object)  # TextSession
+    failed = Signal(str, str)  # path, message
+
+    @Slot(str, int)
+    def load(self, path: str, threads: int) -> None:
+        try:
+            session = TextSession.open(path, threads=threads)
+        except InvalidModelFile as error:
+            self.failed.emit(path, str(error))
+        except (EngineError, OSError) as error:
+            self.failed.emit(path, f"The model {Path(path).name} could not be loaded: {error}")
+        else:
+            self.loaded.emit(session)
+
+
+class InferenceService(SuggestionSource):
+    """SuggestionSource backed by the engine process; also owns model switching."""
+
+    _generate = Signal(int, str, object)
+    _load = Signal(str, int)
+    _adopt = Signal(object)
+    _shutdown = Signal()
+
+    stateChanged = Signal(str, str)  # EngineState value, detail (e.g. "42 tok/s")
+    modelLoaded = Signal(object)  # ModelFacts
+    modelFailed = Signal(str, str)  # path, message
+
+    def __init__(self, *, threads: int = 1, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.threads = threads
+        self.facts: ModelFacts | None = None
+        self._lock = threading.Lock()
+        self._latest_request = 0
+        self._cancelled_upto = 0
+        self._active_request: int | None = None
+
+        self._worker_thread = QThread(self)
+        self._worker_thread.setObjectName("inference-worker")
+        self._worker = _Worker(self)
+        self._worker.moveToThread(self._worker_thread)
+        self._loader_thread = QThread(self)
+        self._loader_thread.setObjectName("model-loader")
+        self._loader = _Loader()
+        self._loader.moveToThread(self._loader_thread)
+
+        self._generate.connect(self._worker.generate)
+        self._adopt.connect(self._worker.adopt)
+        self._shutdown.connect(self._worker.shutdown)
+        self._load.connect(self._loader.load)
+        self._worker.token.connect(self.token)
+        self._worker.failed.connect(self.failed)
+        self._worker.finished.connect(self._on_finished)
+        self._worker.state.connect(lambda state: self.stateChanged.emit(state, ""))
+        self._loader.loaded.connect(self._on_loaded)
+        self._loader.failed.connect(self._on_load_failed)
+        self._worker_thread.start()
+        self._loader_thread.start()
+        self._loading: str | None = None
+
+    # ---- SuggestionSource ------------------------------------------------------------
+
+    def request(
+        self, request_id: int, prompt_text: str, settings: SamplingSettings, seed: int
+    ) -> None:
+        with self._lock:
+            self._latest_request = max(self._latest_request, request_id)
+        self._generate.emit(request_id, prompt_text, settings.with_changes(seed=seed))
+
+    def cancel(self, request_id: int) -> None:
+        with self._lock:
+            self._cancelled_upto = max(self._cancelled_upto, request_id)
+            session = self._worker.session
+            running = self._active_request
+            if session is not None and running is not None and running <= request_id:
+                session.cancel()
+
+    # ---- used by the worker thread ----------------------------------------------------
+
+    def is_stale(self, request_id: int) -> bool:
+        with self._lock:
+            return request_id <= self._cancelled_upto or request_id < self._latest_request
+
+    def begin(self, request_id: int) -> None:
+        """Mark the request that is running, so cancel() knows whether to interrupt it."""
+        with self._lock:
+            self._active_request = request_id
+
+    def finish(self, request_id: int) -> None:
+        with self._lock:
+            if self._active_request == request_id:
+                self._active_request = None
+
+    # ---- models -----------------------------------------------------------------------
+
+    @property
+    def loading(self) -> bool:
+        return self._loading is not None
+
+    def load_model(self, path: str | Path) -> None:
+        """Load in the background; the current model keeps suggesting meanwhile."""
+        self._loading = str(path)
+        self.stateChanged.emit(EngineState.LOADING.value, Path(path).name)
+        self._load.emit(str(path), self.threads)
+
+    def _on_loaded(self, session: TextSession) -> None:
+        self._loading = None
+        self.facts = session.facts
+        self._adopt.emit(session)
+        self.modelLoaded.emit(session.facts)
+
+    def _on_load_failed(self, path: str, message: str) -> None:
+        self._loading = None
+        self.modelFailed.emit(path, message)
+        state = EngineState.IDLE if self.facts else EngineState.NO_MODEL
+        self.stateChanged.emit(state.value, "")
+
+    def _on_finished(self, request_id: int, reason: str, tokens_per_second: float) -> None:
+        self.finished.emit(request_id, reason)
+        if tokens_per_second > 0:
+            self.stateChanged.emit(EngineState.IDLE.value, f"{tokens_per_second:.0f} tok/s")
+
+    def shutdown(self, timeout_ms: int = 10_000) -> None:
+        """Stop generating, close the engine process and the threads. Never hangs."""
+        with self._lock:
+            self._cancelled_upto = max(self._cancelled_upto, self._latest_request)
+        session = self._worker.session
+        if session is not None:
+            session.cancel()
+        self._shutdown.emit()
+        for thread in (self._worker_thread, self._loader_thread):
+            thread.quit()
+            if not thread.wait(timeout_ms):
+                thread.terminate()
+                thread.wait()
+        if self._worker.session is not None:  # the queued shutdown never ran
+            self._worker.session.close()
+
