@@ -182,9 +182,9 @@ def test_reused_cache_gives_the_same_logits_as_a_fresh_evaluation(backend):
     assert not np.allclose(fresh, reused, atol=1e-3)
 
 
-@pytest.mark.parametrize("bad_id", [-1, 50257, 10**9])
+@pytest.mark.parametrize("bad_id", [-1, 50257, 10**9, 3.0, True])
 def test_token_ids_outside_the_vocabulary_are_refused(backend, bad_id):
-    with pytest.raises(InvalidTokenError, match="not in this model's vocabulary"):
+    with pytest.raises(InvalidTokenError, match="not in this model's vocabulary|not an integer"):
         backend.evaluate([464, bad_id])
     with pytest.raises(InvalidTokenError):
         list(backend.generate(1, [bad_id], GREEDY))

@@ -44,9 +44,9 @@ from writer_app.engine.protocol import (
     EvaluationError,
     FinishEvent,
     FinishReason,
-    InvalidTokenError,
     ModelLoadError,
     TokenEvent,
+    check_token_ids,
 )
 from writer_app.engine.sampling import SamplingSettings
 from writer_app.engine.stopping import StopScanner, Utf8Stream
@@ -254,14 +254,7 @@ class CTransformersBackend:
     # ---- evaluation ------------------------------------------------------------------
 
     def check_ids(self, token_ids: Sequence[int]) -> list[int]:
-        ids = [int(token_id) for token_id in token_ids]
-        bad = next((t for t in ids if not 0 <= t < self.n_vocab), None)
-        if bad is not None:
-            raise InvalidTokenError(
-                f"Token id {bad} is not in this model's vocabulary "
-                f"(valid ids are 0 to {self.n_vocab - 1})."
-            )
-        return ids
+        return check_token_ids(token_ids, self.n_vocab)
 
     def evaluate(self, token_ids: Sequence[int], should_cancel: CancelCheck = _never) -> int:
         """Bring the cache to exactly `token_ids`; returns how many had to be evaluated.

@@ -37,7 +37,6 @@ waiting on the child when it died always raises; a crash noticed before a call i
 from __future__ import annotations
 
 import multiprocessing
-import operator
 import os
 import signal
 import threading
@@ -64,6 +63,7 @@ from writer_app.engine.protocol import (
     Reply,
     ShutdownCommand,
     TokenEvent,
+    check_token_ids,
 )
 from writer_app.engine.sampling import SamplingSettings
 from writer_app.engine.window import WindowError
@@ -330,22 +330,7 @@ class EngineClient:
     def _checked_ids(self, prompt_ids: Sequence[int]) -> list[int]:
         if self.facts is None:
             raise NoModelLoaded("Load a model before generating.")
-        n_vocab = self.facts.n_vocab
-        ids: list[int] = []
-        for token_id in prompt_ids:
-            try:
-                if isinstance(token_id, bool):
-                    raise TypeError
-                value = operator.index(token_id)  # ints and numpy ints, never floats
-            except TypeError:
-                raise InvalidTokenError(f"Token id {token_id!r} is not an integer.") from None
-            if not 0 <= value < n_vocab:
-                raise InvalidTokenError(
-                    f"Token id {value} is not in this model's vocabulary "
-                    f"(valid ids are 0 to {n_vocab - 1})."
-                )
-            ids.append(value)
-        return ids
+        return check_token_ids(prompt_ids, self.facts.n_vocab)
 
     def _request(self, command: object) -> object:
         self._prepare()

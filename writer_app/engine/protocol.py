@@ -4,6 +4,8 @@ engine process. Plain picklable dataclasses; no Qt, no ctransformers.
 
 from __future__ import annotations
 
+import operator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -34,6 +36,26 @@ class EvaluationError(EngineError):
 
 class NoModelLoaded(EngineError):
     """A generation or evaluation was asked for before any model was loaded."""
+
+
+def check_token_ids(token_ids: Iterable[object], n_vocab: int) -> list[int]:
+    """Plain ints inside the vocabulary, or InvalidTokenError: ctransformers indexes its
+    tables with token ids unchecked, so a bad one would crash it."""
+    ids: list[int] = []
+    for token_id in token_ids:
+        try:
+            if isinstance(token_id, bool):
+                raise TypeError
+            value = operator.index(token_id)  # ints and numpy ints, never floats
+        except TypeError:
+            raise InvalidTokenError(f"Token id {token_id!r} is not an integer.") from None
+        if not 0 <= value < n_vocab:
+            raise InvalidTokenError(
+                f"Token id {value} is not in this model's vocabulary "
+                f"(valid ids are 0 to {n_vocab - 1})."
+            )
+        ids.append(value)
+    return ids
 
 
 class FinishReason(str, Enum):
