@@ -63,15 +63,31 @@ def sampling_from_args(args: argparse.Namespace) -> SamplingSettings:
         raise CliError(f"invalid sampling setting: {exc}") from None
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="writer-app", description=__doc__.splitlines()[0])
+COMMANDS = ("complete", "generate", "models")
+
+
+def build_app_parser() -> argparse.ArgumentParser:
+    """`writer-app [FILE]` and the app-level flags."""
+    parser = _Parser(
+        prog="writer-app",
+        description=__doc__.splitlines()[0],
+        epilog="Headless commands: writer-app {complete,generate,models} --help",
+    )
     parser.add_argument("--version", action="version", version=f"writer-app {__version__}")
     parser.add_argument("--self-test", action="store_true",
                         help="load the demo model in the engine process, produce a suggestion, exit")
     parser.add_argument("--screenshot", metavar="FILE",
                         help="start the editor offscreen with a ghost suggestion showing, save a PNG, exit")
     parser.add_argument("file", nargs="?", help="a document to open")
-    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+    parser.set_defaults(command=None)
+    return parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The headless subcommands."""
+    parser = _Parser(prog="writer-app", description=__doc__.splitlines()[0])
+    parser.set_defaults(self_test=False, screenshot=None, file=None)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     complete = sub.add_parser("complete", help="stream a continuation of PROMPT to stdout")
     complete.add_argument("--model", help="installed model name, or a path to a GGML file")
@@ -105,7 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     from writer_app import commands  # deferred: keeps `--version` instant
 
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    first_word = next((arg for arg in argv if not arg.startswith("-")), None)
+    parser = build_parser() if first_word in COMMANDS else build_app_parser()
     try:
         args = parser.parse_args(argv)
         return commands.run(args)

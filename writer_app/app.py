@@ -1,0 +1,130 @@
+"""The composition root: the one place that builds the app's objects and wires them.
+
+Nothing else creates services or windows; every object gets what it needs passed in,
+so tests can build the same graph with test doubles (e.g. a ScriptedMessenger).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from PySide6.QtGui import QIcon
+from PySide6.QtWidgets import QApplication
+
+from writer_app import __version__
+from writer_app.assets import demo_model_path, resources_dir
+from writer_app.engine.ggml import ModelFacts
+from writer_app.paths import AppPaths
+from writer_app.services.inference import EngineState, InferenceService
+from writer_app.services.suggestion_controller import (
+    SuggestionController,
+    SuggestionPreferences,
+)
+from writer_app.settings import Settings
+from writer_app.ui.dialogs import Messenger
+from writer_app.ui.ghost_editor import GhostTextEditor
+from writer_app.ui.main_window import MainWindow, build_main_window
+
+
+def preferences_from(settings: Settings) -> SuggestionPreferences:
+    editor = settings.editor
+    return SuggestionPreferences(
+        auto_trigger=editor.autosuggest,
+        debounce_ms=editor.debounce_ms,
+        suggest_mid_word=editor.suggest_mid_word,
+    )
+
+
+def model_label(facts: ModelFacts) -> str:
+    name = Path(facts.path).name
+    demo = " (demo)" if Path(facts.path) == demo_model_path() else ""
+    return f"{name}{demo} · {facts.quantization}"
+
+
+@dataclass
+class WriterApp:
+    """Everything the running editor is made of."""
+
+    paths: AppPaths
+    service: InferenceService
+    controller: SuggestionController
+    editor: GhostTextEditor
+    window: MainWindow
+
+    @classmethod
+    def build(cls, *, paths: AppPaths | None = None, messenger: Messenger | None = None,
+              **window_seams) -> WriterApp:
+        paths = paths or AppPaths.default()
+        service = InferenceService()
+        controller = SuggestionController(service, Settings().sampling, SuggestionPreferences())
+        editor = GhostTextEditor(controller)
+        window = build_main_window(editor, paths=paths, messenger=messenger, **window_seams)
+        app = cls(paths, service, controller, editor, window)
+        app._wire()
+        return app
+
+    @property
+    def settings(self) -> Settings:
+        return self.window.keeper.current
+
+    def _wire(self) -> None:
+        self.service.threads = self.settings.models.threads
+        self._apply_settings(self.settings)
+        self.window.keeper.changed.connect(self._apply_settings)
+        self.service.stateChanged.connect(self._show_engine_state)
+        self.service.modelLoaded.connect(lambda facts: self.window.set_model_text(model_label(facts)))
+        self.service.modelFailed.connect(
+            lambda path, message: self.window.messenger.warning("Model not loaded", message)
+        )
+        self.controller.errorOccurred.connect(self.window.notice_bar.show_notice)
+        self.window.closed.connect(self.shutdown)
+        self.window.set_model_text("no model")
+
+    def _apply_settings(self, settings: Settings) -> None:
+        self.controller.set_settings(settings.sampling)
+        self.controller.set_preferences(preferences_from(settings))
+
+    def _show_engine_state(self, state: str, detail: str) -> None:
+        text = {
+            EngineState.LOADING.value: "loading…",
+            EngineState.THINKING.value: "thinking…",
+            EngineState.RESTARTING.value: "restarting the engine…",
+        }.get(state, state)
+        self.window.set_engine_state(f"{text} · {detail}" if detail else text)
+
+    def active_model_path(self) -> Path:
+        """The model the writer last chose, if it is still there; else the demo model."""
+        chosen = self.settings.models.active_model
+        if chosen and Path(chosen).is_file():
+            return Path(chosen)
+        return demo_model_path()
+
+    def start(self, open_path: str | None = None) -> None:
+        self.window.start(open_path)
+        self.service.load_model(self.active_model_path())
+
+    def shutdown(self) -> None:
+        self.service.shutdown()
+
+
+def create_qapplication() -> QApplication:
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationName("writer-app")
+    app.setApplicationDisplayName("writer-app")
+    app.setApplicationVersion(__version__)
+    app.setOrganizationName("writer-app")
+    app.setDesktopFileName("io.github.writerapp.WriterApp")
+    icon = QIcon()
+    for png in sorted((resources_dir() / "icons").glob("writer-app-*.png")):
+        icon.addFile(str(png))
+    app.setWindowIcon(icon)
+    return app
+
+
+def run_gui(open_path: str | None = None) -> int:
+    qt_app = create_qapplication()
+    writer = WriterApp.build()
+    writer.start(open_path)
+    return qt_app.exec()
