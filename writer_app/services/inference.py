@@ -40,9 +40,9 @@ class _Worker(QObject):
     """Lives on the worker thread; owns the TextSession in use."""
 
     token = Signal(int, str)
-    finished = Signal(int, str, float)  # request id, reason, tokens per second
+    finished = Signal(int, str)  # request id, reason
     failed = Signal(int, str)
-    state = Signal(str)
+    state = Signal(str, str)  # EngineState value, detail
 
     def __init__(self, service: InferenceService) -> None:
         super().__init__()
@@ -53,13 +53,14 @@ class _Worker(QObject):
     def generate(self, request_id: int, prompt_text: str, settings: SamplingSettings) -> None:
         service = self._service
         if service.is_stale(request_id):
-            self.finished.emit(request_id, FinishReason.CANCELLED.value, 0.0)
+            self.finished.emit(request_id, FinishReason.CANCELLED.value)
             return
         session = self.session
         if session is None:
             self.failed.emit(request_id, "No model is loaded yet.")
             return
-        self.state.emit(EngineState.THINKING.value)
+        self.state.emit(EngineState.THINKING.value, "")
+        speed = ""
         try:
             service.begin(request_id)
             events = session.generate(request_id, prompt_text, settings)
@@ -67,13 +68,15 @@ class _Worker(QObject):
                 if isinstance(event, FinishEvent):
                     if event.tail_text and not service.is_stale(request_id):
                         self.token.emit(request_id, event.tail_text)  # a held-back "."
-                    self.finished.emit(request_id, event.reason.value, event.tokens_per_second)
+                    if event.generated_tokens:
+                        speed = f"{event.tokens_per_second:.0f} tok/s"
+                    self.finished.emit(request_id, event.reason.value)
                 elif service.is_stale(request_id):
                     session.cancel()  # drains the rest of this generation quickly
                 elif event.text:
                     self.token.emit(request_id, event.text)
         except EngineCrashed as crash:
-            self.state.emit(EngineState.RESTARTING.value)
+            self.state.emit(EngineState.RESTARTING.value, "")
             self.failed.emit(
                 request_id,
                 f"The suggestion engine stopped unexpectedly ({crash}). It is being "
@@ -84,7 +87,8 @@ class _Worker(QObject):
             self.failed.emit(request_id, str(error))
         finally:
             service.finish(request_id)
-            self.state.emit(EngineState.IDLE.value if self.session else EngineState.NO_MODEL.value)
+            state = EngineState.IDLE if self.session else EngineState.NO_MODEL
+            self.state.emit(state.value, speed)
 
     def _restart(self, session: TextSession) -> None:
         try:
@@ -97,7 +101,7 @@ class _Worker(QObject):
         old, self.session = self.session, session
         if old is not None:
             old.close()
-        self.state.emit(EngineState.IDLE.value)
+        self.state.emit(EngineState.IDLE.value, "")
 
     @Slot()
     def shutdown(self) -> None:
@@ -160,8 +164,8 @@ class InferenceService(SuggestionSource):
         self._load.connect(self._loader.load)
         self._worker.token.connect(self.token)
         self._worker.failed.connect(self.failed)
-        self._worker.finished.connect(self._on_finished)
-        self._worker.state.connect(lambda state: self.stateChanged.emit(state, ""))
+        self._worker.finished.connect(self.finished)
+        self._worker.state.connect(self.stateChanged)
         self._loader.loaded.connect(self._on_loaded)
         self._loader.failed.connect(self._on_load_failed)
         self._worker_thread.start()
@@ -224,11 +228,6 @@ class InferenceService(SuggestionSource):
         self.modelFailed.emit(path, message)
         state = EngineState.IDLE if self.facts else EngineState.NO_MODEL
         self.stateChanged.emit(state.value, "")
-
-    def _on_finished(self, request_id: int, reason: str, tokens_per_second: float) -> None:
-        self.finished.emit(request_id, reason)
-        if tokens_per_second > 0:
-            self.stateChanged.emit(EngineState.IDLE.value, f"{tokens_per_second:.0f} tok/s")
 
     def shutdown(self, timeout_ms: int = 10_000) -> None:
         """Stop generating, close the engine process and the threads. Never hangs."""
