@@ -101,9 +101,9 @@ class WriterApp:
             return Path(chosen)
         return demo_model_path()
 
-    def start(self, open_path: str | None = None) -> None:
+    def start(self, open_path: str | None = None, *, model_path: Path | None = None) -> None:
         self.window.start(open_path)
-        self.service.load_model(self.active_model_path())
+        self.service.load_model(model_path or self.active_model_path())
 
     def shutdown(self) -> None:
         self.service.shutdown()

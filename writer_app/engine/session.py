@@ -50,7 +50,12 @@ class TextSession:
 
     def prompt_ids(self, text: str) -> list[int]:
         start = text_window_start(text, self.facts.n_ctx * CHARS_PER_TOKEN_BUDGET)
-        return self.tokenizer.encode(text[start:])
+        ids = self.tokenizer.encode(text[start:])
+        if not ids and self.tokenizer.eos_id is not None:
+            # An empty page: GPT-2 was trained with <|endoftext|> between documents, so
+            # starting from it asks for the beginning of a new text.
+            ids = [self.tokenizer.eos_id]
+        return ids
 
     def generate(
         self,

@@ -1,0 +1,233 @@
+"""The whole app end to end: real editor, controller, worker thread and engine process,
+suggesting from generated phrase models. The keys and rules themselves are tested in
+detail with a scripted source in test_ghost_editor.py; here they run for real."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtGui import QTextCursor
+
+from writer_app.app import WriterApp
+from writer_app.engine.sampling import SamplingSettings, StopAt
+from writer_app.ui.choosers import ScriptedFileChooser, ScriptedFontChooser
+from writer_app.ui.dialogs import ScriptedMessenger
+from writer_app.ui.recovery_dialog import ScriptedRecoveryChooser
+
+CTRL = Qt.KeyboardModifier.ControlModifier
+ALT = Qt.KeyboardModifier.AltModifier
+SHIFT = Qt.KeyboardModifier.ShiftModifier
+# Slightly random, so alternatives differ, yet a phrase model is confident enough that
+# the continuation is its phrase.
+PHRASES = SamplingSettings(temperature=0.5, top_k=40, max_tokens=32, stop_at=StopAt.SENTENCE)
+ENDLESS = SamplingSettings(temperature=1.0, top_k=0, top_p=1.0, max_tokens=256,
+                           stop_at=StopAt.LENGTH)
+
+
+def build_app(qtbot, app_home, model, sampling: SamplingSettings = PHRASES,
+              debounce_ms: int = 50) -> WriterApp:
+    writer = WriterApp.build(
+        paths=app_home,
+        messenger=ScriptedMessenger(),
+        file_chooser=ScriptedFileChooser(),
+        font_chooser=ScriptedFontChooser(),
+        recovery_chooser=ScriptedRecoveryChooser(),
+    )
+    # Not qtbot.addWidget: pytest-qt would close it before our teardown marks the
+    # document saved, and the unsaved-changes prompt would ask the test a question.
+    writer.window.keeper.update(lambda s: replace(
+        s, sampling=sampling, editor=replace(s.editor, debounce_ms=debounce_ms)))
+    with qtbot.waitSignal(writer.service.modelLoaded, timeout=60_000):
+        writer.start(model_path=model)
+    writer.editor.setFocus()
+    return writer
+
+
+@pytest.fixture
+def cat_app(qtbot, app_home, cat_model):
+    writer = build_app(qtbot, app_home, cat_model)
+    yield writer
+    writer.editor.document().setModified(False)
+    writer.window.close()
+    writer.shutdown()
+
+
+def type_text(qtbot, writer: WriterApp, text: str) -> None:
+    qtbot.keyClicks(writer.editor, text)
+
+
+def wait_for_ghost(qtbot, writer: WriterApp, expected: str | None = None) -> str:
+    controller = writer.controller
+    qtbot.waitUntil(
+        lambda: controller.suggestion is not None and controller.suggestion.done
+        and not controller.busy,
+        timeout=30_000,
+    )
+    ghost = writer.editor.ghost_text()
+    if expected is not None:
+        assert ghost == expected
+    return ghost
+
+
+def text(writer: WriterApp) -> str:
+    return writer.editor.toPlainText()
+
+
+def test_a_pause_in_typing_shows_the_models_continuation_as_ghost_text(qtbot, cat_app):
+    type_text(qtbot, cat_app, "The cat sat ")
+    wait_for_ghost(qtbot, cat_app, "on the mat.")
+    assert text(cat_app) == "The cat sat "  # ghost text is never part of the document
+
+
+def test_tab_accepts_all_and_ctrl_z_restores_then_redo(qtbot, cat_app):
+    type_text(qtbot, cat_app, "The cat sat ")
+    wait_for_ghost(qtbot, cat_app, "on the mat.")
+    qtbot.keyClick(cat_app.editor, Qt.Key.Key_Tab)
+    assert text(cat_app) == "The cat sat on the mat."
+    qtbot.keyClick(cat_app.editor, Qt.Key.Key_Z, CTRL)
+    assert text(cat_app) == "The cat sat "
+    qtbot.keyClick(cat_app.editor, Qt.Key.Key_Z, CTRL | SHIFT)
+    assert text(cat_app) == "The cat sat on the mat."
+
+
+def test_ctrl_right_accepts_one_word_at_a_time(qtbot, cat_app):
+    type_text(qtbot, cat_app, "The cat sat ")
+    wait_for_ghost(qtbot, cat_app, "on the mat.")
+    qtbot.keyClick(cat_app.editor, Qt.Key.Key_Right, CTRL)
+    assert text(cat_app) == "The cat sat on"
+    assert cat_app.editor.ghost_text() == " the mat."
+    qtbot.keyClick(cat_app.editor, Qt.Key.Key_Right, CTRL)
+    assert text(cat_app) == "The cat sat on the"
+
+
+def test_shift_tab_accepts_to_the_end_of_the_sentence(qtbot, app_home, cat_model):
+    writer = build_app(qtbot, app_home, cat_model,
+                       replace(PHRASES, stop_at=StopAt.PARAGRAPH))
+    try:
+        type_text(qtbot, writer, "The cat sat ")
+        wait_for_ghost(qtbot, writer, "on the mat. Then it slept all day!")
+        qtbot.keyClick(writer.editor, Qt.Key.Key_Backtab, SHIFT)
+        assert text(writer) == "The cat sat on the mat."
+    finally:
+        writer.editor.document().setModified(False)
+        writer.window.close()
+        writer.shutdown()
+
+
+def test_escape_dismisses(qtbot, cat_app):
+    type_text(qtbot, cat_app, "The cat sat ")
+    wait_for_ghost(qtbot, cat_app, "on the mat.")
+    qtbot.keyClick(cat_app.editor, Qt.Key.Key_Escape)
+    assert cat_app.editor.ghost_text() == ""
+    assert text(cat_app) == "The cat sat "
+
+
+def test_typing_through_consumes_the_ghost_without_a_new_request(qtbot, cat_app):
+    requests = []
+    cat_app.service._generate.connect(lambda rid, *_: requests.append(rid))
+    type_text(qtbot, cat_app, "The cat sat ")
+    wait_for_ghost(qtbot, cat_app, "on the mat.")
+    asked = len(requests)
+    type_text(qtbot, cat_app, "on t")
+    assert cat_app.editor.ghost_text() == "he mat."
+    assert len(requests) == asked
+    type_text(qtbot, cat_app, "x")  # a mismatch dismisses it
+    assert cat_app.editor.ghost_text() == ""
+
+
+def test_alternatives_cycle_with_a_counter(qtbot, app_home, slow_model):
+    writer = build_app(qtbot, app_home, slow_model,
+                       replace(PHRASES, temperature=1.0, max_tokens=6, stop_at=StopAt.LENGTH))
+    try:
+        type_text(qtbot, writer, "Once upon a time ")
+        first = wait_for_ghost(qtbot, writer)
+        qtbot.keyClick(writer.editor, Qt.Key.Key_BracketRight, ALT)
+        second = wait_for_ghost(qtbot, writer)
+        assert writer.editor.counter_text() == "2/3"
+        assert second != first  # its own seed
+        qtbot.keyClick(writer.editor, Qt.Key.Key_BracketLeft, ALT)
+        assert writer.editor.ghost_text() == first
+        assert writer.editor.counter_text() == "1/3"
+    finally:
+        writer.editor.document().setModified(False)
+        writer.window.close()
+        writer.shutdown()
+
+
+def test_a_stale_suggestion_is_never_shown_after_the_text_changed(qtbot, cat_app):
+    shown: list[str] = []
+    cat_app.controller.ghostChanged.connect(
+        lambda s: shown.append(s.text if s is not None else ""))
+    type_text(qtbot, cat_app, "The cat sat ")
+    qtbot.waitUntil(lambda: cat_app.controller.busy, timeout=10_000)
+    cat_app.editor.moveCursor(QTextCursor.MoveOperation.Start)
+    type_text(qtbot, cat_app, "Snow fell ")
+    cat_app.editor.moveCursor(QTextCursor.MoveOperation.StartOfLine)
+    # Any continuation of "The cat sat " that was in flight is dropped: whatever shows
+    # now belongs to the new cursor position.
+    qtbot.waitUntil(lambda: not cat_app.controller.busy, timeout=30_000)
+    assert all("mat" not in piece for piece in shown[-3:])
+    assert "mat" not in cat_app.editor.ghost_text()
+
+
+def test_ctrl_space_asks_even_with_automatic_suggestions_off(qtbot, cat_app):
+    cat_app.window.keeper.update(lambda s: replace(s, editor=replace(s.editor, autosuggest=False)))
+    type_text(qtbot, cat_app, "The cat sat ")
+    assert not cat_app.controller.busy and cat_app.editor.ghost_text() == ""
+    qtbot.keyClick(cat_app.editor, Qt.Key.Key_Space, CTRL)
+    wait_for_ghost(qtbot, cat_app, "on the mat.")
+
+
+def test_status_bar_shows_model_engine_state_and_word_count(qtbot, cat_app, cat_model):
+    type_text(qtbot, cat_app, "The cat sat ")
+    wait_for_ghost(qtbot, cat_app)
+    bar = cat_app.window.status
+    qtbot.waitUntil(lambda: "3 words" in bar.count_label.text(), timeout=5_000)
+    assert cat_model.name in bar.model_label.text()
+    assert "tok/s" in bar.engine_label.text()
+
+
+def test_the_editor_stays_responsive_while_a_slow_generation_runs(qtbot, app_home, slow_model):
+    writer = build_app(qtbot, app_home, slow_model, ENDLESS)
+    try:
+        pieces: list[str] = []
+        writer.service.token.connect(lambda rid, piece: pieces.append(piece))
+        type_text(qtbot, writer, "Once upon a time ")
+        qtbot.waitUntil(lambda: len(pieces) >= 2, timeout=30_000)
+        ticks = []
+        heartbeat = QTimer(interval=5)
+        heartbeat.timeout.connect(lambda: ticks.append(len(pieces)))
+        heartbeat.start()
+        # The worker keeps generating while the GUI thread runs its event loop...
+        qtbot.waitUntil(lambda: len(pieces) >= 12, timeout=60_000)
+        heartbeat.stop()
+        assert len(set(ticks)) >= 5  # the loop turned between many different tokens
+        # ...and typing lands at once, cancelling the generation.
+        assert writer.controller.busy
+        type_text(qtbot, writer, "Hello")
+        assert text(writer) == "Once upon a time Hello"
+        qtbot.waitUntil(lambda: not writer.controller.busy, timeout=10_000)
+    finally:
+        writer.editor.document().setModified(False)
+        writer.window.close()
+        writer.shutdown()
+
+
+def test_quitting_with_a_generation_in_flight_neither_hangs_nor_crashes(
+    qtbot, app_home, slow_model
+):
+    writer = build_app(qtbot, app_home, slow_model, ENDLESS)
+    pieces: list[str] = []
+    writer.service.token.connect(lambda rid, piece: pieces.append(piece))
+    type_text(qtbot, writer, "Once upon a time ")
+    qtbot.waitUntil(lambda: len(pieces) >= 2, timeout=30_000)
+    engine_pid = writer.service._worker.session.client.pid
+    writer.editor.document().setModified(False)
+    assert writer.window.close()  # closing the window shuts the service down
+    assert not writer.service._worker_thread.isRunning()
+    with pytest.raises(ProcessLookupError):
+        import os
+
+        os.kill(engine_pid, 0)
