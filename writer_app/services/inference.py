@@ -5,6 +5,13 @@
     controller ◀──token/finished────── (one event per token) ◀──────
     InferenceService.cancel() ─────────────── shared counter ─────────▶ stops within a token
 
+Every generated token also comes with a TokenStep (its probability and the likeliest
+tokens at that step), and a request may force tokens the writer picked (forced_ids).
+Next-token probabilities for the cursor position ("probes") run on the same worker,
+with their own ids: a newer probe makes older ones stale, cancel_probabilities() stops
+one mid-prompt, and a probe never holds up more than the prompt evaluation a suggestion
+for the same text needs anyway.
+
 Only signals cross threads; no widget is touched off the GUI thread. Loading a model
 happens on a third thread in a NEW engine process, so the current model keeps
 suggesting until the new one is ready; then the worker swaps them and closes the old.
@@ -25,7 +32,11 @@ from writer_app.engine.process import EngineCrashed
 from writer_app.engine.protocol import EngineError, FinishEvent, FinishReason
 from writer_app.engine.sampling import SamplingSettings
 from writer_app.engine.session import TextSession
+from writer_app.services.suggestion import TokenStep
 from writer_app.services.suggestion_controller import SuggestionSource
+
+# How many of the likeliest tokens each generated token's step reports.
+STEP_CHOICES = 8
 
 
 class EngineState(str, Enum):
@@ -40,17 +51,26 @@ class _Worker(QObject):
     """Lives on the worker thread; owns the TextSession in use."""
 
     token = Signal(int, str)
+    step = Signal(int, object)  # request id, TokenStep
     finished = Signal(int, str)  # request id, reason
     failed = Signal(int, str)
     state = Signal(str, str)  # EngineState value, detail
+    probed = Signal(int, object)  # probe id, tuple of protocol.Alternative
+    probeFailed = Signal(int, str)  # probe id, a sentence for the writer
 
     def __init__(self, service: InferenceService) -> None:
         super().__init__()
         self._service = service
         self.session: TextSession | None = None
 
-    @Slot(int, str, object)
-    def generate(self, request_id: int, prompt_text: str, settings: SamplingSettings) -> None:
+    @Slot(int, str, object, object)
+    def generate(
+        self,
+        request_id: int,
+        prompt_text: str,
+        settings: SamplingSettings,
+        forced_ids: tuple[int, ...],
+    ) -> None:
         service = self._service
         if service.is_stale(request_id):
             self.finished.emit(request_id, FinishReason.CANCELLED.value)
@@ -63,7 +83,14 @@ class _Worker(QObject):
         speed = ""
         try:
             service.begin(request_id)
-            events = session.generate(request_id, prompt_text, settings)
+            events = session.generate(
+                request_id,
+                prompt_text,
+                settings,
+                with_probs=True,
+                top_n=STEP_CHOICES,
+                forced_ids=forced_ids,
+            )
             for event in events:
                 if isinstance(event, FinishEvent):
                     if event.tail_text and not service.is_stale(request_id):
@@ -73,8 +100,14 @@ class _Worker(QObject):
                     self.finished.emit(request_id, event.reason.value)
                 elif service.is_stale(request_id):
                     session.cancel()  # drains the rest of this generation quickly
-                elif event.text:
-                    self.token.emit(request_id, event.text)
+                else:
+                    own_text = session.tokenizer.decode([event.token_id])
+                    self.step.emit(
+                        request_id,
+                        TokenStep(event.token_id, own_text, event.probability, event.alternatives),
+                    )
+                    if event.text:
+                        self.token.emit(request_id, event.text)
         except EngineCrashed as crash:
             self.state.emit(EngineState.RESTARTING.value, "")
             self.failed.emit(
@@ -89,6 +122,36 @@ class _Worker(QObject):
             service.finish(request_id)
             state = EngineState.IDLE if self.session else EngineState.NO_MODEL
             self.state.emit(state.value, speed)
+
+    @Slot(int, str, float, int)
+    def probe(self, probe_id: int, prompt_text: str, temperature: float, top_n: int) -> None:
+        service = self._service
+        session = self.session
+        if service.is_stale_probe(probe_id):
+            return
+        if session is None:
+            self.probeFailed.emit(probe_id, "No model is loaded yet.")
+            return
+        try:
+            service.begin_probe(probe_id)
+            # The prompt first, in cancellable chunks (the cache then serves the
+            # suggestion for the same text too); the probabilities then cost one read.
+            session.prewarm(prompt_text, max_tokens=1)
+            if service.is_stale_probe(probe_id):
+                return
+            choices = session.next_token_probs(prompt_text, temperature, top_n)
+        except EngineCrashed as crash:
+            self.state.emit(EngineState.RESTARTING.value, "")
+            self.probeFailed.emit(probe_id, f"The suggestion engine stopped unexpectedly ({crash}).")
+            self._restart(session)
+            self.state.emit(EngineState.IDLE.value, "")
+        except EngineError as error:
+            self.probeFailed.emit(probe_id, str(error))
+        else:
+            if not service.is_stale_probe(probe_id):
+                self.probed.emit(probe_id, tuple(choices))
+        finally:
+            service.finish_probe(probe_id)
 
     def _restart(self, session: TextSession) -> None:
         try:
@@ -131,7 +194,8 @@ class _Loader(QObject):
 class InferenceService(SuggestionSource):
     """SuggestionSource backed by the engine process; also owns model switching."""
 
-    _generate = Signal(int, str, object)
+    _generate = Signal(int, str, object, object)
+    _probe = Signal(int, str, float, int)
     _load = Signal(str, int)
     _adopt = Signal(object)
     _shutdown = Signal()
@@ -139,6 +203,8 @@ class InferenceService(SuggestionSource):
     stateChanged = Signal(str, str)  # EngineState value, detail (e.g. "42 tok/s")
     modelLoaded = Signal(object)  # ModelFacts
     modelFailed = Signal(str, str)  # path, message
+    probabilities = Signal(int, object)  # probe id, tuple of protocol.Alternative, best first
+    probabilitiesFailed = Signal(int, str)  # probe id, a sentence for the writer
 
     def __init__(self, *, threads: int = 1, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -148,6 +214,9 @@ class InferenceService(SuggestionSource):
         self._latest_request = 0
         self._cancelled_upto = 0
         self._active_request: int | None = None
+        self._latest_probe = 0
+        self._cancelled_probe_upto = 0
+        self._active_probe: int | None = None
 
         self._worker_thread = QThread(self)
         self._worker_thread.setObjectName("inference-worker")
@@ -159,10 +228,14 @@ class InferenceService(SuggestionSource):
         self._loader.moveToThread(self._loader_thread)
 
         self._generate.connect(self._worker.generate)
+        self._probe.connect(self._worker.probe)
         self._adopt.connect(self._worker.adopt)
         self._shutdown.connect(self._worker.shutdown)
         self._load.connect(self._loader.load)
         self._worker.token.connect(self.token)
+        self._worker.step.connect(self.step)
+        self._worker.probed.connect(self.probabilities)
+        self._worker.probeFailed.connect(self.probabilitiesFailed)
         self._worker.failed.connect(self.failed)
         self._worker.finished.connect(self.finished)
         self._worker.state.connect(self.stateChanged)
@@ -175,11 +248,18 @@ class InferenceService(SuggestionSource):
     # ---- SuggestionSource ------------------------------------------------------------
 
     def request(
-        self, request_id: int, prompt_text: str, settings: SamplingSettings, seed: int
+        self,
+        request_id: int,
+        prompt_text: str,
+        settings: SamplingSettings,
+        seed: int,
+        forced_ids: tuple[int, ...] = (),
     ) -> None:
         with self._lock:
             self._latest_request = max(self._latest_request, request_id)
-        self._generate.emit(request_id, prompt_text, settings.with_changes(seed=seed))
+        self._generate.emit(
+            request_id, prompt_text, settings.with_changes(seed=seed), tuple(forced_ids)
+        )
 
     def cancel(self, request_id: int) -> None:
         with self._lock:
@@ -189,7 +269,41 @@ class InferenceService(SuggestionSource):
             if session is not None and running is not None and running <= request_id:
                 session.cancel()
 
+    # ---- next-token probabilities at the cursor -----------------------------------------
+
+    def request_probabilities(
+        self, probe_id: int, prompt_text: str, temperature: float, top_n: int
+    ) -> None:
+        """The top_n likeliest tokens after `prompt_text` at `temperature` (0 shows the
+        model's own distribution), answered by `probabilities` with the same id. Ids
+        must increase; a newer probe makes older ones stale."""
+        with self._lock:
+            self._latest_probe = max(self._latest_probe, probe_id)
+        self._probe.emit(probe_id, prompt_text, float(temperature), int(top_n))
+
+    def cancel_probabilities(self, probe_id: int) -> None:
+        """Forget probe `probe_id` (and older): no answer will come for it."""
+        with self._lock:
+            self._cancelled_probe_upto = max(self._cancelled_probe_upto, probe_id)
+            session = self._worker.session
+            running = self._active_probe
+            if session is not None and running is not None and running <= probe_id:
+                session.cancel()  # stops the prompt evaluation between chunks
+
     # ---- used by the worker thread ----------------------------------------------------
+
+    def is_stale_probe(self, probe_id: int) -> bool:
+        with self._lock:
+            return probe_id <= self._cancelled_probe_upto or probe_id < self._latest_probe
+
+    def begin_probe(self, probe_id: int) -> None:
+        with self._lock:
+            self._active_probe = probe_id
+
+    def finish_probe(self, probe_id: int) -> None:
+        with self._lock:
+            if self._active_probe == probe_id:
+                self._active_probe = None
 
     def is_stale(self, request_id: int) -> bool:
         with self._lock:
@@ -233,6 +347,7 @@ class InferenceService(SuggestionSource):
         """Stop generating, close the engine process and the threads. Never hangs."""
         with self._lock:
             self._cancelled_upto = max(self._cancelled_upto, self._latest_request)
+            self._cancelled_probe_upto = max(self._cancelled_probe_upto, self._latest_probe)
         session = self._worker.session
         if session is not None:
             session.cancel()

@@ -14,9 +14,11 @@ its alternatives; each alternative shapes them on the way in:
       the screen and the engine always agree on where a suggestion ends,
     - the suggestion is cut where it would repeat the text after the cursor.
 
-The writer can then type through it (consume), take the next word, sentence or line, or
-cycle through alternatives. Positions are QTextDocument positions, i.e. UTF-16 code
-units, because that is what the editor's cursor reports.
+The writer can then type through it (consume), take the next word, sentence or line,
+cycle through alternatives, or pick another token at one of its steps (each alternative
+keeps the tokens it was made of, with their probabilities, as TokenSteps). Positions
+are QTextDocument positions, i.e. UTF-16 code units, because that is what the editor's
+cursor reports.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from writer_app.engine.protocol import Alternative as TokenChoice
 from writer_app.engine.sampling import StopAt
 from writer_app.engine.stopping import CLOSERS, TERMINATORS, StopScanner
 
@@ -114,6 +117,7 @@ class TextShaper:
         self._raw_pending = ""  # may be the start of END_OF_TEXT
         self._shaped = ""  # after the marker, leading-space and stop rules
         self._visible = ""  # _shaped minus any repeat of the text after the cursor
+        self.dropped_lead = 0  # leading characters dropped (a space the document has)
         self.final = False  # no more pieces will come
         self.complete = False  # the suggestion reached its natural end
 
@@ -151,7 +155,9 @@ class TextShaper:
         if self.complete:
             return
         if self._drop_leading_space and not self._shaped:
-            raw = raw.lstrip(" \t")
+            kept = raw.lstrip(" \t")
+            self.dropped_lead += len(raw) - len(kept)
+            raw = kept
             if not raw:
                 return
         result = self._scanner.feed(raw)
@@ -183,12 +189,23 @@ def _marker_prefix_length(raw: str) -> int:
     return 0
 
 
+@dataclass(frozen=True)
+class TokenStep:
+    """One token of a generated continuation, as the probability view shows it."""
+
+    token_id: int
+    text: str  # the token on its own (U+FFFD for a byte that is only part of a character)
+    probability: float | None  # how likely the model made it at that step (None: unknown)
+    choices: tuple[TokenChoice, ...] = ()  # the likeliest tokens at that step, best first
+
+
 @dataclass(eq=False)
 class Alternative:
     """One generated continuation. Compared by identity: two may have the same text."""
 
     seed: int
     shaper: TextShaper
+    steps: list[TokenStep] = field(default_factory=list)
 
     @property
     def full_text(self) -> str:
@@ -197,6 +214,17 @@ class Alternative:
     @property
     def done(self) -> bool:
         return self.shaper.done
+
+    def step_start(self, index: int) -> int:
+        """Where step `index` begins in full_text (0 for steps inside a dropped lead)."""
+        raw_start = sum(len(step.text) for step in self.steps[:index])
+        return max(0, raw_start - self.shaper.dropped_lead)
+
+    def visible_steps(self) -> list[TokenStep]:
+        """The steps whose text is (at least partly) in full_text: a stop rule or a
+        repeat of the text after the cursor may have cut the rest."""
+        shown = len(self.full_text)
+        return [step for i, step in enumerate(self.steps) if self.step_start(i) < shown]
 
 
 @dataclass(eq=False)
@@ -217,6 +245,16 @@ class Suggestion:
         alternative = Alternative(seed, TextShaper(self.before, self.after, self.stop_at))
         self.alternatives.append(alternative)
         return alternative
+
+    def replace_alternative(
+        self, old: Alternative, seed: int, steps: list[TokenStep]
+    ) -> Alternative:
+        """A new alternative in `old`'s place (shown if `old` was), starting with `steps`
+        (their text is fed in as if it had been generated)."""
+        new = Alternative(seed, TextShaper(self.before, self.after, self.stop_at), list(steps))
+        self.alternatives[self.alternatives.index(old)] = new
+        new.shaper.feed("".join(step.text for step in steps))
+        return new
 
     def remove(self, alternative: Alternative) -> None:
         """Forget an alternative (empty, or no longer matching what was typed)."""

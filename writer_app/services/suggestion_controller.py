@@ -11,6 +11,10 @@ is tested with a scripted source and plain method calls:
     - characters that match the start of the ghost text consume it (type-through),
       anything else dismisses it,
     - alternatives are generated on demand, each with its own seed,
+    - new sampling settings restart a suggestion that is still being generated, so a
+      change shows at once (a suggestion already complete stays as it is),
+    - the writer may pick another token at any step of the suggestion on screen: it is
+      generated again from there, the tokens before that step and the chosen one kept,
     - nothing is requested while text is selected or an input method is composing, and
       by default not in the middle of a word (Ctrl+Space still asks, even then).
 """
@@ -27,6 +31,7 @@ from writer_app.engine.sampling import SamplingSettings
 from writer_app.services.suggestion import (
     Alternative,
     Suggestion,
+    TokenStep,
     is_mid_word,
     prompt_for,
 )
@@ -40,14 +45,28 @@ class SuggestionSource(QObject):
     request() must return at once and answer later through the signals, always with the
     request id it was given. After cancel(id) the source may still emit for that id (a
     piece may already be queued); the controller ignores it.
+
+    forced_ids are tokens that follow the prompt because the writer chose them: the
+    source continues after them and does not send their text (the controller shows it
+    already). The controller passes forced_ids only when there are some, so a source that
+    cannot force tokens still serves ordinary suggestions.
+
+    A source that knows the tokens it generates may also emit `step` for each, before
+    that token's text piece (which may be empty: text held back is sent later).
     """
 
     token = Signal(int, str)  # request_id, next piece of text
+    step = Signal(int, object)  # request_id, TokenStep of the next generated token
     finished = Signal(int, str)  # request_id, reason ("stop", "length", "cancelled", ...)
     failed = Signal(int, str)  # request_id, a sentence for the writer
 
     def request(
-        self, request_id: int, prompt_text: str, settings: SamplingSettings, seed: int
+        self,
+        request_id: int,
+        prompt_text: str,
+        settings: SamplingSettings,
+        seed: int,
+        forced_ids: tuple[int, ...] = (),
     ) -> None:
         raise NotImplementedError(f"{type(self).__name__} does not implement request()")
 
@@ -92,6 +111,7 @@ class _InFlight:
 
 class SuggestionController(QObject):
     ghostChanged = Signal(object)  # Suggestion (its text may be empty) or None
+    contextChanged = Signal(object)  # EditorContext: the text or the cursor moved
     busyChanged = Signal(bool)  # a request is being generated
     errorOccurred = Signal(str)  # the source failed; a sentence for the status bar
 
@@ -118,6 +138,7 @@ class SuggestionController(QObject):
         self._debounce.setInterval(self._preferences.debounce_ms)
         self._debounce.timeout.connect(self._on_debounce_timeout)
         source.token.connect(self._on_token)
+        source.step.connect(self._on_step)
         source.finished.connect(self._on_finished)
         source.failed.connect(self._on_failed)
 
@@ -128,8 +149,13 @@ class SuggestionController(QObject):
         return self._settings
 
     def set_settings(self, settings: SamplingSettings) -> None:
-        """Used from the next request on; what is on screen stays."""
+        """Used from the next request on. A suggestion still being generated is started
+        again with them; one already complete stays on screen as it is."""
+        if settings == self._settings:
+            return  # the app passes the sampling on with every settings change
         self._settings = settings
+        if self._in_flight is not None:
+            self._start(fresh_seed=False)
 
     @property
     def preferences(self) -> SuggestionPreferences:
@@ -146,6 +172,10 @@ class SuggestionController(QObject):
     @property
     def suggestion(self) -> Suggestion | None:
         return self._suggestion
+
+    @property
+    def context(self) -> EditorContext:
+        return self._context
 
     @property
     def busy(self) -> bool:
@@ -176,6 +206,7 @@ class SuggestionController(QObject):
             return
         edited = revision != self._context.revision
         self._context = context
+        self.contextChanged.emit(context)
         if self._keeps_suggestion(context):
             if not self._suggestion.exhausted:
                 self.ghostChanged.emit(self._suggestion)
@@ -258,6 +289,32 @@ class SuggestionController(QObject):
         self.ghostChanged.emit(suggestion)
         return True
 
+    def choose_token(self, step_index: int, token_id: int) -> bool:
+        """Replace the suggestion on screen from token `step_index` on with `token_id`
+        (one of that step's choices) and generate on after it. False when that is not
+        possible: no such step or choice, or the writer already typed past that step."""
+        suggestion = self._suggestion
+        alternative = suggestion.current if suggestion is not None else None
+        if alternative is None or not 0 <= step_index < len(alternative.steps):
+            return False
+        step = alternative.steps[step_index]
+        choice = next((c for c in step.choices if c.token_id == token_id), None)
+        if choice is None or alternative.step_start(step_index) < len(suggestion.consumed):
+            return False
+        chosen = TokenStep(choice.token_id, choice.text, choice.probability, step.choices)
+        kept = [*alternative.steps[:step_index], chosen]
+        self._stop_generating()
+        if alternative not in suggestion.alternatives:
+            return False
+        new = suggestion.replace_alternative(alternative, alternative.seed, kept)
+        if new.done:  # the chosen token itself ended the suggestion
+            self._forget_if_empty(new)
+        else:
+            self._request(suggestion, new, tuple(s.token_id for s in kept))
+        if self._suggestion is not None:
+            self.ghostChanged.emit(suggestion)
+        return True
+
     # --- requests -------------------------------------------------------------------
 
     def _may_request(self, manual: bool = False) -> bool:
@@ -301,13 +358,21 @@ class SuggestionController(QObject):
     def _generate_alternative(self, suggestion: Suggestion, seed: int) -> None:
         # One model, one request at a time: the newest wish wins.
         self._stop_generating()
-        alternative = suggestion.add_alternative(seed)
+        self._request(suggestion, suggestion.add_alternative(seed))
+
+    def _request(
+        self, suggestion: Suggestion, alternative: Alternative, forced_ids: tuple[int, ...] = ()
+    ) -> None:
         self._last_request_id += 1
         self._in_flight = _InFlight(self._last_request_id, alternative)
         self.busyChanged.emit(True)
-        self._source.request(
-            self._last_request_id, prompt_for(suggestion.before), self._settings, seed
-        )
+        prompt = prompt_for(suggestion.before)
+        if forced_ids:
+            self._source.request(
+                self._last_request_id, prompt, self._settings, alternative.seed, forced_ids
+            )
+        else:
+            self._source.request(self._last_request_id, prompt, self._settings, alternative.seed)
 
     def _new_seed(self, suggestion: Suggestion, fresh: bool) -> int:
         """A fixed seed in the settings makes the first alternative reproducible and the
@@ -362,6 +427,11 @@ class SuggestionController(QObject):
     def _current(self, request_id: int) -> _InFlight | None:
         in_flight = self._in_flight
         return in_flight if in_flight is not None and in_flight.request_id == request_id else None
+
+    def _on_step(self, request_id: int, step: TokenStep) -> None:
+        in_flight = self._current(request_id)
+        if in_flight is not None and self._suggestion is not None:
+            in_flight.alternative.steps.append(step)
 
     def _on_token(self, request_id: int, piece: str) -> None:
         in_flight = self._current(request_id)
