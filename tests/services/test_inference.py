@@ -1,15 +1,119 @@
-"""The inference service with the real worker thread, engine process and generated models."""
+"""The inference service with the real worker thread, engine process and generated models.
+
+Also home of two generated models the sampling tests share (tests/ui uses them too):
+a small random GPT-2, and a "table model" whose next-token logits after a few chosen
+tokens are set by hand, so a sampling rule can be made to decide visibly between them.
+"""
 
 from __future__ import annotations
 
 import os
 import signal
+from pathlib import Path
 
+import numpy as np
 import pytest
 
-from tests.conftest import OWL_PHRASE
+from tests.conftest import CAT_PHRASE, OWL_PHRASE
+from tests.support.gpt2_vocab import encode, gpt2_vocab
+from tests.support.models import random_gpt2, random_weights
+from tests.support.reference import reference_logits
+from writer_app.engine.ggml_writer import write_gpt2
 from writer_app.engine.sampling import SamplingSettings, StopAt
-from writer_app.services.inference import EngineState, InferenceService
+from writer_app.services.inference import STEP_CHOICES, EngineState, InferenceService
+from writer_app.services.suggestion import TokenStep
+
+# ---- shared generated models ------------------------------------------------------------
+
+RANDOM_SHAPE = {"n_layer": 2, "n_embd": 64, "n_head": 4, "n_ctx": 128}
+RANDOM_SEED = 3
+TABLE_SHAPE = {"n_layer": 2, "n_embd": 64, "n_head": 4, "n_ctx": 64}
+# After the key token, the table model gives the listed next tokens these logits and
+# every other token BASE_LOGIT (so ~0 probability at any temperature up to 2).
+TABLE = {
+    " sat": {" mat": 3.0, " rug": 2.5},  # a repeated " mat" may lose to " rug"
+    " slept": {" cat": -1.0, " dog": -1.2},  # all negative: the penalty's other branch
+    " ran": {" home": 1.0, " away": 0.5, " off": 0.0, " out": -0.5},  # a spread to sample
+}
+BASE_LOGIT = -30.0
+
+
+def token(word: str) -> int:
+    (token_id,) = encode(word)
+    return token_id
+
+
+def table_weights(seed: int = 0) -> dict[str, np.ndarray]:
+    """GPT-2 weights whose logits after each TABLE key are (nearly) that row.
+
+    Each key token embeds along its own zero-mean unit direction u (scaled so layer norm
+    keeps it); ln_f adds a further direction b. The untied head gives every token
+    BASE_LOGIT along b, and each listed token (logit - BASE_LOGIT) along u of its key.
+    The transformer layers keep GPT-2-like noise: the reference forward, not this
+    construction, says what the exact logits are.
+    """
+    shape = TABLE_SHAPE
+    e = shape["n_embd"]
+    noise = random_weights(n_layer=shape["n_layer"], n_embd=e, n_ctx=shape["n_ctx"], seed=seed)
+    weights = {name: noise[name] for name in noise if name != "transformer.wte.weight"}
+    rng = np.random.default_rng(seed)
+    columns = rng.standard_normal((e, len(TABLE) + 1))
+    columns -= columns.mean(axis=0)
+    directions, _ = np.linalg.qr(columns)  # orthonormal and still zero-mean
+    *keys, bias = directions.T
+    n_vocab = len(gpt2_vocab())
+    wte = rng.standard_normal((n_vocab, e)).astype(np.float32)
+    head = np.tile((BASE_LOGIT * bias).astype(np.float32), (n_vocab, 1))
+    for u, (key, row) in zip(keys, TABLE.items(), strict=True):
+        wte[token(key)] = u * np.sqrt(e)
+        for word, logit in row.items():
+            head[token(word)] += ((logit - BASE_LOGIT) / np.sqrt(e) * u).astype(np.float32)
+    weights["transformer.wte.weight"] = wte
+    weights["lm_head.weight"] = head
+    weights["transformer.ln_f.weight"] = np.ones(e, dtype=np.float32)
+    weights["transformer.ln_f.bias"] = bias.astype(np.float32)
+    return weights
+
+
+def shared_model(tmp_path_factory, kind: str) -> Path:
+    """The "random" or "table" model, written once per test session."""
+    folder = tmp_path_factory.getbasetemp() / "sampling-models"
+    folder.mkdir(exist_ok=True)
+    path = folder / f"{kind}-f32.bin"
+    if not path.exists():
+        if kind == "random":
+            random_gpt2(path, **RANDOM_SHAPE, seed=RANDOM_SEED)
+        else:
+            write_gpt2(path, table_weights(), vocab=gpt2_vocab(), n_ctx=TABLE_SHAPE["n_ctx"],
+                       n_head=TABLE_SHAPE["n_head"], ftype="f32")
+    return path
+
+
+def random_reference_logits(token_ids: list[int]) -> np.ndarray:
+    """The random model's next-token logits after `token_ids`, from the numpy forward."""
+    weights = random_weights(
+        n_layer=RANDOM_SHAPE["n_layer"], n_embd=RANDOM_SHAPE["n_embd"],
+        n_ctx=RANDOM_SHAPE["n_ctx"], seed=RANDOM_SEED,
+    )
+    return reference_logits(weights, token_ids, n_head=RANDOM_SHAPE["n_head"])[-1]
+
+
+def table_reference_logits(token_ids: list[int]) -> np.ndarray:
+    return reference_logits(table_weights(), token_ids, n_head=TABLE_SHAPE["n_head"])[-1]
+
+
+def softmax(logits: np.ndarray, temperature: float) -> np.ndarray:
+    scaled = logits / (temperature if temperature > 0 else 1.0)
+    scaled = np.exp(scaled - scaled.max())
+    return scaled / scaled.sum()
+
+
+@pytest.fixture(scope="module")
+def random_model(tmp_path_factory) -> Path:
+    return shared_model(tmp_path_factory, "random")
+
+
+# ---- the service ----------------------------------------------------------------------------
 
 GREEDY = SamplingSettings(temperature=0.0, repetition_penalty=1.0, max_tokens=32)
 ENDLESS = SamplingSettings(
@@ -23,10 +127,18 @@ class Recorder:
     def __init__(self, service: InferenceService) -> None:
         self.text: dict[int, str] = {}
         self.finished: dict[int, str] = {}
+        self.steps: dict[int, list[TokenStep]] = {}
+        self.probabilities: dict[int, tuple] = {}
+        self.probe_failures: list[tuple[int, str]] = []
         self.failures: list[tuple[int, str]] = []
         self.states: list[str] = []
         service.token.connect(lambda rid, piece: self.text.update({rid: self.text.get(rid, "") + piece}))
         service.finished.connect(lambda rid, reason: self.finished.update({rid: reason}))
+        service.step.connect(lambda rid, step: self.steps.setdefault(rid, []).append(step))
+        service.probabilities.connect(lambda pid, found: self.probabilities.update({pid: found}))
+        service.probabilitiesFailed.connect(
+            lambda pid, message: self.probe_failures.append((pid, message))
+        )
         service.failed.connect(lambda rid, message: self.failures.append((rid, message)))
         service.stateChanged.connect(lambda state, detail: self.states.append(state))
 
@@ -134,3 +246,102 @@ def test_shutdown_with_a_generation_in_flight_does_not_hang(qtbot, slow_model):
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
 
+
+
+# ---- token steps, forced tokens, probability probes ------------------------------------------
+
+
+def test_every_token_comes_with_its_probability_and_the_likeliest_choices(
+    qtbot, service, cat_model
+):
+    record = Recorder(service)
+    load(qtbot, service, cat_model)
+    service.request(1, "The cat sat", GREEDY.with_changes(temperature=0.0), seed=1)
+    qtbot.waitUntil(lambda: 1 in record.finished, timeout=30_000)
+    steps = record.steps[1]
+    assert [step.token_id for step in steps] == encode(" on the mat.")
+    assert "".join(step.text for step in steps) == record.text[1] == " on the mat."
+    for step in steps:
+        assert len(step.choices) == STEP_CHOICES
+        assert step.choices[0].token_id == step.token_id  # greedy took the top choice
+        assert step.probability == pytest.approx(step.choices[0].probability)
+        assert step.probability > 0.99  # a phrase model is sure of its phrase
+        probabilities = [choice.probability for choice in step.choices]
+        assert probabilities == sorted(probabilities, reverse=True)
+
+
+def test_forced_tokens_are_continued_but_not_sent_again(qtbot, service, cat_model):
+    record = Recorder(service)
+    load(qtbot, service, cat_model)
+    forced = tuple(encode(" on the"))
+    service.request(1, "The cat sat", GREEDY, seed=1, forced_ids=forced)
+    qtbot.waitUntil(lambda: 1 in record.finished, timeout=30_000)
+    assert record.text[1] == " mat."
+    # A forced token from the other phrase: the bigram model follows that phrase.
+    service.request(2, "The cat sat", GREEDY.with_changes(stop_at=StopAt.LENGTH), seed=1,
+                    forced_ids=(token(" softly"),))
+    qtbot.waitUntil(lambda: 2 in record.finished, timeout=30_000)
+    assert record.text[2] == "\nover quiet hills"
+
+
+def test_probabilities_are_the_softmax_of_the_reference_logits(qtbot, service, random_model):
+    record = Recorder(service)
+    load(qtbot, service, random_model)
+    prompt = "The cat sat on the"
+    reference = random_reference_logits(encode(prompt))
+    for probe_id, temperature in ((1, 0.7), (2, 1.6), (3, 0.0)):
+        service.request_probabilities(probe_id, prompt, temperature, 10)
+        qtbot.waitUntil(lambda pid=probe_id: pid in record.probabilities, timeout=30_000)
+        expected = softmax(reference, temperature)  # 0: the model's own distribution
+        shown = record.probabilities[probe_id]
+        assert len(shown) == 10
+        for choice in shown:
+            assert choice.probability == pytest.approx(expected[choice.token_id], rel=1e-3)
+            assert choice.text == gpt2_vocab()[choice.token_id].decode("utf-8", "replace")
+        # They are the ten likeliest (up to float32 rounding at the boundary).
+        tenth = np.sort(expected)[-10]
+        assert min(choice.probability for choice in shown) >= tenth * (1 - 1e-3)
+    # A sharper temperature makes the top token more likely.
+    assert record.probabilities[1][0].probability > record.probabilities[2][0].probability
+
+
+def test_only_the_newest_probe_is_answered(qtbot, service, cat_model):
+    record = Recorder(service)
+    load(qtbot, service, cat_model)
+    service.request_probabilities(1, "The cat", 1.0, 5)
+    service.request_probabilities(2, "The cat sat", 1.0, 5)
+    service.request_probabilities(3, "Snow fell", 1.0, 5)
+    service.cancel_probabilities(3)
+    service.request_probabilities(4, "The cat sat on", 1.0, 5)
+    qtbot.waitUntil(lambda: 4 in record.probabilities, timeout=30_000)
+    assert set(record.probabilities) == {4}
+    assert record.probabilities[4][0].token_id == token(" the")
+
+
+def test_a_cancelled_probe_stops_and_suggestions_go_on(qtbot, service, slow_model):
+    record = Recorder(service)
+    load(qtbot, service, slow_model)
+    long_text = "It was a dark and stormy night, and the rain fell in torrents. " * 12
+    service.request_probabilities(1, long_text, 1.0, 5)
+    qtbot.waitUntil(lambda: service._active_probe == 1, timeout=30_000)
+    service.cancel_probabilities(1)
+    service.request(1, "Once upon a time", GREEDY.with_changes(max_tokens=3), seed=1)
+    qtbot.waitUntil(lambda: 1 in record.finished, timeout=30_000)
+    assert record.finished[1] == "length"
+    assert record.probabilities == {} and record.probe_failures == []
+
+
+def test_a_probe_without_a_model_fails_clearly(qtbot, service):
+    with qtbot.waitSignal(service.probabilitiesFailed, timeout=10_000) as blocker:
+        service.request_probabilities(1, "Hello", 1.0, 5)
+    assert blocker.args == [1, "No model is loaded yet."]
+
+
+def test_a_probe_then_a_suggestion_for_the_same_text(qtbot, service, cat_model):
+    record = Recorder(service)
+    load(qtbot, service, cat_model)
+    service.request_probabilities(1, CAT_PHRASE[:11], 1.0, 3)
+    service.request(1, CAT_PHRASE[:11], GREEDY, seed=1)
+    qtbot.waitUntil(lambda: 1 in record.finished and 1 in record.probabilities, timeout=30_000)
+    assert record.text[1] == " on the mat."
+    assert record.probabilities[1][0].token_id == token(" on")
