@@ -1,0 +1,211 @@
+"""`writer-app models list|download|import|remove`: the models folder from the command line.
+
+The same settings as the app decide where models live (models.models_dir), which hub to
+use (models.hub_endpoint, else HF_ENDPOINT, else the public hub) and whether the network
+may be used at all (privacy.offline). Failures raise CliError: one line, exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from writer_app.cli import CliError
+from writer_app.models.catalog import Catalog, app_catalog
+from writer_app.models.downloader import Downloader, DownloadPhase, Progress, RetryPolicy
+from writer_app.models.errors import ModelsError
+from writer_app.models.hub import HubClient, HubSettings
+from writer_app.models.store import ModelStore, StoreContents
+from writer_app.paths import AppPaths
+from writer_app.settings import Settings, SettingsStore
+
+RETRY_POLICY = RetryPolicy()  # a module constant so tests can make retries quick
+OFFLINE = ("offline mode is on in the settings (privacy), so writer-app does not contact "
+           "the model hub; turn it off to download models")
+
+
+@dataclass(frozen=True)
+class _Context:
+    paths: AppPaths
+    settings: Settings
+    catalog: Catalog
+
+    @classmethod
+    def load(cls) -> _Context:
+        paths = AppPaths.default()
+        settings = SettingsStore.for_paths(paths).load().settings  # damaged: defaults
+        return cls(paths, settings, app_catalog(paths))
+
+    @property
+    def models_dir(self) -> Path:
+        chosen = self.settings.models.models_dir
+        return Path(chosen).expanduser() if chosen else self.paths.models_dir
+
+    def store(self) -> ModelStore:
+        return ModelStore(self.models_dir, catalog=self.catalog)
+
+
+def run(args: argparse.Namespace) -> int:
+    context = _Context.load()
+    commands = {"list": list_models, "download": download, "import": import_file,
+                "remove": remove}
+    command = commands.get(args.models_command)
+    if command is None:
+        raise CliError(f"unknown models command: {args.models_command}")
+    try:
+        return command(args, context)
+    except ModelsError as error:
+        raise CliError(" ".join(str(error).split())) from None  # always one line
+
+
+# ---- list ------------------------------------------------------------------------------
+
+
+def model_rows(contents: StoreContents, catalog: Catalog) -> list[dict[str, Any]]:
+    """The catalog (extras only when present) and imported models, with their status."""
+    installed = {m.name: m for m in contents.models}
+    partials = {p.name: p for p in contents.partials}
+    rows = []
+    for item in catalog.items():
+        entry = item.entry
+        model, partial = installed.get(entry.filename), partials.get(entry.filename)
+        if entry.extra and model is None and partial is None:
+            continue
+        row: dict[str, Any] = {
+            "id": entry.id, "name": entry.label, "filename": entry.filename,
+            "quantization": entry.quantization, "size_bytes": item.size_bytes,
+            "ram_bytes": entry.ram_bytes, "status": "not downloaded", "percent": None,
+            "path": None, "imported": False, "sha256": item.sha256, "license": entry.license,
+        }
+        if model is not None:
+            row.update(status="installed", size_bytes=model.size_bytes, path=str(model.path),
+                       ram_bytes=model.facts.estimated_ram_bytes, percent=100.0)
+        elif partial is not None:
+            total = partial.total_bytes or item.size_bytes
+            row.update(status="partial", percent=round(100 * partial.bytes_done / total, 1))
+        rows.append(row)
+    for model in contents.models:
+        if model.imported:
+            facts = model.facts
+            rows.append({
+                "id": model.name, "name": f"{model.display_name} (imported)",
+                "filename": model.name, "quantization": facts.quantization,
+                "size_bytes": model.size_bytes, "ram_bytes": facts.estimated_ram_bytes,
+                "status": "installed", "percent": 100.0, "path": str(model.path),
+                "imported": True, "sha256": None, "license": None,
+            })
+    return rows
+
+
+def list_models(args: argparse.Namespace, context: _Context) -> int:
+    contents = context.store().scan()
+    rows = model_rows(contents, context.catalog)
+    rejected = [{"path": str(r.path), "reason": r.reason} for r in contents.rejected]
+    if args.json:
+        print(json.dumps({"models_dir": str(context.models_dir), "models": rows,
+                          "rejected": rejected}, indent=2))
+        return 0
+    print(f"Models folder: {context.models_dir}")
+    table = [("ID", "NAME", "SIZE", "RAM", "STATUS")]
+    for row in rows:
+        status = row["status"] if row["status"] != "partial" else f"partial ({row['percent']:.0f} %)"
+        table.append((row["id"], row["name"], size_text(row["size_bytes"]),
+                      f"~{size_text(row['ram_bytes'])}", status))
+    widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
+    for line in table:
+        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip())
+    for item in rejected:
+        print(f"not usable: {Path(item['path']).name}: {item['reason']}")
+    return 0
+
+
+# ---- download ----------------------------------------------------------------------------
+
+
+def download(args: argparse.Namespace, context: _Context) -> int:
+    if context.settings.privacy.offline:
+        raise CliError(OFFLINE)
+    entry = context.catalog.resolve(args.name, args.quant)
+    hub = HubClient(HubSettings.from_environment(context.settings.models.hub_endpoint))
+    downloader = Downloader(hub, catalog=context.catalog, retry=RETRY_POLICY)
+    bar = DownloadBar(entry.filename)
+    try:
+        path = downloader.download(entry, context.models_dir, progress=bar.update)
+    finally:
+        bar.close()
+    print(f"{entry.label} is installed: {path}")
+    return 0
+
+
+class DownloadBar:
+    """One line on stderr, redrawn in place on a terminal; a line per phase and 10 % else."""
+
+    WIDTH = 30
+
+    def __init__(self, filename: str, stream: TextIO | None = None) -> None:
+        self.filename = filename
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self._last: tuple[DownloadPhase, int] | None = None
+        self._drawn = False
+
+    def update(self, progress: Progress) -> None:
+        tenth = int(progress.percent // 10)
+        if not self.tty and self._last == (progress.phase, tenth):
+            return
+        self._last = (progress.phase, tenth)
+        line = self.line(progress)
+        if self.tty:
+            self.stream.write("\r" + line.ljust(79))
+        else:
+            self.stream.write(line + "\n")
+        self._drawn = True
+        self.stream.flush()
+
+    def line(self, progress: Progress) -> str:
+        filled = int(self.WIDTH * progress.percent / 100)
+        bar = "#" * filled + "." * (self.WIDTH - filled)
+        parts = [f"[{bar}] {progress.percent:3.0f}%"]
+        if progress.total_bytes:
+            parts.append(f"{size_text(progress.bytes_done)}/{size_text(progress.total_bytes)}")
+        if progress.phase is DownloadPhase.DOWNLOADING and progress.speed_bytes_per_second > 0:
+            parts.append(f"{size_text(int(progress.speed_bytes_per_second))}/s")
+            if progress.eta_seconds is not None:
+                parts.append(f"{progress.eta_seconds:.0f}s left")
+        elif progress.phase is DownloadPhase.RETRYING:
+            parts.append(f"retrying in {progress.retry_in_seconds or 0:.0f}s")
+        elif progress.phase is not DownloadPhase.DOWNLOADING:
+            parts.append(progress.phase.value)
+        return f"{self.filename} " + " · ".join(parts)
+
+    def close(self) -> None:
+        if self.tty and self._drawn:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+# ---- import and remove ---------------------------------------------------------------------
+
+
+def import_file(args: argparse.Namespace, context: _Context) -> int:
+    model = context.store().import_file(Path(args.path))
+    print(f"Imported {model.name} ({model.facts.quantization}, {size_text(model.size_bytes)}) "
+          f"into {context.models_dir}")
+    return 0
+
+
+def remove(args: argparse.Namespace, context: _Context) -> int:
+    freed = context.store().delete(args.name)
+    print(f"Removed {args.name}; {size_text(freed)} freed")
+    return 0
+
+
+def size_text(size: int) -> str:
+    for unit, scale, digits in (("GB", 1e9, 2), ("MB", 1e6, 1)):
+        if size >= scale:
+            return f"{size / scale:,.{digits}f} {unit}"
+    return f"{size / 1e3:,.0f} kB"
