@@ -7,7 +7,9 @@ import random
 import pytest
 
 from tests.support.dummy_suggestion_source import DummySuggestionSource
+from writer_app.engine.protocol import Alternative as TokenChoice
 from writer_app.engine.sampling import SamplingSettings, StopAt
+from writer_app.services.suggestion import TokenStep
 from writer_app.services.suggestion_controller import (
     AcceptPart,
     SuggestionController,
@@ -491,3 +493,144 @@ def test_accept_all_takes_a_held_back_sentence_end_along(qtbot, source):
     assert controller.accept(AcceptPart.ALL) == " sat."
     editor.type(" sat.")
     assert controller.suggestion is None
+
+
+# --- new settings, the editor context, choosing another token ---------------------------------
+
+
+def test_new_settings_restart_a_suggestion_in_flight(qtbot, controller, source, ghosts):
+    Editor(controller, "The cat").report()
+    controller.trigger()
+    first = source.last.request_id
+    source.emit_piece(first, " sat")
+    warmer = LENGTH_STOP.with_changes(temperature=1.3)
+    controller.set_settings(warmer)
+    assert source.cancelled == [first]
+    assert source.last.request_id != first and source.last.settings == warmer
+    assert source.last.prompt == "The cat"
+    assert ghosts[-1] == ""  # the old text is gone; the new one streams in
+    source.emit_piece(first, " late")  # the old request's stragglers are ignored
+    source.emit_piece(source.last.request_id, " purred")
+    assert shown(controller) == " purred"
+
+
+def test_new_settings_leave_a_complete_suggestion_and_apply_next_time(qtbot, controller, source):
+    Editor(controller, "The cat").report()
+    controller.trigger()
+    source.stream_all()
+    colder = LENGTH_STOP.with_changes(temperature=0.2)
+    controller.set_settings(colder)
+    assert len(source.requests) == 1 and shown(controller) == " and then it rained."
+    controller.retry()
+    assert source.last.settings == colder
+
+
+def test_the_same_settings_again_change_nothing(qtbot, controller, source):
+    Editor(controller, "The cat").report()
+    controller.trigger()
+    controller.set_settings(SamplingSettings(stop_at=StopAt.LENGTH))  # equal, not identical
+    assert len(source.requests) == 1 and source.cancelled == []
+
+
+def test_context_changes_are_announced(qtbot, controller):
+    seen = []
+    controller.contextChanged.connect(seen.append)
+    editor = Editor(controller, "The cat")
+    editor.report()
+    editor.report()  # nothing changed: said once
+    editor.move_to(3)
+    assert [(c.before, c.after) for c in seen] == [("The cat", ""), ("The", " cat")]
+    assert controller.context.position == 3
+
+
+class ForcingSource(DummySuggestionSource):
+    """Records forced tokens too, and sends a TokenStep before every piece."""
+
+    def __init__(self) -> None:
+        super().__init__(auto_stream=False)
+        self.forced: list[tuple[int, ...]] = []
+
+    def request(self, request_id, prompt_text, settings, seed, forced_ids=()):
+        self.forced.append(tuple(forced_ids))
+        super().request(request_id, prompt_text, settings, seed)
+
+    def send(self, request_id: int, token_id: int, text: str, choices=()) -> None:
+        self.step.emit(request_id, TokenStep(token_id, text, 0.5, tuple(choices)))
+        self.token.emit(request_id, text)
+
+
+CHOICES = (TokenChoice(1, " sat", 0.5), TokenChoice(2, " ran", 0.3), TokenChoice(3, ".", 0.2))
+
+
+@pytest.fixture
+def forcing(qtbot):
+    source = ForcingSource()
+    return source, make_controller(source)
+
+
+def test_choosing_another_token_keeps_the_steps_before_it_and_continues(qtbot, forcing):
+    source, controller = forcing
+    Editor(controller, "The cat").report()
+    controller.trigger()
+    first = source.last.request_id
+    source.send(first, 1, " sat", CHOICES)
+    source.send(first, 10, " on", ())
+    source.send(first, 11, " it", ())
+    assert [s.text for s in controller.suggestion.current.steps] == [" sat", " on", " it"]
+    seen = []
+    controller.ghostChanged.connect(lambda s: seen.append(s and s.text))
+    assert controller.choose_token(0, 2)
+    assert first in source.cancelled
+    assert source.forced[-1] == (2,) and source.last.seed == source.requests[0].seed
+    assert seen == [" ran"] and shown(controller) == " ran"
+    source.send(source.last.request_id, 20, " away", ())
+    assert shown(controller) == " ran away"
+    steps = controller.suggestion.current.steps
+    assert [(s.token_id, s.probability) for s in steps] == [(2, 0.3), (20, 0.5)]
+    assert steps[0].choices == CHOICES  # the same step can be chosen again
+
+
+def test_choosing_later_keeps_the_tokens_before_and_forces_them(qtbot, forcing):
+    source, controller = forcing
+    Editor(controller, "The cat").report()
+    controller.trigger()
+    first = source.last.request_id
+    source.send(first, 1, " sat", ())
+    source.send(first, 10, " on", CHOICES)
+    source.emit_finished(first)
+    assert controller.choose_token(1, 3)
+    assert source.forced[-1] == (1, 3)
+    assert shown(controller) == " sat."
+
+
+def test_choosing_is_refused_past_typed_text_and_for_unknown_tokens(qtbot, forcing):
+    source, controller = forcing
+    editor = Editor(controller, "The cat")
+    editor.report()
+    assert not controller.choose_token(0, 2)  # nothing on screen
+    controller.trigger()
+    first = source.last.request_id
+    source.send(first, 1, " sat", CHOICES)
+    source.send(first, 10, " on", CHOICES)
+    assert not controller.choose_token(0, 99)  # not one of that step's choices
+    assert not controller.choose_token(5, 2)  # no such step
+    editor.type(" sa")  # typed into the first token
+    assert not controller.choose_token(0, 2)
+    assert controller.choose_token(1, 3)
+    assert shown(controller) == "t."
+    assert source.forced[-1] == (1, 3)
+
+
+def test_a_chosen_token_that_ends_the_suggestion_asks_for_nothing_more(qtbot, forcing):
+    source, controller = forcing
+    controller.set_settings(SamplingSettings(stop_at=StopAt.PARAGRAPH))
+    Editor(controller, "The cat").report()
+    controller.trigger()
+    first = source.last.request_id
+    newline = (TokenChoice(5, " sat", 0.6), TokenChoice(6, "\n", 0.4))
+    source.send(first, 1, " purred", ())
+    source.send(first, 5, " sat", newline)
+    requests = len(source.requests)
+    assert controller.choose_token(1, 6)
+    assert len(source.requests) == requests and not controller.busy
+    assert shown(controller) == " purred" and controller.suggestion.done
