@@ -10,8 +10,14 @@ import sys
 
 import pytest
 
-from tests.support.fake_hub import FakeHub, fake_hub, free_port, localhost_only, random_bytes, \
-    tiny_gpt2_file
+from tests.support.fake_hub import (
+    FakeHub,
+    fake_hub,
+    free_port,
+    localhost_only,
+    random_bytes,
+    tiny_gpt2_file,
+)
 from writer_app import cli_models
 from writer_app.cli import main
 from writer_app.models.catalog import REPO_ID, Catalog

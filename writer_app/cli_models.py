@@ -117,7 +117,7 @@ def list_models(args: argparse.Namespace, context: _Context) -> int:
                       f"~{size_text(row['ram_bytes'])}", status))
     widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
     for line in table:
-        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip())
+        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip())
     for item in rejected:
         print(f"not usable: {Path(item['path']).name}: {item['reason']}")
     return 0

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 from collections import deque
-from pathlib import Path
 
 import pytest
 from PySide6.QtCore import Qt
@@ -248,3 +247,18 @@ def test_offline_mode_disables_every_network_action(make_manager, fake_hub):
     assert not window.button(SMALL.id, "download").isEnabled()
     assert "Offline mode is on" in window.intro.text()
     assert fake_hub.requests == []
+
+
+def test_a_second_download_waits_visibly_in_the_queue(qtbot, make_manager, fake_hub, tmp_path):
+    second = Catalog().get("gpt2-q8_0")
+    host_model(fake_hub, SMALL, tmp_path)
+    host_model(fake_hub, second, tmp_path, seed=1)
+    fake_hub.set_faults(REPO_ID, SMALL.filename, bytes_per_second=15_000)
+    manager = make_manager()
+    manager.click(qtbot, SMALL.id, "download")
+    manager.click(qtbot, second.id, "download")
+    qtbot.waitUntil(lambda: manager.status(second.id) is RowStatus.QUEUED, timeout=WAIT_MS)
+    assert manager.status(SMALL.id) is RowStatus.DOWNLOADING
+    assert manager.window.button(second.id, "cancel") is not None
+    qtbot.waitUntil(lambda: manager.status(second.id) is RowStatus.INSTALLED, timeout=WAIT_MS)
+    assert manager.status(SMALL.id) is RowStatus.INSTALLED

@@ -20,8 +20,8 @@ from writer_app.services.downloads import JobState
 from writer_app.settings import Settings, SettingsStore
 from writer_app.ui.choosers import ScriptedFileChooser, ScriptedFontChooser
 from writer_app.ui.dialogs import Choice, ScriptedMessenger
-from writer_app.ui.model_menu import DEMO_LABEL, ModelsUi, install_models
 from writer_app.ui.model_manager import ScriptedModelChooser
+from writer_app.ui.model_menu import DEMO_LABEL, ModelsUi, install_models
 from writer_app.ui.recovery_dialog import ScriptedRecoveryChooser
 
 __all__ = ["fake_hub", "localhost_only"]

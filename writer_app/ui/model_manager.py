@@ -205,7 +205,9 @@ def build_rows(contents: StoreContents, catalog: Catalog, jobs: dict[str, Downlo
         elif job is not None:
             status = {JobState.QUEUED: RowStatus.QUEUED, JobState.RUNNING: RowStatus.DOWNLOADING,
                       JobState.STOPPING: RowStatus.STOPPING, JobState.FAILED: RowStatus.FAILED}
-            row = replace(row, status=status[job.state], percent=job.percent, detail=job.message)
+            moving = job.state in (JobState.RUNNING, JobState.STOPPING)
+            row = replace(row, status=status[job.state], detail=job.message,
+                          percent=job.percent if moving else None)
         elif partial is not None:
             total = partial.total_bytes or item.size_bytes
             row = replace(row, status=RowStatus.PARTIAL,
@@ -270,6 +272,7 @@ class ModelManagerWindow(QDialog):
         self.table.setAlternatingRowColors(True)
         self.table.setShowGrid(False)
         self.table.setWordWrap(False)
+        self.table.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # the row buttons take the focus
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
@@ -324,6 +327,7 @@ class ModelManagerWindow(QDialog):
         self._refresh_soon.start()  # after the current signal: a button may be mid-click
 
     def refresh(self) -> None:
+        self.manager.update_folder()  # e.g. watch a folder a download or import just created
         store = self.manager.store
         contents = store.scan()
         jobs = {job.id: job for job in self.manager.jobs()}

@@ -31,7 +31,8 @@ from PySide6.QtWidgets import QMenu, QWidget
 
 from writer_app.assets import demo_model_path
 from writer_app.engine.ggml import ModelFacts
-from writer_app.models.catalog import CatalogEntry
+from writer_app.models.catalog import DEFAULT_QUANTIZATION, CatalogEntry
+from writer_app.models.store import PartialDownload
 from writer_app.paths import AppPaths
 from writer_app.services.downloads import (
     DownloaderFactory,
@@ -56,7 +57,6 @@ if TYPE_CHECKING:
 MODELS_UI_NAME = "models-ui"
 DEMO_LABEL = "Demo (Jane Austen, tiny)"
 MENU_FAMILIES = ("gpt2", "gpt2-large")  # always offered; other families once installed
-RECOMMENDED_QUANTIZATION = "q4_0"  # smallest file and memory; the catalog's default
 
 
 @dataclass(frozen=True)
@@ -136,7 +136,7 @@ class ModelsUi(QObject):
             model = installed.get(entry.filename)
             if model is not None:
                 items.append(MenuChoice(entry.label, model.path, tooltip=str(model.path)))
-            elif entry.family in MENU_FAMILIES and entry.quantization == RECOMMENDED_QUANTIZATION:
+            elif entry.family in MENU_FAMILIES and entry.quantization == DEFAULT_QUANTIZATION:
                 partial = partials.get(entry.filename)
                 items.append(MenuChoice(f"{entry.label} — {self._not_installed(entry, partial)}",
                                         entry=entry))
@@ -150,14 +150,14 @@ class ModelsUi(QObject):
             items += [None, MenuChoice(current.name, current, tooltip=str(current))]
         return items
 
-    def _not_installed(self, entry: CatalogEntry, partial: object) -> str:
+    def _not_installed(self, entry: CatalogEntry, partial: PartialDownload | None) -> str:
         job = self.manager.job(entry.id)
         if job is not None and job.state is JobState.QUEUED:
             return "queued for download"
         if job is not None and job.state in (JobState.RUNNING, JobState.STOPPING):
             return f"downloading ({job.percent:.0f} %)"
-        if partial is not None and partial.total_bytes:  # type: ignore[attr-defined]
-            done = 100 * partial.bytes_done / partial.total_bytes  # type: ignore[attr-defined]
+        if partial is not None and partial.total_bytes:
+            done = 100 * partial.bytes_done / partial.total_bytes
             return f"partly downloaded ({done:.0f} %)"
         size = self.manager.catalog.item(entry).size_bytes
         return f"not downloaded ({human_size(size)})"
