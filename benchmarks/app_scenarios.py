@@ -1,0 +1,283 @@
+"""What the benchmark does with the app: one function per figure, each returning plain
+data (dicts and lists of milliseconds) for app_bench.py to collect.
+
+Timings come from signal handlers (AppHarness.timeline, EngineProbe), never from when a
+wait returned, so the waits' own polling does not enter the figures.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from pathlib import Path
+
+from benchmarks.app_harness import AppHarness
+from benchmarks.probe import EngineProbe, StallMonitor, now_ms, wait_for, wait_ms, wait_until
+from benchmarks.raw_server import RawServer
+from benchmarks.stats import median, summary
+from writer_app.engine.sampling import SamplingSettings, StopAt
+from writer_app.services.inference import InferenceService
+
+TYPING_PACE_MS = (150.0, 250.0)  # between key presses: ~60 words a minute
+AFTER_SUGGESTION_MS = 250.0  # the writer reads the grey text this long, then types on
+
+
+def log(text: str) -> None:
+    print(f"[app] {text}", flush=True)
+
+
+# ---- generation speed: the app's worker beside raw ctransformers ---------------------------
+
+
+def generation_speed(
+    probe: EngineProbe, path: Path, prompt_text: str, *, threads: int, tokens: int, reps: int
+) -> dict:
+    """ms per generated token through InferenceService (worker QThread + engine process,
+    measured in the GUI thread from request() to finished), taking turns with raw
+    ctransformers on the same file, prompt and thread count; both with a hot cache."""
+    service = InferenceService(threads=threads)
+    service.load_model(path)
+    if not wait_until(lambda: service.facts is not None, 120_000):
+        raise RuntimeError(f"{path.name} did not load for the speed test.")
+    finished: dict[int, float] = {}
+    service.finished.connect(lambda rid, _reason: finished.setdefault(rid, now_ms()))
+    settings = SamplingSettings(max_tokens=tokens, stop_at=StopAt.LENGTH)
+
+    def app_run(request_id: int) -> tuple[float, int]:
+        started = now_ms()
+        service.request(request_id, prompt_text, settings, seed=request_id)
+        wait_until(lambda: request_id in finished, 600_000, poll_ms=1)
+        record = probe.request(request_id)
+        generated = record.finish.generated_tokens if record and record.finish else 0
+        return finished[request_id] - started, generated
+
+    app_ms, raw_ms, ratios, engine_ms = [], [], [], []
+    with RawServer(path, threads=threads) as raw:
+        raw.prepare(prompt_text)
+        raw.generate(tokens, seed=0)  # warm-up, like the app's first (cold) request
+        app_run(1)
+        for rep in range(reps):
+            raw_per_token = raw.generate(tokens, seed=rep + 1)
+            total_ms, generated = app_run(rep + 2)
+            app_per_token = total_ms / max(1, generated)
+            finish = probe.request(rep + 2).finish
+            engine_ms.append(finish.generation_ms / max(1, finish.generated_tokens))
+            app_ms.append(app_per_token)
+            raw_ms.append(raw_per_token)
+            ratios.append(raw_per_token / app_per_token)
+    service.shutdown()
+    result = {
+        "threads": threads,
+        "tokens": tokens,
+        "prompt_tokens": probe.request(2).finish.prompt_tokens,
+        "evaluated_tokens_hot": probe.request(2).finish.evaluated_tokens,
+        "app_ms_per_token": median(app_ms),
+        "raw_ms_per_token": median(raw_ms),
+        "engine_ms_per_token": median(engine_ms),
+        "speed_ratio": median(ratios),  # raw time / app time: 1.0 = as fast as raw
+        "app_runs": app_ms,
+        "raw_runs": raw_ms,
+    }
+    log(
+        f"speed t{threads}: app {result['app_ms_per_token']:.1f} ms/token, raw "
+        f"{result['raw_ms_per_token']:.1f}, ratio {result['speed_ratio']:.2f}"
+    )
+    return result
+
+
+# ---- typing at a human pace, pausing for suggestions ---------------------------------------
+
+
+def _type_words(harness: AppHarness, words: Iterator[str], count: int, rng: random.Random) -> None:
+    for _ in range(count):
+        for char in " " + next(words):
+            wait_ms(rng.uniform(*TYPING_PACE_MS))
+            harness.type_char(char)
+
+
+def typing_session(
+    harness: AppHarness,
+    words: Iterator[str],
+    *,
+    pauses: int,
+    rng: random.Random,
+    token_ms: float,
+) -> list[dict]:
+    """Type 2-4 words, pause until the suggestion is complete, read it, type on.
+    Per pause: debounce fired -> first grey character, and what the engine evaluated."""
+    samples = []
+    timeline = harness.timeline
+    for _ in range(pauses):
+        _type_words(harness, words, rng.randint(2, 4), rng)
+        last_key = timeline.keys[-1][0]
+        debounce = harness.controller.preferences.debounce_ms
+        wait_until(lambda: timeline.first_request_after(last_key) is not None, debounce + 2000)
+        sent = timeline.first_request_after(last_key)
+        timeout = 20_000 + 200 * token_ms
+        request_id = harness.wait_request_finished(sent or last_key, timeout)
+        wait_until(lambda: not harness.controller.busy, timeout)
+        record = harness.probe.request(request_id) if request_id else None
+        ghost = timeline.first_ghost_after(sent) if sent else None
+        finish = record.finish if record else None
+        samples.append(
+            {
+                "debounce_ms": (sent - last_key) if sent else None,
+                "latency_ms": (ghost - sent) if ghost and sent else None,
+                "worker_first_token_ms": (
+                    record.first_token_ms - record.started_ms
+                    if record and record.first_token_ms
+                    else None
+                ),
+                "prompt_tokens": finish.prompt_tokens if finish else None,
+                "evaluated_tokens": finish.evaluated_tokens if finish else None,
+                "window_start": finish.window_start if finish else None,
+                "prompt_eval_ms": finish.prompt_eval_ms if finish else None,
+                "reason": finish.reason.value if finish else None,
+            }
+        )
+        wait_ms(AFTER_SUGGESTION_MS)
+    shown = [s["latency_ms"] for s in samples if s["latency_ms"] is not None]
+    log(
+        f"  {len(shown)}/{len(samples)} pauses showed grey text; first character after "
+        f"{median(shown):.0f} ms (median); evaluated tokens "
+        + ",".join(str(s["evaluated_tokens"]) for s in samples)
+    )
+    return samples
+
+
+def warm_up(harness: AppHarness, timeout_ms: float) -> float:
+    """Ask once and wait for the engine to finish: the cold prompt evaluation."""
+    started = now_ms()
+    harness.trigger()
+    request_id = harness.wait_request_finished(started, timeout_ms)
+    wait_until(lambda: not harness.controller.busy, timeout_ms)
+    record = harness.probe.request(request_id) if request_id else None
+    harness.escape()
+    return record.finish.prompt_eval_ms if record and record.finish else float("nan")
+
+
+# ---- cancellation ---------------------------------------------------------------------------
+
+
+def _other_char(ghost: str) -> str:
+    """A letter the grey text does not start with, so typing it is an edit that cancels."""
+    return next(c for c in "zqxj" if not ghost.startswith(c))
+
+
+def _cancel_after(harness: AppHarness, since: float, delay_ms: float, wanted_phase: str) -> dict:
+    """Wait, type a letter that cancels the running request, time until it stopped."""
+    timeline = harness.timeline
+    record = None
+    wait_until(lambda: harness.probe.first_request_after(since) is not None, 5000, poll_ms=1)
+    record = harness.probe.first_request_after(since)
+    wait_ms(delay_ms)
+    if record is None or record.finish is not None or not harness.controller.busy:
+        return {"phase": "missed"}
+    phase = "generation" if record.first_token_ms is not None else "prompt"
+    key_at = now_ms()
+    harness.type_char(_other_char(harness.editor.ghost_text()))
+    stopped = harness.wait_finished_signal(record.request_id, 120_000)
+    wait_until(lambda: record.finish is not None, 120_000)
+    harness.escape()  # no new suggestion for the typed letter
+    finish = record.finish
+    return {
+        "phase": phase,
+        "wanted": wanted_phase,
+        "gui_ms": (stopped[0] - key_at) if stopped else None,
+        "worker_ms": (record.finished_ms - key_at) if record.finished_ms else None,
+        "reason": finish.reason.value if finish else None,
+        "evaluated_tokens": finish.evaluated_tokens if finish else None,
+        "generated_tokens": finish.generated_tokens if finish else None,
+    }
+
+
+def cancel_during_prompt(harness: AppHarness, trials: int, rng: random.Random) -> list[dict]:
+    """On a document the cache has not seen: ask, then edit while the prompt is being
+    evaluated. Each trial leaves its evaluated chunks in the cache; the next goes on."""
+    harness.set_auto_suggest(False)
+    results = []
+    for _ in range(trials):
+        since = now_ms()
+        harness.trigger()
+        results.append(_cancel_after(harness, since, rng.uniform(30, 300), "prompt"))
+        wait_ms(100)
+    harness.set_auto_suggest(True)
+    return results
+
+
+def cancel_during_generation(
+    harness: AppHarness, trials: int, rng: random.Random, token_ms: float
+) -> list[dict]:
+    """Ask for a long suggestion, let a few tokens appear, then type something else."""
+    harness.set_auto_suggest(False)
+    harness.set_sampling(max_tokens=64, stop_at=StopAt.LENGTH)
+    results = []
+    for _ in range(trials):
+        since = now_ms()
+        harness.trigger()
+        wait_until(lambda: harness.timeline.first_ghost_after(since) is not None, 60_000)
+        ghost_at = harness.timeline.first_ghost_after(since) or now_ms()
+        delay = rng.uniform(1, 6) * token_ms - (now_ms() - ghost_at)
+        results.append(_cancel_after(harness, since, max(0.0, delay), "generation"))
+        wait_ms(100)
+    harness.set_sampling()
+    harness.set_auto_suggest(True)
+    return results
+
+
+# ---- GUI stalls while the writer types through a suggestion ------------------------------
+
+
+def type_through(
+    harness: AppHarness, monitor: StallMonitor, generations: int, rng: random.Random
+) -> dict:
+    """Long suggestions; while each is being generated the writer types the grey text
+    letter by letter (so it keeps generating). Lateness of a 1 ms GUI timer then is
+    the event-loop stall while generating with keystrokes arriving."""
+    harness.set_auto_suggest(False)
+    harness.set_sampling(max_tokens=96, stop_at=StopAt.LENGTH)
+    first_span = len(harness.busy.spans)
+    first_key = len(harness.timeline.keys)
+    monitor.ticks.clear()
+    monitor.start()
+    typed = 0
+    for _ in range(generations):
+        since = now_ms()
+        harness.trigger()
+        wait_until(lambda: harness.timeline.first_ghost_after(since) is not None, 60_000)
+        while harness.controller.busy:
+            wait_ms(rng.uniform(*TYPING_PACE_MS))
+            ghost = harness.editor.ghost_text()
+            if harness.controller.busy and ghost and (ghost[0].isascii() and ghost[0].isprintable()):
+                harness.type_char(ghost[0])
+                typed += 1
+        harness.escape()
+        wait_ms(50)
+    monitor.stop()
+    harness.set_sampling()
+    harness.set_auto_suggest(True)
+    spans = harness.busy.spans[first_span:]
+    stalls = monitor.lateness_within(spans)
+    keys = [handled for _, handled in harness.timeline.keys[first_key:]]
+    return {
+        "generations": generations,
+        "keys_typed": typed,
+        "busy_ms": sum(end - start for start, end in spans),
+        "stall_ms": summary(stalls),
+        "key_handling_ms": summary(keys),
+    }
+
+
+def switch_with_monitor(harness: AppHarness, monitor: StallMonitor, path: Path, threads: int) -> dict:
+    """Switch models (the old one keeps serving meanwhile) and watch the GUI thread."""
+    monitor.ticks.clear()
+    monitor.start()
+    elapsed = harness.load(path, threads=threads)
+    monitor.stop()
+    session = harness.probe.latest_session()
+    return {
+        "to": path.name,
+        "ms": elapsed,
+        "loader_ms": session.open_ms if session else None,
+        "stall_ms": summary([late for _, late in monitor.ticks]),
+    }

@@ -1,0 +1,227 @@
+"""Instruments for measuring the running app from the outside, in the GUI process.
+
+EngineProbe wraps TextSession (the one door between the app and its engine process) at
+class level, so every session the app opens is seen without changing the app: when it
+opened (engine pid, load time), and per request what the engine reports in its
+FinishEvent (prompt tokens, how many had to be evaluated, timings) plus when the worker
+thread saw the first token. StallMonitor is a 1 ms precise timer on the GUI thread
+whose lateness is the event-loop stall. The wait helpers spin a local event loop (never
+time.sleep), so Qt keeps delivering signals, timers and paints meanwhile.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from PySide6.QtCore import QEventLoop, QObject, Qt, QTimer, SignalInstance
+
+from writer_app.engine.protocol import FinishEvent, TokenEvent
+from writer_app.engine.session import TextSession
+
+
+def now_ms() -> float:
+    return time.perf_counter() * 1000
+
+
+def wait_ms(ms: float) -> None:
+    """Let the event loop run for `ms` milliseconds."""
+    loop = QEventLoop()
+    timer = QTimer()
+    timer.setSingleShot(True)
+    timer.setTimerType(Qt.TimerType.PreciseTimer)
+    timer.timeout.connect(loop.quit)
+    timer.start(max(0, round(ms)))
+    loop.exec()
+
+
+def wait_for(
+    signal: SignalInstance, condition: Callable[..., bool], timeout_ms: float
+) -> bool:
+    """Run the event loop until `signal` fires with arguments satisfying `condition`
+    (also checked once first, with no arguments, if it takes none); False on timeout."""
+    loop = QEventLoop()
+    met = False
+
+    def check(*args: object) -> None:
+        nonlocal met
+        if not met and condition(*args):
+            met = True
+            loop.quit()
+
+    signal.connect(check)
+    timer = QTimer()
+    timer.setSingleShot(True)
+    timer.setTimerType(Qt.TimerType.PreciseTimer)
+    timer.timeout.connect(loop.quit)
+    timer.start(max(1, round(timeout_ms)))
+    try:
+        loop.exec()
+    finally:
+        timer.stop()
+        signal.disconnect(check)
+    return met
+
+
+def wait_until(condition: Callable[[], bool], timeout_ms: float, poll_ms: int = 5) -> bool:
+    """Poll `condition` every poll_ms while the event loop runs; False on timeout."""
+    deadline = now_ms() + timeout_ms
+    while not condition():
+        if now_ms() >= deadline:
+            return False
+        wait_ms(poll_ms)
+    return True
+
+
+# ---- the engine side, seen through TextSession ------------------------------------------
+
+
+@dataclass
+class RequestRecord:
+    request_id: int
+    started_ms: float  # the worker thread called TextSession.generate
+    first_token_ms: float | None = None  # the worker received the first TokenEvent
+    finished_ms: float | None = None
+    finish: FinishEvent | None = None
+
+
+@dataclass
+class SessionRecord:
+    pid: int | None
+    path: str
+    threads: int
+    open_ms: float  # TextSession.open took this long (process start + load + tokenizer)
+    opened_at_ms: float
+
+
+@dataclass
+class EngineProbe:
+    """Records every TextSession opened and every generation run in this process."""
+
+    sessions: list[SessionRecord] = field(default_factory=list)
+    # Every generation in start order (ids repeat across InferenceService instances).
+    requests: list[RequestRecord] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _originals: tuple | None = None
+
+    def install(self) -> EngineProbe:
+        if self._originals is not None:
+            return self
+        open_function = TextSession.__dict__["open"].__func__
+        generate_function = TextSession.generate
+        probe = self
+
+        def open_session(cls, path, *, threads: int = 1):  # type: ignore[no-untyped-def]
+            started = now_ms()
+            session = open_function(cls, path, threads=threads)
+            finished = now_ms()
+            with probe._lock:
+                probe.sessions.append(
+                    SessionRecord(session.client.pid, str(path), threads, finished - started, finished)
+                )
+            return session
+
+        def generate(self_, request_id, text, settings, **options):  # type: ignore[no-untyped-def]
+            record = RequestRecord(request_id, now_ms())
+            with probe._lock:
+                probe.requests.append(record)
+            return probe._watch(record, generate_function(self_, request_id, text, settings, **options))
+
+        self._originals = (open_function, generate_function)
+        TextSession.open = classmethod(open_session)  # type: ignore[method-assign]
+        TextSession.generate = generate  # type: ignore[method-assign]
+        return self
+
+    def uninstall(self) -> None:
+        if self._originals is None:
+            return
+        open_function, generate_function = self._originals
+        TextSession.open = classmethod(open_function)  # type: ignore[method-assign]
+        TextSession.generate = generate_function  # type: ignore[method-assign]
+        self._originals = None
+
+    @staticmethod
+    def _watch(
+        record: RequestRecord, events: Iterator[TokenEvent | FinishEvent]
+    ) -> Iterator[TokenEvent | FinishEvent]:
+        for event in events:
+            if isinstance(event, FinishEvent):
+                record.finished_ms, record.finish = now_ms(), event
+            elif record.first_token_ms is None:
+                record.first_token_ms = now_ms()
+            yield event
+
+    def request(self, request_id: int) -> RequestRecord | None:
+        """The latest generation with this id."""
+        with self._lock:
+            return next((r for r in reversed(self.requests) if r.request_id == request_id), None)
+
+    def first_request_after(self, since_ms: float) -> RequestRecord | None:
+        with self._lock:
+            return next((r for r in self.requests if r.started_ms >= since_ms), None)
+
+    def latest_session(self) -> SessionRecord | None:
+        with self._lock:
+            return self.sessions[-1] if self.sessions else None
+
+
+# ---- the GUI side -------------------------------------------------------------------------
+
+
+class StallMonitor(QObject):
+    """A 1 ms precise timer: every gap between its firings beyond 1 ms is time the GUI
+    thread's event loop could not run (busy handling something, or not scheduled)."""
+
+    INTERVAL_MS = 1
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._timer = QTimer(self)
+        self._timer.setTimerType(Qt.TimerType.PreciseTimer)
+        self._timer.setInterval(self.INTERVAL_MS)
+        self._timer.timeout.connect(self._tick)
+        self._last: float | None = None
+        self.ticks: list[tuple[float, float]] = []  # (time of tick, lateness) in ms
+
+    def start(self) -> None:
+        self._last = None
+        self._timer.start()
+
+    def stop(self) -> None:
+        self._timer.stop()
+        self._last = None
+
+    def _tick(self) -> None:
+        now = now_ms()
+        if self._last is not None:
+            self.ticks.append((now, max(0.0, now - self._last - self.INTERVAL_MS)))
+        self._last = now
+
+    def lateness_within(self, spans: list[tuple[float, float]]) -> list[float]:
+        """Lateness of ticks that ended inside any of the (start, end) spans."""
+        spans = sorted(spans)
+        values, index = [], 0
+        for at, late in self.ticks:
+            while index < len(spans) and spans[index][1] < at:
+                index += 1
+            if index < len(spans) and spans[index][0] <= at:
+                values.append(late)
+        return values
+
+
+class BusySpans:
+    """When the suggestion controller was generating (busyChanged true .. false)."""
+
+    def __init__(self, busy_changed: SignalInstance) -> None:
+        self.spans: list[tuple[float, float]] = []
+        self._since: float | None = None
+        busy_changed.connect(self._changed)
+
+    def _changed(self, busy: bool) -> None:
+        if busy and self._since is None:
+            self._since = now_ms()
+        elif not busy and self._since is not None:
+            self.spans.append((self._since, now_ms()))
+            self._since = None

@@ -1,0 +1,144 @@
+"""Raw ctransformers figures for one model file: the reference the app is compared with.
+
+Runs in its own process (run.py starts it), because ctransformers may hold only one
+model per process safely and the app's memory must not include this one:
+
+    python -m benchmarks.raw_bench --model FILE --threads 1 --out raw.json
+
+Everything is done the way the app's engine does it, with nothing of the app's code:
+token ids from the reference BPE in tests/support, the same sampling settings, the KV
+cache reused by truncating LLM's Python-side context list to a shared prefix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from benchmarks.procfs import Memory
+from benchmarks.stats import median
+from benchmarks.texts import document
+from tests.support.gpt2_vocab import encode
+from tests.support.raw_ctransformers import RawModel
+
+# The app's default sampling (SamplingSettings()), spelled out so this file stays raw.
+TOP_K, TOP_P, TEMPERATURE, REPETITION_PENALTY, LAST_N = 40, 0.95, 0.8, 1.1, 64
+PROMPT_BATCH = 8  # ctransformers' own default batch size
+
+
+class RawBench:
+    def __init__(self, path: Path, threads: int) -> None:
+        started = time.perf_counter()
+        self.model = RawModel(path, threads=threads)
+        self.load_s = time.perf_counter() - started
+        self.llm = self.model.llm
+        self.threads = threads
+
+    def truncate(self, n_tokens: int) -> None:
+        """Keep the first n_tokens of the cache (valid: LLM.eval passes n_past explicitly)."""
+        del self.llm._context[n_tokens:]
+
+    def eval_ms(self, ids: list[int], batch_size: int) -> float:
+        started = time.perf_counter()
+        self.llm.eval(ids, batch_size=batch_size, threads=self.threads)
+        return (time.perf_counter() - started) * 1000
+
+    def generate_ms_per_token(self, prompt: list[int], n_tokens: int, seed: int) -> float:
+        """Like one app request with a hot cache: the last prompt token is evaluated again,
+        then sample and evaluate, token by token (the last token is not evaluated)."""
+        self.truncate(len(prompt) - 1)
+        started = time.perf_counter()
+        self.llm.eval(prompt[-1:], batch_size=1, threads=self.threads)
+        for step in range(n_tokens):
+            token = self.llm.sample(
+                top_k=TOP_K,
+                top_p=TOP_P,
+                temperature=TEMPERATURE,
+                repetition_penalty=REPETITION_PENALTY,
+                last_n_tokens=LAST_N,
+                seed=seed + step,
+            )
+            if step + 1 < n_tokens:
+                self.llm.eval([token], batch_size=1, threads=self.threads)
+        return (time.perf_counter() - started) * 1000 / n_tokens
+
+
+def run(args: argparse.Namespace) -> dict:
+    bench = RawBench(Path(args.model), args.threads)
+    log = lambda text: print(f"[raw {Path(args.model).name} t{args.threads}] {text}", flush=True)  # noqa: E731
+    result: dict = {"threads": args.threads, "load_s": bench.load_s}
+    log(f"loaded in {bench.load_s * 1000:.0f} ms")
+
+    prompt = encode(document(args.prompt_words))
+    result["prompt_tokens"] = len(prompt)
+    result["prompt_eval_ms_per_token"] = bench.eval_ms(prompt, PROMPT_BATCH) / len(prompt)
+
+    bench.generate_ms_per_token(prompt, args.gen_tokens, seed=1)  # warm-up, not counted
+    per_token = [bench.generate_ms_per_token(prompt, args.gen_tokens, 100 * rep) for rep in range(args.reps)]
+    result["gen_tokens"] = args.gen_tokens
+    result["gen_ms_per_token_runs"] = per_token
+    result["gen_ms_per_token"] = median(per_token)
+    log(f"generation {result['gen_ms_per_token']:.1f} ms/token (runs: "
+        + ", ".join(f"{v:.1f}" for v in per_token) + ")")
+
+    if args.context_tokens:
+        # A long context, then the cost of k new tokens at its end (a hot cache after typing).
+        long_ids = encode(document(5000))[: args.context_tokens]
+        bench.truncate(0)
+        result["context_tokens"] = len(long_ids)
+        result["context_eval_ms"] = bench.eval_ms(long_ids, PROMPT_BATCH)
+        new_tokens: dict[str, float] = {}
+        for k in (1, 2, 4, 8):
+            runs = []
+            for _ in range(3):
+                bench.truncate(len(long_ids) - k)
+                runs.append(bench.eval_ms(long_ids[-k:], batch_size=k))
+            new_tokens[str(k)] = median(runs)
+        result["new_tokens_eval_ms"] = new_tokens
+        log("k new tokens at the end of the context: "
+            + ", ".join(f"{k}: {ms:.0f} ms" for k, ms in new_tokens.items()))
+
+    sweep: dict[str, float] = {}
+    base = prompt[: args.sweep_at]
+    extra = encode(document(2000))[args.sweep_at : args.sweep_at + args.sweep_tokens]
+    for batch in args.sweep:
+        bench.truncate(0)
+        bench.llm.eval(base, batch_size=PROMPT_BATCH, threads=args.threads)
+        sweep[str(batch)] = bench.eval_ms(extra, batch) / len(extra)
+    if sweep:
+        result["batch_sweep_at"] = len(base)
+        result["batch_ms_per_token"] = sweep
+        log("prompt evaluation ms/token by batch size: "
+            + ", ".join(f"{b}: {ms:.1f}" for b, ms in sweep.items()))
+
+    memory = Memory.of()
+    result["peak_rss_mib"] = memory.hwm_mib if memory else None
+    return result
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--prompt-words", type=int, default=100)
+    parser.add_argument("--gen-tokens", type=int, default=64)
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--context-tokens", type=int, default=0, help="0: skip")
+    parser.add_argument("--sweep", type=lambda s: [int(b) for b in s.split(",") if b], default=[])
+    parser.add_argument("--sweep-at", type=int, default=64)
+    parser.add_argument("--sweep-tokens", type=int, default=32)
+    parser.add_argument("--out", required=True)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    Path(args.out).write_text(json.dumps(run(args), indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

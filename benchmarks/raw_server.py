@@ -1,0 +1,100 @@
+"""A raw ctransformers model in a helper process, so the app and the raw reference can
+take turns on the same file while the machine's load is the same for both.
+
+    with RawServer(path, threads=1) as raw:
+        raw.prepare(prompt_text)          # evaluate the prompt once
+        ms = raw.generate(64, seed=1)     # ms per token, hot cache, like an app request
+
+Turns never overlap (each call waits for its answer), so the two never compete for
+the CPU; the app's own engine runs in yet another process.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+
+def _serve(conn: Connection, path: str, threads: int) -> None:
+    from benchmarks.raw_bench import PROMPT_BATCH, RawBench
+    from tests.support.gpt2_vocab import encode
+
+    bench = RawBench(Path(path), threads)
+    conn.send(("loaded", bench.load_s))
+    prompt: list[int] = []
+    while True:
+        try:
+            command, *args = conn.recv()
+        except EOFError:
+            return
+        if command == "prepare":
+            prompt = encode(args[0])
+            bench.truncate(0)
+            conn.send(("prepared", bench.eval_ms(prompt, PROMPT_BATCH), len(prompt)))
+        elif command == "generate":
+            conn.send(("generated", bench.generate_ms_per_token(prompt, args[0], args[1])))
+        else:
+            return
+
+
+class RawServerError(RuntimeError):
+    """The raw ctransformers helper process failed or died."""
+
+
+class RawServer:
+    def __init__(self, path: str | Path, *, threads: int = 1, timeout_s: float = 600.0) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._conn, child = context.Pipe()
+        self._process = context.Process(
+            target=_serve, args=(child, str(path), threads), name="raw-ctransformers", daemon=True
+        )
+        self._process.start()
+        child.close()
+        self._timeout_s = timeout_s
+        self.load_s = float(self._receive("loaded")[0])
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid
+
+    def _receive(self, kind: str) -> tuple:
+        if not self._conn.poll(self._timeout_s):
+            raise RawServerError(f"The raw ctransformers process gave no answer ({kind}).")
+        try:
+            reply = self._conn.recv()
+        except EOFError:
+            raise RawServerError(
+                f"The raw ctransformers process died (exit code {self._process.exitcode})."
+            ) from None
+        if reply[0] != kind:
+            raise RawServerError(f"The raw ctransformers process answered {reply[0]!r}.")
+        return reply[1:]
+
+    def prepare(self, prompt_text: str) -> tuple[float, int]:
+        """Evaluate the prompt from scratch: (milliseconds, prompt tokens)."""
+        self._conn.send(("prepare", prompt_text))
+        ms, tokens = self._receive("prepared")
+        return float(ms), int(tokens)
+
+    def generate(self, n_tokens: int, seed: int) -> float:
+        """Milliseconds per token for n_tokens after the prepared prompt."""
+        self._conn.send(("generate", n_tokens, seed))
+        return float(self._receive("generated")[0])
+
+    def close(self) -> None:
+        try:
+            self._conn.send(("quit",))
+        except OSError:
+            pass
+        self._process.join(timeout=5)
+        if self._process.is_alive():
+            self._process.kill()
+            self._process.join()
+        self._conn.close()
+
+    def __enter__(self) -> RawServer:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

@@ -1,0 +1,187 @@
+"""Turn the collected results into the table run.py prints: each app figure beside the
+raw ctransformers figure for the same file, their ratio, and PASS/FAIL per target."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from benchmarks.stats import median, percentile
+
+GB_MIB = 1e9 / 2**20  # the memory target is 1.0 GB (decimal): 953.7 MiB
+LATENCY_SLACK_MS = 15.0
+SPEED_RATIO_TARGET = 0.95
+STALL_MAX_MS, STALL_P99_MS = 16.0, 5.0
+
+
+@dataclass(frozen=True)
+class Row:
+    figure: str
+    app: str
+    raw: str = ""
+    ratio: str = ""
+    target: str = ""
+    verdict: str = ""  # PASS, FAIL or "" (reported only)
+
+
+def _ms(value: float | None) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{value:.0f} ms" if value >= 100 else f"{value:.1f} ms"
+
+
+def _mib(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0f} MiB"
+
+
+def _ratio(app: float | None, raw: float | None) -> str:
+    if not app or not raw or math.isnan(app) or math.isnan(raw):
+        return ""
+    return f"{app / raw:.2f}x"
+
+
+def _verdict(ok: bool | None) -> str:
+    return "" if ok is None else ("PASS" if ok else "FAIL")
+
+
+def _values(samples: list[dict], key: str) -> list[float]:
+    return [s[key] for s in samples if s.get(key) is not None]
+
+
+def model_rows(name: str, raw: dict, app: dict) -> list[Row]:
+    rows: list[Row] = []
+    speed = app.get("speed", {})
+    token_ms = speed.get("1", {}).get("raw_ms_per_token") or raw.get("gen_ms_per_token")
+    for threads, run in sorted(speed.items()):
+        ratio = run["speed_ratio"]
+        rows.append(Row(
+            f"generation, {threads} engine thread(s): ms/token (tok/s)",
+            f"{_ms(run['app_ms_per_token'])} ({1000 / run['app_ms_per_token']:.1f})",
+            f"{_ms(run['raw_ms_per_token'])} ({1000 / run['raw_ms_per_token']:.1f})",
+            f"{ratio:.2f} speed",
+            f">= {SPEED_RATIO_TARGET} x raw speed",
+            _verdict(ratio >= SPEED_RATIO_TARGET),
+        ))
+        rows.append(Row(
+            f"  of which in the engine process (t{threads})", _ms(run["engine_ms_per_token"]),
+            _ms(run["raw_ms_per_token"]), _ratio(run["engine_ms_per_token"], run["raw_ms_per_token"]),
+        ))
+    limit = token_ms + LATENCY_SLACK_MS if token_ms else None
+    for key, label in (("typing_short", "short document"), ("typing_long", "5,000-word document")):
+        if key not in app:
+            continue
+        samples = app[key]["pauses"]
+        latencies = _values(samples, "latency_ms")
+        evaluated = _values(samples, "evaluated_tokens")
+        shown = f"{len(latencies)}/{len(samples)} pauses"
+        for stat, value in (("median", median(latencies)), ("p90", percentile(latencies, 0.9))):
+            rows.append(Row(
+                f"first grey character after the debounce, {label}, {stat} ({shown})",
+                _ms(value), f"{_ms(token_ms)} (1 token)", _ratio(value, token_ms),
+                f"<= {_ms(limit)}", _verdict(None if math.isnan(value) else value <= limit),
+            ))
+        new_eval = raw.get("new_tokens_eval_ms", {})
+        typical = round(median(evaluated)) if evaluated else None
+        raw_same = new_eval.get(str(typical)) if typical else None
+        rows.append(Row(
+            f"  tokens evaluated per request, {label} (median / max)",
+            f"{typical} / {max(evaluated) if evaluated else 'n/a'}",
+            f"{_ms(raw_same)} raw for {typical}" if raw_same else "",
+            "", "1 (hot cache)", "",
+        ))
+        stall = app[key]["stall_while_generating_ms"]
+        rows.append(Row(
+            f"  GUI stall while typing/generating, {label} (max / p99)",
+            f"{_ms(stall['max'])} / {_ms(stall['p99'])}", "", "",
+            f"< {STALL_MAX_MS:.0f} / < {STALL_P99_MS:.0f} ms",
+            _verdict(stall["max"] < STALL_MAX_MS and stall["p99"] < STALL_P99_MS)
+            if stall["count"] else "",
+        ))
+    for run in app.get("stall", []):
+        stall, keys = run["stall_ms"], run["key_handling_ms"]
+        rows.append(Row(
+            f"GUI stall typing through a suggestion, t{run['threads']} nice {run['niceness']} "
+            f"(max / p99; {run['keys_typed']} keys)",
+            f"{_ms(stall['max'])} / {_ms(stall['p99'])}", "", "",
+            f"< {STALL_MAX_MS:.0f} / < {STALL_P99_MS:.0f} ms",
+            _verdict(stall["max"] < STALL_MAX_MS and stall["p99"] < STALL_P99_MS),
+        ))
+        rows.append(Row("  one key press handled in (median / max)",
+                        f"{_ms(keys['median'])} / {_ms(keys['max'])}"))
+    for key, label in (("cancel_generation", "generating"), ("cancel_prompt", "evaluating the prompt")):
+        trials = [t for t in app.get(key, []) if t.get("phase") not in (None, "missed")]
+        if key not in app:
+            continue
+        gui = _values(trials, "gui_ms")
+        worst = max(gui) if gui else None
+        rows.append(Row(
+            f"cancel while {label}: edit -> stopped (median / max, {len(gui)} trials)",
+            f"{_ms(median(gui))} / {_ms(worst)}", f"{_ms(token_ms)} (1 token)",
+            _ratio(worst, token_ms), f"<= {_ms(token_ms)}",
+            _verdict(worst <= token_ms if worst is not None and token_ms else None),
+        ))
+    load = app.get("load", {})
+    raw_load = raw.get("load_s", 0) * 1000 or None
+    if "cold" in load and load["cold"]["model"] == name:
+        rows.append(Row("model load (InferenceService.load_model -> modelLoaded)",
+                        _ms(load["cold"]["ms"]), _ms(raw_load), _ratio(load["cold"]["ms"], raw_load)))
+    for key, label in (("switch_to", f"switch to {name}"), ("switch_back", f"switch from {name}")):
+        if key in load:
+            run = load[key]
+            rows.append(Row(f"{label} (GUI stall max / p99: {_ms(run['stall_ms']['max'])} / "
+                            f"{_ms(run['stall_ms']['p99'])})", _ms(run["ms"]),
+                            _ms(raw_load) if key == "switch_to" else "",
+                            _ratio(run["ms"], raw_load) if key == "switch_to" else ""))
+    memory = app.get("memory_long_document") or app.get("memory_with_model") or {}
+    gui_peak = app.get("gui_peak_rss_mib")
+    engine_peak = memory.get("engine_hwm_mib")
+    raw_peak = raw.get("peak_rss_mib")
+    rows.append(Row("peak resident: GUI process", _mib(gui_peak)))
+    rows.append(Row("peak resident: engine process", _mib(engine_peak), _mib(raw_peak),
+                    _ratio(engine_peak, raw_peak)))
+    if gui_peak and engine_peak:
+        total = gui_peak + engine_peak
+        now = (memory.get("gui_rss_mib") or 0) + (memory.get("engine_rss_mib") or 0)
+        is_large = "large" in name
+        rows.append(Row(
+            f"whole app resident, GUI + engine (peak; now {now:.0f} MiB)", _mib(total),
+            _mib(raw_peak), _ratio(total, raw_peak),
+            f"<= {GB_MIB:.0f} MiB (1.0 GB)" if is_large else "",
+            _verdict(total <= GB_MIB) if is_large else "",
+        ))
+    return rows
+
+
+def format_table(rows: list[Row]) -> str:
+    header = Row("figure", "app", "raw ctransformers", "app/raw", "target", "")
+    table = [header, *rows]
+    widths = [max(len(getattr(r, f)) for r in table) for f in ("figure", "app", "raw", "ratio", "target")]
+    lines = []
+    for row in table:
+        cells = [row.figure, row.app, row.raw, row.ratio, row.target]
+        line = "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True))
+        lines.append(f"{line}  {row.verdict}".rstrip())
+    return "\n".join(lines)
+
+
+def format_markdown(rows: list[Row]) -> str:
+    lines = ["| figure | app | raw ctransformers | app/raw | target | |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r.figure} | {r.app} | {r.raw} | {r.ratio} | {r.target} | {r.verdict} |")
+    return "\n".join(lines)
+
+
+def raw_extras(raw: dict) -> list[str]:
+    """The raw figures that explain the app's limits (prompt batches, new tokens)."""
+    lines = []
+    if "batch_ms_per_token" in raw:
+        sweep = ", ".join(f"{b}: {ms:.1f}" for b, ms in raw["batch_ms_per_token"].items())
+        lines.append(f"raw prompt evaluation, ms/token by batch size at {raw['batch_sweep_at']} "
+                     f"tokens of context: {sweep}")
+    if "new_tokens_eval_ms" in raw:
+        new = ", ".join(f"{k}: {ms:.0f} ms" for k, ms in raw["new_tokens_eval_ms"].items())
+        lines.append(f"raw: evaluating k new tokens after {raw['context_tokens']} cached: {new}")
+    lines.append(f"raw: load {raw['load_s'] * 1000:.0f} ms, prompt {raw['prompt_eval_ms_per_token']:.1f}"
+                 f" ms/token (batch 8), generation {raw['gen_ms_per_token']:.1f} ms/token, "
+                 f"peak resident {raw['peak_rss_mib']:.0f} MiB")
+    return lines
