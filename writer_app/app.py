@@ -26,6 +26,7 @@ from writer_app.settings import Settings
 from writer_app.ui.dialogs import Messenger
 from writer_app.ui.ghost_editor import GhostTextEditor
 from writer_app.ui.main_window import MainWindow, build_main_window
+from writer_app.ui.model_menu import ModelsUi, install_models
 
 
 def preferences_from(settings: Settings) -> SuggestionPreferences:
@@ -52,6 +53,7 @@ class WriterApp:
     controller: SuggestionController
     editor: GhostTextEditor
     window: MainWindow
+    models_ui: ModelsUi | None = None  # the Model menu, Model Manager and downloads
 
     @classmethod
     def build(cls, *, paths: AppPaths | None = None, messenger: Messenger | None = None,
@@ -81,6 +83,7 @@ class WriterApp:
         self.controller.errorOccurred.connect(self.window.notice_bar.show_notice)
         self.window.closed.connect(self.shutdown)
         self.window.set_model_text("no model")
+        self.models_ui = install_models(self)
 
     def _apply_settings(self, settings: Settings) -> None:
         self.controller.set_settings(settings.sampling)
