@@ -125,7 +125,7 @@ def _generate(client: EngineClient, prompt_ids: list[int]) -> FinishEvent:
 
 def report(result: SelfTestResult) -> str:
     facts, finish = result.facts, result.finish
-    build = "frozen" if getattr(sys, "frozen", False) else "installed"
+    build = "frozen build" if getattr(sys, "frozen", False) else "Python package"
     return "\n".join(
         [
             f"writer-app {__version__} self-test ({build}, Python {platform.python_version()}, "
