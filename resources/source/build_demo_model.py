@@ -36,6 +36,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
 
 SOURCE_DIR = Path(__file__).resolve().parent
 REPO_ROOT = SOURCE_DIR.parent.parent
@@ -155,7 +158,7 @@ def extract_novels(janeaustenr_dir: Path) -> dict[str, str]:
     variables = index["values"][_names_of(index).index("variables")]
     database = (data_dir / "Rdata.rdb").read_bytes()
     novels = {}
-    for name, where in zip(_names_of(variables), variables["values"]):
+    for name, where in zip(_names_of(variables), variables["values"], strict=True):
         offset, length = where["values"]
         blob = zlib.decompress(database[offset + 4 : offset + length])
         lines = _RUnserializer(blob).read()["values"]
@@ -223,10 +226,6 @@ def build_corpus(novels: dict[str, str], tokenizer: Tokenizer, config: Config) -
 
 
 # --- model -----------------------------------------------------------------------------
-# torch is imported here, not at the top, so the corpus helpers work without it.
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from torch import nn  # noqa: E402
 
 
 class FakeQuantize(torch.autograd.Function):
@@ -432,7 +431,9 @@ def hugging_face_weights(model: DemoGPT2, used_ids: np.ndarray) -> dict[str, np.
             module = getattr(block, attribute)
             weight = module.weight.numpy()
             # Conv1D stores [in, out]; LayerNorm gains are 1-D and stay as they are.
-            weights[f"transformer.h.{i}.{hf_part}.weight"] = weight.T if weight.ndim == 2 else weight
+            weights[f"transformer.h.{i}.{hf_part}.weight"] = (
+                weight.T if weight.ndim == 2 else weight
+            )
             weights[f"transformer.h.{i}.{hf_part}.bias"] = module.bias.numpy()
     return {name: np.ascontiguousarray(value, dtype=np.float32) for name, value in weights.items()}
 
@@ -488,17 +489,23 @@ def main(argv: list[str] | None = None) -> None:
     train_books = [torch.from_numpy(compact[ids]) for ids in corpus.train]
     val_books = [torch.from_numpy(compact[ids]) for ids in corpus.val]
     train_tokens = sum(len(b) for b in train_books)
-    print(f"{config}\ntraining tokens {train_tokens:,}, validation tokens "
-          f"{sum(len(b) for b in val_books):,}, predicted vocabulary {n_used:,} of {len(vocab):,}")
+    print(
+        f"{config}\ntraining tokens {train_tokens:,}, validation tokens "
+        f"{sum(len(b) for b in val_books):,}, predicted vocabulary {n_used:,} of {len(vocab):,}"
+    )
 
     model = DemoGPT2(config, n_used, len(vocab) - n_used)
     train(model, train_books, config, ignore=n_used)
     model.eval()
     model.fake_quantize = False
-    print(f"validation loss (float weights): {validation_loss(model, val_books, config.n_ctx, n_used):.4f}")
+    print(
+        f"validation loss (float weights): {validation_loss(model, val_books, config.n_ctx, n_used):.4f}"
+    )
     model.fake_quantize = True
-    print(f"validation loss ({config.ftype}, as shipped): "
-          f"{validation_loss(model, val_books, config.n_ctx, n_used):.4f}")
+    print(
+        f"validation loss ({config.ftype}, as shipped): "
+        f"{validation_loss(model, val_books, config.n_ctx, n_used):.4f}"
+    )
     print_samples(model, tokenizer, corpus.used_ids, config.seed)
 
     write_gpt2(
@@ -510,8 +517,10 @@ def main(argv: list[str] | None = None) -> None:
         ftype=config.ftype,
     )
     facts = validate_model_file(args.out)
-    print(f"wrote {args.out} ({facts.file_size / 1e6:.2f} MB, {facts.quantization}, "
-          f"{facts.parameter_count:,} parameters)")
+    print(
+        f"wrote {args.out} ({facts.file_size / 1e6:.2f} MB, {facts.quantization}, "
+        f"{facts.parameter_count:,} parameters)"
+    )
 
 
 if __name__ == "__main__":
