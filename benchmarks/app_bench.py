@@ -14,22 +14,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import sys
 import tempfile
 from pathlib import Path
 
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-os.environ["HF_HUB_OFFLINE"] = "1"  # the app never needs the network here
+# Nothing heavy is imported at module level: the engine and raw processes are spawned,
+# and a spawned child imports the parent's main module again. Importing Qt and the app
+# here would make every engine process start slower and take more memory than the
+# real app's engine does.
 
-from benchmarks import app_scenarios as scenarios  # noqa: E402
-from benchmarks.app_harness import AppHarness  # noqa: E402
-from benchmarks.probe import EngineProbe, StallMonitor, wait_ms  # noqa: E402
-from benchmarks.procfs import Memory, load_average  # noqa: E402
-from benchmarks.stats import summary  # noqa: E402
-from benchmarks.texts import document, typing_words  # noqa: E402
-
-ALL_SCENARIOS = ("speed", "typing", "cancel", "stall", "load")
+ALL_SCENARIOS = ("speed", "typing", "cancel", "prewarm", "stall", "load")
 
 
 def _named_path(value: str) -> tuple[str, Path]:
@@ -65,139 +59,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--cancel-trials", type=int, default=6)
     parser.add_argument("--stall-configs", type=_stall_config, default=[(1, 0)])
     parser.add_argument("--stall-generations", type=int, default=4)
+    parser.add_argument("--pace-ms", type=float, default=200.0,
+                        help="mean time between key presses (each is +-25%%)")
     parser.add_argument("--seed", type=int, default=2024)
     parser.add_argument("--out", required=True)
     return parser.parse_args(argv)
-
-
-class AppBench:
-    def __init__(self, args: argparse.Namespace) -> None:
-        self.args = args
-        self.name, self.path = args.model
-        self.scenarios = set(args.scenarios.split(","))
-        self.rng = random.Random(args.seed)
-        self.words = iter(typing_words(2000))
-        self.probe = EngineProbe().install()
-        self.monitor = StallMonitor()
-        self.result: dict = {"model": self.name, "load_average_start": load_average()}
-        self.token_ms = args.token_ms
-
-    def run(self) -> dict:
-        if "speed" in self.scenarios:
-            self.speed()
-        harness = AppHarness(self.probe)
-        try:
-            self.load(harness)
-            if self.scenarios & {"typing", "cancel"}:
-                self.documents(harness)
-            if "stall" in self.scenarios:
-                self.stall(harness)
-            self.result["memory_with_model"] = harness.memory()
-            self.switch_back(harness)
-        finally:
-            harness.shutdown()
-        gui = Memory.of()
-        self.result["gui_peak_rss_mib"] = gui.hwm_mib if gui else None
-        self.result["messages"] = harness.messenger.texts()
-        self.result["load_average_end"] = load_average()
-        return self.result
-
-    def speed(self) -> None:
-        prompt = document(self.args.short_words)
-        runs = {}
-        for threads in (int(t) for t in self.args.speed_threads.split(",")):
-            tokens = self.args.speed_tokens if threads == 1 else max(8, self.args.speed_tokens // 2)
-            runs[str(threads)] = scenarios.generation_speed(
-                self.probe, self.path, prompt, threads=threads, tokens=tokens,
-                reps=self.args.speed_reps,
-            )
-        self.result["speed"] = runs
-        if "1" in runs:
-            self.token_ms = runs["1"]["raw_ms_per_token"]
-
-    def load(self, harness: AppHarness) -> None:
-        loads: dict = {}
-        if self.args.partner:
-            partner_name, partner_path = self.args.partner
-            loads["cold"] = {"model": partner_name, "ms": harness.load(partner_path)}
-            loads["switch_to"] = scenarios.switch_with_monitor(harness, self.monitor, self.path, 1)
-        else:
-            loads["cold"] = {"model": self.name, "ms": harness.load(self.path)}
-        session = self.probe.latest_session()
-        loads["loader_ms"] = session.open_ms if session else None
-        self.result["load"] = loads
-        self.result["memory_after_load"] = harness.memory()
-        scenarios.log(f"loaded: {json.dumps(loads, default=str)[:200]}")
-
-    def documents(self, harness: AppHarness) -> None:
-        args, typing = self.args, "typing" in self.scenarios
-        if typing:
-            scenarios.log("short document: typing with pauses")
-            harness.set_document(document(args.short_words))
-            scenarios.warm_up(harness, 600_000)
-            self.result["typing_short"] = self.typing(harness, args.pauses)
-        scenarios.log(f"{args.long_words}-word document")
-        harness.set_document(document(args.long_words))
-        if "cancel" in self.scenarios:
-            self.result["cancel_prompt"] = scenarios.cancel_during_prompt(
-                harness, args.cancel_trials, self.rng
-            )
-        self.result["long_cold_prompt_eval_ms"] = scenarios.warm_up(harness, 1_200_000)
-        if typing:
-            self.result["typing_long"] = self.typing(harness, args.long_pauses)
-        if "cancel" in self.scenarios:
-            self.result["cancel_generation"] = scenarios.cancel_during_generation(
-                harness, args.cancel_trials, self.rng, self.token_ms
-            )
-        self.result["memory_long_document"] = harness.memory()
-
-    def typing(self, harness: AppHarness, pauses: int) -> dict:
-        first_span = len(harness.busy.spans)
-        self.monitor.ticks.clear()
-        self.monitor.start()
-        samples = scenarios.typing_session(
-            harness, self.words, pauses=pauses, rng=self.rng, token_ms=self.token_ms
-        )
-        self.monitor.stop()
-        spans = harness.busy.spans[first_span:]
-        return {
-            "pauses": samples,
-            "stall_while_generating_ms": summary(self.monitor.lateness_within(spans)),
-            "stall_all_ms": summary([late for _, late in self.monitor.ticks]),
-        }
-
-    def stall(self, harness: AppHarness) -> None:
-        harness.set_document(document(self.args.short_words))
-        scenarios.warm_up(harness, 600_000)
-        runs = []
-        threads_now = harness.service.threads
-        for threads, niceness in self.args.stall_configs:
-            if threads != threads_now:
-                harness.load(self.path, threads=threads)
-                scenarios.warm_up(harness, 600_000)
-                threads_now = threads
-            harness.renice_engine(niceness)
-            generations = self.args.stall_generations if threads == 1 else 2
-            run = scenarios.type_through(harness, self.monitor, generations, self.rng)
-            run.update(threads=threads, niceness=niceness)
-            stall = run["stall_ms"]
-            scenarios.log(
-                f"type-through t{threads} nice {niceness}: stall max {stall['max']:.1f} ms, "
-                f"p99 {stall['p99']:.1f} ms over {stall['count']} ticks, {run['keys_typed']} keys"
-            )
-            runs.append(run)
-            harness.renice_engine(0)
-        if threads_now != 1:
-            harness.load(self.path, threads=1)
-        self.result["stall"] = runs
-
-    def switch_back(self, harness: AppHarness) -> None:
-        if self.args.partner and "load" in self.scenarios:
-            _name, partner_path = self.args.partner
-            self.result["load"]["switch_back"] = scenarios.switch_with_monitor(
-                harness, self.monitor, partner_path, 1
-            )
-            wait_ms(200)
 
 
 def _quiet_offscreen_warnings() -> None:
@@ -213,9 +79,12 @@ def _quiet_offscreen_warnings() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    os.environ["HF_HUB_OFFLINE"] = "1"  # the app never needs the network here
     _quiet_offscreen_warnings()
     with tempfile.TemporaryDirectory(prefix="writer-app-bench-home-") as home:
         os.environ["WRITER_APP_HOME"] = home  # settings, recovery: never the user's own
+        from benchmarks.app_runner import AppBench
         from writer_app.app import create_qapplication
 
         create_qapplication()

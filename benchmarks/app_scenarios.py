@@ -8,15 +8,23 @@ wait returned, so the waits' own polling does not enter the figures.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from benchmarks.app_harness import AppHarness
-from benchmarks.probe import EngineProbe, StallMonitor, now_ms, wait_for, wait_ms, wait_until
+from benchmarks.probe import (
+    EngineProbe,
+    StallMonitor,
+    now_ms,
+    stall_causes,
+    wait_ms,
+    wait_until,
+)
 from benchmarks.raw_server import RawServer
 from benchmarks.stats import median, summary
 from writer_app.engine.sampling import SamplingSettings, StopAt
 from writer_app.services.inference import InferenceService
+from writer_app.services.suggestion import prompt_for
 
 TYPING_PACE_MS = (150.0, 250.0)  # between key presses: ~60 words a minute
 AFTER_SUGGESTION_MS = 250.0  # the writer reads the grey text this long, then types on
@@ -88,11 +96,39 @@ def generation_speed(
 # ---- typing at a human pace, pausing for suggestions ---------------------------------------
 
 
-def _type_words(harness: AppHarness, words: Iterator[str], count: int, rng: random.Random) -> None:
+class KeyPrewarmer:
+    """An experiment, not app behaviour: after every key press, ask the engine to
+    evaluate the text so far (InferenceService.request_probabilities prewarms the
+    prompt in cancellable chunks), cancelling the previous ask. Shows what a hot cache
+    at the end of the debounce would give the first grey character."""
+
+    def __init__(self, harness: AppHarness) -> None:
+        self._harness = harness
+        self._probe_id = 0
+
+    def __call__(self) -> None:
+        service = self._harness.service
+        if self._probe_id:
+            service.cancel_probabilities(self._probe_id)
+        self._probe_id += 1
+        text = self._harness.editor.toPlainText()[: self._harness.editor.textCursor().position()]
+        service.request_probabilities(self._probe_id, prompt_for(text), 0.0, 1)
+
+
+def _type_words(
+    harness: AppHarness,
+    words: Iterator[str],
+    count: int,
+    rng: random.Random,
+    pace: tuple[float, float],
+    after_key: Callable[[], None] | None = None,
+) -> None:
     for _ in range(count):
         for char in " " + next(words):
-            wait_ms(rng.uniform(*TYPING_PACE_MS))
+            wait_ms(rng.uniform(*pace))
             harness.type_char(char)
+            if after_key is not None:
+                after_key()
 
 
 def typing_session(
@@ -102,13 +138,15 @@ def typing_session(
     pauses: int,
     rng: random.Random,
     token_ms: float,
+    pace: tuple[float, float] = TYPING_PACE_MS,
+    after_key: Callable[[], None] | None = None,
 ) -> list[dict]:
     """Type 2-4 words, pause until the suggestion is complete, read it, type on.
     Per pause: debounce fired -> first grey character, and what the engine evaluated."""
     samples = []
     timeline = harness.timeline
     for _ in range(pauses):
-        _type_words(harness, words, rng.randint(2, 4), rng)
+        _type_words(harness, words, rng.randint(2, 4), rng, pace, after_key)
         last_key = timeline.keys[-1][0]
         debounce = harness.controller.preferences.debounce_ms
         wait_until(lambda: timeline.first_request_after(last_key) is not None, debounce + 2000)
@@ -229,7 +267,11 @@ def cancel_during_generation(
 
 
 def type_through(
-    harness: AppHarness, monitor: StallMonitor, generations: int, rng: random.Random
+    harness: AppHarness,
+    monitor: StallMonitor,
+    generations: int,
+    rng: random.Random,
+    pace: tuple[float, float] = TYPING_PACE_MS,
 ) -> dict:
     """Long suggestions; while each is being generated the writer types the grey text
     letter by letter (so it keeps generating). Lateness of a 1 ms GUI timer then is
@@ -246,7 +288,7 @@ def type_through(
         harness.trigger()
         wait_until(lambda: harness.timeline.first_ghost_after(since) is not None, 60_000)
         while harness.controller.busy:
-            wait_ms(rng.uniform(*TYPING_PACE_MS))
+            wait_ms(rng.uniform(*pace))
             ghost = harness.editor.ghost_text()
             if harness.controller.busy and ghost and (ghost[0].isascii() and ghost[0].isprintable()):
                 harness.type_char(ghost[0])
@@ -257,13 +299,14 @@ def type_through(
     harness.set_sampling()
     harness.set_auto_suggest(True)
     spans = harness.busy.spans[first_span:]
-    stalls = monitor.lateness_within(spans)
+    ticks = monitor.ticks_within(spans)
     keys = [handled for _, handled in harness.timeline.keys[first_key:]]
     return {
         "generations": generations,
         "keys_typed": typed,
         "busy_ms": sum(end - start for start, end in spans),
-        "stall_ms": summary(stalls),
+        "stall_ms": summary([tick[1] for tick in ticks]),
+        "stall_causes": stall_causes(ticks),
         "key_handling_ms": summary(keys),
     }
 
@@ -279,5 +322,6 @@ def switch_with_monitor(harness: AppHarness, monitor: StallMonitor, path: Path, 
         "to": path.name,
         "ms": elapsed,
         "loader_ms": session.open_ms if session else None,
-        "stall_ms": summary([late for _, late in monitor.ticks]),
+        "stall_ms": summary([tick[1] for tick in monitor.ticks]),
+        "stall_causes": stall_causes(monitor.ticks),
     }

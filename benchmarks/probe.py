@@ -11,6 +11,7 @@ time.sleep), so Qt keeps delivering signals, timers and paints meanwhile.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -172,7 +173,11 @@ class EngineProbe:
 
 class StallMonitor(QObject):
     """A 1 ms precise timer: every gap between its firings beyond 1 ms is time the GUI
-    thread's event loop could not run (busy handling something, or not scheduled)."""
+    thread's event loop could not run. The thread's scheduler counters (Linux
+    /proc/.../schedstat) split each gap into time the GUI thread itself was running
+    (our own work on the GUI thread), time it was runnable but waiting for a CPU (other
+    processes, e.g. the engine, or other users of the machine) and the rest, time it
+    slept although it had work (blocked on the GIL or a lock)."""
 
     INTERVAL_MS = 1
 
@@ -182,10 +187,18 @@ class StallMonitor(QObject):
         self._timer.setTimerType(Qt.TimerType.PreciseTimer)
         self._timer.setInterval(self.INTERVAL_MS)
         self._timer.timeout.connect(self._tick)
-        self._last: float | None = None
-        self.ticks: list[tuple[float, float]] = []  # (time of tick, lateness) in ms
+        self._last: tuple[float, int, int] | None = None
+        self._schedstat: int | None = None
+        # (time of tick, lateness, ms running, ms waiting for a CPU), all in ms
+        self.ticks: list[tuple[float, float, float, float]] = []
 
     def start(self) -> None:
+        if self._schedstat is None:
+            try:
+                path = f"/proc/self/task/{threading.get_native_id()}/schedstat"
+                self._schedstat = os.open(path, os.O_RDONLY)
+            except OSError:
+                self._schedstat = -1  # not Linux: lateness only
         self._last = None
         self._timer.start()
 
@@ -193,22 +206,57 @@ class StallMonitor(QObject):
         self._timer.stop()
         self._last = None
 
+    def _counters(self) -> tuple[int, int]:
+        if self._schedstat is None or self._schedstat < 0:
+            return 0, 0
+        ran, waited, _slices = os.pread(self._schedstat, 128, 0).split()
+        return int(ran), int(waited)
+
     def _tick(self) -> None:
         now = now_ms()
+        ran, waited = self._counters()
         if self._last is not None:
-            self.ticks.append((now, max(0.0, now - self._last - self.INTERVAL_MS)))
-        self._last = now
+            last, last_ran, last_waited = self._last
+            self.ticks.append(
+                (
+                    now,
+                    max(0.0, now - last - self.INTERVAL_MS),
+                    (ran - last_ran) / 1e6,
+                    (waited - last_waited) / 1e6,
+                )
+            )
+        self._last = (now, ran, waited)
+
+    def ticks_within(self, spans: list[tuple[float, float]]) -> list[tuple[float, float, float, float]]:
+        """Ticks that ended inside any of the (start, end) spans."""
+        spans = sorted(spans)
+        chosen, index = [], 0
+        for tick in self.ticks:
+            while index < len(spans) and spans[index][1] < tick[0]:
+                index += 1
+            if index < len(spans) and spans[index][0] <= tick[0]:
+                chosen.append(tick)
+        return chosen
 
     def lateness_within(self, spans: list[tuple[float, float]]) -> list[float]:
-        """Lateness of ticks that ended inside any of the (start, end) spans."""
-        spans = sorted(spans)
-        values, index = [], 0
-        for at, late in self.ticks:
-            while index < len(spans) and spans[index][1] < at:
-                index += 1
-            if index < len(spans) and spans[index][0] <= at:
-                values.append(late)
-        return values
+        return [tick[1] for tick in self.ticks_within(spans)]
+
+
+def stall_causes(ticks: list[tuple[float, float, float, float]], over_ms: float = 4.0) -> dict:
+    """Where the time of the stalls longer than over_ms went, as fractions of it."""
+    stalls = [t for t in ticks if t[1] > over_ms]
+    gap = sum(t[1] + StallMonitor.INTERVAL_MS for t in stalls)
+    if not stalls or gap <= 0:
+        return {"stalls": 0}
+    running = sum(min(t[2], t[1] + 1) for t in stalls)
+    waiting = sum(min(t[3], t[1] + 1) for t in stalls)
+    return {
+        "stalls": len(stalls),
+        "over_ms": over_ms,
+        "gui_thread_running": running / gap,
+        "waiting_for_cpu": waiting / gap,
+        "blocked": max(0.0, 1 - (running + waiting) / gap),
+    }
 
 
 class BusySpans:

@@ -40,15 +40,28 @@ def _ratio(app: float | None, raw: float | None) -> str:
     return f"{app / raw:.2f}x"
 
 
-def _verdict(ok: bool | None) -> str:
-    return "" if ok is None else ("PASS" if ok else "FAIL")
+def _verdict(ok: bool | None, what_if: bool = False) -> str:
+    if ok is None:
+        return ""
+    word = "PASS" if ok else "FAIL"
+    return f"(would {word})" if what_if else word
 
 
 def _values(samples: list[dict], key: str) -> list[float]:
     return [s[key] for s in samples if s.get(key) is not None]
 
 
-def model_rows(name: str, raw: dict, app: dict) -> list[Row]:
+def _causes(causes: dict | None) -> str:
+    if not causes or not causes.get("stalls"):
+        return "no stalls over 4 ms"
+    return (
+        f"{causes['stalls']} stalls over {causes['over_ms']:.0f} ms: "
+        f"{causes['gui_thread_running']:.0%} GUI thread running, "
+        f"{causes['waiting_for_cpu']:.0%} waiting for a CPU, {causes['blocked']:.0%} blocked (GIL/lock)"
+    )
+
+
+def model_rows(name: str, raw: dict, app: dict, load_parts: dict | None = None) -> list[Row]:
     rows: list[Row] = []
     speed = app.get("speed", {})
     token_ms = speed.get("1", {}).get("raw_ms_per_token") or raw.get("gen_ms_per_token")
@@ -67,9 +80,15 @@ def model_rows(name: str, raw: dict, app: dict) -> list[Row]:
             _ms(run["raw_ms_per_token"]), _ratio(run["engine_ms_per_token"], run["raw_ms_per_token"]),
         ))
     limit = token_ms + LATENCY_SLACK_MS if token_ms else None
-    for key, label in (("typing_short", "short document"), ("typing_long", "5,000-word document")):
+    documents = (
+        ("typing_short", "short document"),
+        ("typing_long", "5,000-word document"),
+        ("typing_long_prewarm", "5,000-word doc, WHAT-IF prewarm per key"),
+    )
+    for key, label in documents:
         if key not in app:
             continue
+        what_if = "WHAT-IF" in label
         samples = app[key]["pauses"]
         latencies = _values(samples, "latency_ms")
         evaluated = _values(samples, "evaluated_tokens")
@@ -78,7 +97,7 @@ def model_rows(name: str, raw: dict, app: dict) -> list[Row]:
             rows.append(Row(
                 f"first grey character after the debounce, {label}, {stat} ({shown})",
                 _ms(value), f"{_ms(token_ms)} (1 token)", _ratio(value, token_ms),
-                f"<= {_ms(limit)}", _verdict(None if math.isnan(value) else value <= limit),
+                f"<= {_ms(limit)}", _verdict(None if math.isnan(value) else value <= limit, what_if),
             ))
         new_eval = raw.get("new_tokens_eval_ms", {})
         typical = round(median(evaluated)) if evaluated else None
@@ -94,9 +113,10 @@ def model_rows(name: str, raw: dict, app: dict) -> list[Row]:
             f"  GUI stall while typing/generating, {label} (max / p99)",
             f"{_ms(stall['max'])} / {_ms(stall['p99'])}", "", "",
             f"< {STALL_MAX_MS:.0f} / < {STALL_P99_MS:.0f} ms",
-            _verdict(stall["max"] < STALL_MAX_MS and stall["p99"] < STALL_P99_MS)
+            _verdict(stall["max"] < STALL_MAX_MS and stall["p99"] < STALL_P99_MS, what_if)
             if stall["count"] else "",
         ))
+        rows.append(Row(f"    {_causes(app[key].get('stall_while_generating_causes'))}", ""))
     for run in app.get("stall", []):
         stall, keys = run["stall_ms"], run["key_handling_ms"]
         rows.append(Row(
@@ -106,6 +126,7 @@ def model_rows(name: str, raw: dict, app: dict) -> list[Row]:
             f"< {STALL_MAX_MS:.0f} / < {STALL_P99_MS:.0f} ms",
             _verdict(stall["max"] < STALL_MAX_MS and stall["p99"] < STALL_P99_MS),
         ))
+        rows.append(Row(f"    {_causes(run.get('stall_causes'))}", ""))
         rows.append(Row("  one key press handled in (median / max)",
                         f"{_ms(keys['median'])} / {_ms(keys['max'])}"))
     for key, label in (("cancel_generation", "generating"), ("cancel_prompt", "evaluating the prompt")):
@@ -132,6 +153,18 @@ def model_rows(name: str, raw: dict, app: dict) -> list[Row]:
                             f"{_ms(run['stall_ms']['p99'])})", _ms(run["ms"]),
                             _ms(raw_load) if key == "switch_to" else "",
                             _ratio(run["ms"], raw_load) if key == "switch_to" else ""))
+    if load_parts:
+        parts = load_parts
+        rows.append(Row(
+            "  load parts: engine interpreter start / engine load / tokenizer / file checks",
+            f"{_ms(parts['engine_start_ms'])} / {_ms(parts['engine_reload_ms'])} / "
+            f"{_ms(parts['build_tokenizer_ms'] + parts['read_vocab_ms'])} / "
+            f"{_ms(parts['check_file_in_app_ms'])}",
+            f"{_ms(raw_load)} (load)",
+        ))
+    before = app.get("memory_before_load", {})
+    if before.get("gui_rss_mib"):
+        rows.append(Row("resident: GUI process before any model", _mib(before["gui_rss_mib"])))
     memory = app.get("memory_long_document") or app.get("memory_with_model") or {}
     gui_peak = app.get("gui_peak_rss_mib")
     engine_peak = memory.get("engine_hwm_mib")

@@ -39,7 +39,7 @@ from benchmarks.models import (  # noqa: E402
 )
 from benchmarks.procfs import load_average  # noqa: E402
 
-SCENARIOS = ("raw", "speed", "typing", "cancel", "stall", "load")
+SCENARIOS = ("raw", "speed", "typing", "cancel", "prewarm", "stall", "load")
 
 
 class BenchmarkFailed(RuntimeError):
@@ -63,10 +63,11 @@ def _run(command: list[str], out: Path) -> dict:
 def plan(args: argparse.Namespace) -> list[tuple[BenchModel, BenchModel | None, dict]]:
     """(model, partner to switch with, app options) per model, by run size."""
     if args.tiny:
-        small = {"--pauses": 3, "--long-pauses": 3, "--cancel-trials": 2, "--long-words": 800,
-                 "--short-words": 40, "--speed-tokens": 16, "--speed-reps": 2,
-                 "--stall-configs": "1:0", "--stall-generations": 1}
-        return [(TINY, None, small), (TINY_LARGE, TINY, small)]
+        # One toy model (switching from and back to another): every scenario, briefly.
+        small = {"--pauses": 1, "--long-pauses": 1, "--cancel-trials": 1, "--long-words": 800,
+                 "--short-words": 40, "--speed-tokens": 8, "--speed-reps": 1,
+                 "--stall-configs": "1:0", "--stall-generations": 1, "--pace-ms": 40}
+        return [(TINY_LARGE, TINY, small)]
     quick = args.quick
     gpt2 = {"--pauses": 6 if quick else 12, "--long-pauses": 6 if quick else 12,
             "--cancel-trials": 4 if quick else 8, "--speed-tokens": 64,
@@ -90,7 +91,7 @@ def plan(args: argparse.Namespace) -> list[tuple[BenchModel, BenchModel | None, 
 
 def raw_options(model: BenchModel, tiny: bool) -> list[str]:
     if tiny:
-        return ["--gen-tokens", "16", "--reps", "2", "--context-tokens", "200",
+        return ["--gen-tokens", "8", "--reps", "1", "--context-tokens", "100",
                 "--sweep", "1,4", "--sweep-at", "32", "--sweep-tokens", "8"]
     if model is GPT2_LARGE:
         # gpt2-large crashes ctransformers with batches of 32 even on short prompts.
@@ -119,6 +120,10 @@ def measure(args: argparse.Namespace, work: Path) -> dict:
             entry["raw"] = _run(
                 _python("benchmarks.raw_bench", ["--model", str(path), "--out", str(out),
                                                  *raw_options(model, args.tiny)]), out)
+        if "load" in only:
+            out = work / f"load-{model.name}.json"
+            entry["load_parts"] = _run(
+                _python("benchmarks.load_parts", ["--model", str(path), "--out", str(out)]), out)
         app_scenarios = [s for s in SCENARIOS if s in only and s != "raw"]
         if app_scenarios:
             out = work / f"app-{model.name}.json"
@@ -144,7 +149,9 @@ def render(results: dict, markdown: bool = False) -> str:
         f"({machine['started']})"
     ]
     for name, entry in results["models"].items():
-        rows = report.model_rows(name, entry.get("raw", {}), entry.get("app", {}))
+        rows = report.model_rows(
+            name, entry.get("raw", {}), entry.get("app", {}), entry.get("load_parts")
+        )
         table = report.format_markdown(rows) if markdown else report.format_table(rows)
         parts.append(f"\n== {name} ({entry['file']}) ==\n{table}")
         if "raw" in entry:
