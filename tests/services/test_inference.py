@@ -32,8 +32,12 @@ TABLE_SHAPE = {"n_layer": 2, "n_embd": 64, "n_head": 4, "n_ctx": 64}
 # every other token BASE_LOGIT (so ~0 probability at any temperature up to 2).
 TABLE = {
     " sat": {" mat": 3.0, " rug": 2.5},  # a repeated " mat" may lose to " rug"
-    " slept": {" cat": -1.0, " dog": -1.2},  # all negative: the penalty's other branch
+    " slept": {" cat": -1.0, " dog": -1.5},  # all negative: the penalty's other branch
     " ran": {" home": 1.0, " away": 0.5, " off": 0.0, " out": -0.5},  # a spread to sample
+    # ...and on from " home", so a sampled suggestion reads like words (for screenshots).
+    " home": {" before": 1.5, " to": 1.0, ".": 0.8, " again": 0.2},
+    " before": {" dark": 2.0, " dinner": 1.5, " the": 0.5},
+    " dark": {".": 3.0, ",": 1.5, " fell": 0.5},
 }
 BASE_LOGIT = -30.0
 
@@ -47,7 +51,8 @@ def table_weights(seed: int = 0) -> dict[str, np.ndarray]:
     """GPT-2 weights whose logits after each TABLE key are (nearly) that row.
 
     Each key token embeds along its own zero-mean unit direction u (scaled so layer norm
-    keeps it); ln_f adds a further direction b. The untied head gives every token
+    keeps it); ln_f adds a further direction b, long (sqrt(n_embd)) so that the layers'
+    noise along it barely shifts BASE_LOGIT. The untied head gives every token
     BASE_LOGIT along b, and each listed token (logit - BASE_LOGIT) along u of its key.
     The transformer layers keep GPT-2-like noise: the reference forward, not this
     construction, says what the exact logits are.
@@ -63,7 +68,7 @@ def table_weights(seed: int = 0) -> dict[str, np.ndarray]:
     *keys, bias = directions.T
     n_vocab = len(gpt2_vocab())
     wte = rng.standard_normal((n_vocab, e)).astype(np.float32)
-    head = np.tile((BASE_LOGIT * bias).astype(np.float32), (n_vocab, 1))
+    head = np.tile((BASE_LOGIT / np.sqrt(e) * bias).astype(np.float32), (n_vocab, 1))
     for u, (key, row) in zip(keys, TABLE.items(), strict=True):
         wte[token(key)] = u * np.sqrt(e)
         for word, logit in row.items():
@@ -71,7 +76,7 @@ def table_weights(seed: int = 0) -> dict[str, np.ndarray]:
     weights["transformer.wte.weight"] = wte
     weights["lm_head.weight"] = head
     weights["transformer.ln_f.weight"] = np.ones(e, dtype=np.float32)
-    weights["transformer.ln_f.bias"] = bias.astype(np.float32)
+    weights["transformer.ln_f.bias"] = (np.sqrt(e) * bias).astype(np.float32)
     return weights
 
 

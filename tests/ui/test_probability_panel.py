@@ -175,8 +175,8 @@ def test_suggestion_tokens_carry_the_reference_probabilities(qtbot, rig, table_m
         for choice in step.choices:
             assert choice.probability == pytest.approx(expected[choice.token_id], rel=1e-3)
         context.append(step.token_id)
-    # The strip shows the tokens whose text is on screen (here the last one is a lone
-    # byte of a character that never finished, so it is not), with their probability.
+    # The strip shows the tokens whose text is on screen (a lone byte of a character
+    # that never finished is not), with their probability.
     assert view.steps == steps[: view.strip.count()] and view.strip.count() >= 2
     for index, step in enumerate(view.steps):
         item = view.strip.item(index)

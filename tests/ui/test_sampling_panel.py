@@ -541,3 +541,13 @@ def test_both_panels_toggle_from_view_and_remember_it(qtbot, rig):
     probabilities.trigger()
     assert rig.keeper.current.window.show_sampling_panel
     assert not rig.keeper.current.window.show_probability_panel
+
+
+def test_installing_again_returns_the_docks_already_there(rig):
+    names = ScriptedNameAsker()
+    again = install_sampling(rig.writer, name_asker=names)
+    assert again.sampling is rig.panel and again.probabilities is rig.docks.probabilities
+    assert rig.panel.name_asker is names and rig.panel.file_chooser is rig.files
+    titles = [action.text() for action in rig.writer.window.view_menu.actions()]
+    assert titles.count("Sampling") == 1 and titles.count("Token probabilities") == 1
+    rig.panel.name_asker = rig.names

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from PySide6.QtCore import QModelIndex, QObject, QRect, QSize, Qt, QTimer, Signal
-from PySide6.QtGui import QColor, QFont, QPainter, QPalette
+from PySide6.QtGui import QColor, QFont, QPainter, QPalette, QPen
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QLabel,
@@ -253,11 +253,46 @@ class ProbabilityList(QListWidget):
         ]
 
 
+class ChipDelegate(QStyledItemDelegate):
+    """A token as a rounded chip in its probability's tint; the selected one is ringed."""
+
+    PADDING = 5
+
+    def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: QModelIndex) -> None:
+        self.initStyleOption(option, index)
+        palette = option.palette
+        chip = option.rect.adjusted(1, 1, -1, -1)
+        painter.save()
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        brush = index.data(Qt.ItemDataRole.BackgroundRole)
+        fill = brush.color() if brush is not None else palette.color(QPalette.ColorRole.Button)
+        selected = bool(option.state & QStyle.StateFlag.State_Selected)
+        ring = palette.color(QPalette.ColorRole.Highlight) if selected else fill.darker(115)
+        painter.setPen(QPen(ring, 2 if selected else 1))
+        painter.setBrush(fill)
+        painter.drawRoundedRect(chip, 4, 4)
+        painter.setPen(
+            QColor("black") if brush is not None else palette.color(QPalette.ColorRole.ButtonText)
+        )
+        painter.setFont(option.font)
+        painter.drawText(chip, Qt.AlignmentFlag.AlignCenter, option.text)
+        painter.restore()
+
+    def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex) -> QSize:  # noqa: N802
+        metrics = option.fontMetrics
+        text = str(index.data(Qt.ItemDataRole.DisplayRole) or "")
+        return QSize(
+            metrics.horizontalAdvance(text) + 2 * self.PADDING + 2,
+            metrics.height() + self.PADDING + 2,
+        )
+
+
 class TokenStrip(QListWidget):
     """The suggestion's tokens as wrapping chips, tinted by probability."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        self.setItemDelegate(ChipDelegate(self))
         self.setViewMode(QListView.ViewMode.ListMode)
         self.setFlow(QListView.Flow.LeftToRight)
         self.setWrapping(True)
@@ -265,8 +300,8 @@ class TokenStrip(QListWidget):
         self.setSpacing(2)
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.setMaximumHeight(84)
-        self.setMinimumHeight(48)
+        self.setMaximumHeight(66)  # two rows of chips; more scroll
+        self.setMinimumHeight(36)
 
     def show_steps(self, steps: Sequence[TokenStep]) -> None:
         selected = self.currentRow()
@@ -300,6 +335,7 @@ class ProbabilityPanel(QWidget):
     ) -> None:
         super().__init__(parent)
         self.setObjectName("probabilityPanel")
+        self.setMinimumWidth(300)
         self._controller = controller
         self.probe = NextTokenProbe(controller, service, keeper, parent=self)
         self._steps: list[TokenStep] = []

@@ -54,6 +54,8 @@ if TYPE_CHECKING:
     from writer_app.ui.probability_panel import ProbabilityPanel
 
 COMMIT_DELAY_MS = 250
+SAMPLING_DOCK = "samplingDock"  # object names: how the window's saved state finds them
+PROBABILITY_DOCK = "probabilityDock"
 CUSTOM = "Custom"
 PRESET_FILTER = "Sampling presets (*.json);;All files (*)"
 
@@ -245,11 +247,13 @@ class SamplingPanel(QWidget):
     ) -> None:
         super().__init__(parent)
         self.setObjectName("samplingPanel")
+        self.setMinimumWidth(300)
         self._keeper = keeper
         self._messenger = messenger
         self._active_model = active_model  # the model_key of the model in use, if any
-        self._files = file_chooser or QtPresetFileChooser()
-        self._names = name_asker or QtNameAsker()
+        # Seams, replaceable later (tests script them).
+        self.file_chooser = file_chooser or QtPresetFileChooser()
+        self.name_asker = name_asker or QtNameAsker()
         self._commit_timer = QTimer(self)
         self._commit_timer.setSingleShot(True)
         self._commit_timer.setInterval(COMMIT_DELAY_MS)
@@ -307,6 +311,7 @@ class SamplingPanel(QWidget):
         self.more_button.setToolTip("More: delete, import, export, reset to defaults")
         self.more_button.setMenu(menu)
         self.more_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        self.more_button.setStyleSheet("QToolButton::menu-indicator { image: none; }")
         row.addWidget(label)
         row.addWidget(self.preset_box, 1)
         row.addWidget(self.save_button)
@@ -434,7 +439,7 @@ class SamplingPanel(QWidget):
         default = self.current_preset() or "My preset"
         if presets.is_built_in(default):
             default = f"My {default.lower()}"
-        name = self._names.ask_name(self, "Save preset", "Name for these values:", default)
+        name = self.name_asker.ask_name(self, "Save preset", "Name for these values:", default)
         if name is None:
             return
         sampling = self.values()
@@ -457,7 +462,7 @@ class SamplingPanel(QWidget):
         self._update(lambda s: presets.reset_to_defaults(s, model))
 
     def export_preset(self) -> None:
-        name = self.current_preset() or self._names.ask_name(
+        name = self.current_preset() or self.name_asker.ask_name(
             self, "Export preset", "Name for these values:", "My preset"
         )
         if not name:
@@ -465,7 +470,7 @@ class SamplingPanel(QWidget):
         documents = QStandardPaths.writableLocation(
             QStandardPaths.StandardLocation.DocumentsLocation
         )
-        path = self._files.save_path(self, str(Path(documents) / f"{name}.json"))
+        path = self.file_chooser.save_path(self, str(Path(documents) / f"{name}.json"))
         if path is None:
             return
         try:
@@ -477,7 +482,7 @@ class SamplingPanel(QWidget):
         documents = QStandardPaths.writableLocation(
             QStandardPaths.StandardLocation.DocumentsLocation
         )
-        path = self._files.open_path(self, documents)
+        path = self.file_chooser.open_path(self, documents)
         if path is None:
             return
         try:
@@ -521,11 +526,20 @@ def install_sampling(
     file_chooser: FileChooser | None = None,
     name_asker: NameAsker | None = None,
 ) -> SamplingDocks:
-    """Build the Sampling and Token probabilities docks and connect them to the app."""
+    """Build the Sampling and Token probabilities docks and connect them to the app.
+
+    Once per window: called again, it returns the docks already there (with any seams
+    given put in place), so a test may call it on an app that installed them itself.
+    """
     from writer_app.ui.probability_panel import ProbabilityPanel
 
     window, service = writer_app.window, writer_app.service
     keeper = window.keeper
+    installed = _installed(window)
+    if installed is not None:
+        installed.sampling.file_chooser = file_chooser or installed.sampling.file_chooser
+        installed.sampling.name_asker = name_asker or installed.sampling.name_asker
+        return installed
 
     def active_model() -> str | None:
         return presets.model_key(service.facts.path) if service.facts else None
@@ -539,8 +553,8 @@ def install_sampling(
     )
     probabilities = ProbabilityPanel(writer_app.controller, service, keeper)
     shown = keeper.current.window
-    sampling_dock = _dock("Sampling", sampling, window)
-    probability_dock = _dock("Token probabilities", probabilities, window)
+    sampling_dock = _dock("Sampling", SAMPLING_DOCK, sampling, window)
+    probability_dock = _dock("Token probabilities", PROBABILITY_DOCK, probabilities, window)
     window.add_dock(sampling_dock, visible=shown.show_sampling_panel)
     window.add_dock(probability_dock, visible=shown.show_probability_panel)
     _remember_visibility(writer_app, sampling_dock, "show_sampling_panel")
@@ -558,8 +572,19 @@ def install_sampling(
     return SamplingDocks(sampling_dock, sampling, probability_dock, probabilities)
 
 
-def _dock(title: str, panel: QWidget, parent: QWidget) -> QDockWidget:
+def _installed(window: QWidget) -> SamplingDocks | None:
+    sampling_dock = window.findChild(QDockWidget, SAMPLING_DOCK)
+    probability_dock = window.findChild(QDockWidget, PROBABILITY_DOCK)
+    if sampling_dock is None or probability_dock is None:
+        return None
+    return SamplingDocks(
+        sampling_dock, sampling_dock.widget(), probability_dock, probability_dock.widget()
+    )
+
+
+def _dock(title: str, name: str, panel: QWidget, parent: QWidget) -> QDockWidget:
     dock = QDockWidget(title, parent)
+    dock.setObjectName(name)  # saveState/restoreState find docks by name
     dock.setWidget(panel)
     dock.setFeatures(
         QDockWidget.DockWidgetFeature.DockWidgetClosable
