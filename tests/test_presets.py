@@ -10,9 +10,17 @@ from writer_app import presets
 from writer_app.engine.sampling import SamplingSettings, StopAt
 from writer_app.settings import Settings, SettingsStore
 
-MOODY = SamplingSettings(temperature=1.3, top_k=0, top_p=0.8, repetition_penalty=1.4,
-                         repetition_window=32, max_tokens=60, seed=42, alternatives=5,
-                         stop_at=StopAt.PARAGRAPH)
+MOODY = SamplingSettings(
+    temperature=1.3,
+    top_k=0,
+    top_p=0.8,
+    repetition_penalty=1.4,
+    repetition_window=32,
+    max_tokens=60,
+    seed=42,
+    alternatives=5,
+    stop_at=StopAt.PARAGRAPH,
+)
 
 
 def test_built_ins_come_first_and_differ_from_each_other():
@@ -86,10 +94,16 @@ def test_a_preset_file_round_trips(tmp_path):
 
 def test_missing_values_take_defaults_and_unknown_ones_are_ignored(tmp_path):
     path = tmp_path / "partial.json"
-    path.write_text(json.dumps({
-        "format": "writer-app-preset", "version": 1, "name": " Warm ",
-        "sampling": {"temperature": 1, "from_the_future": True},
-    }))
+    path.write_text(
+        json.dumps(
+            {
+                "format": "writer-app-preset",
+                "version": 1,
+                "name": " Warm ",
+                "sampling": {"temperature": 1, "from_the_future": True},
+            }
+        )
+    )
     assert presets.import_preset(path) == ("Warm", SamplingSettings(temperature=1.0))
 
 
@@ -100,25 +114,82 @@ def test_missing_values_take_defaults_and_unknown_ones_are_ignored(tmp_path):
         (b"{ nope", "not valid JSON"),
         (b"[1, 2]", "not made by writer-app"),
         (json.dumps({"format": "something-else"}).encode(), "not made by writer-app"),
-        (json.dumps({"format": "writer-app-preset", "version": 99, "name": "x",
-                     "sampling": {}}).encode(), "newer version"),
-        (json.dumps({"format": "writer-app-preset", "version": 1, "name": "",
-                     "sampling": {}}).encode(), "no preset name"),
-        (json.dumps({"format": "writer-app-preset", "version": 1, "name": "x"}).encode(),
-         "no sampling values"),
-        (json.dumps({"format": "writer-app-preset", "version": 1, "name": "x",
-                     "sampling": {"temperature": 5}}).encode(),
-         "temperature must be between 0.0 and 2.0"),
-        (json.dumps({"format": "writer-app-preset", "version": 1, "name": "x",
-                     "sampling": {"top_k": 2.5}}).encode(), "top_k must be a whole number"),
-        (json.dumps({"format": "writer-app-preset", "version": 1, "name": "x",
-                     "sampling": {"top_p": "high"}}).encode(), "top_p must be a number"),
-        (json.dumps({"format": "writer-app-preset", "version": 1, "name": "x",
-                     "sampling": {"seed": True}}).encode(), "seed must be a number"),
-        (json.dumps({"format": "writer-app-preset", "version": 1, "name": "x",
-                     "sampling": {"stop_at": "chapter"}}).encode(), "stop_at must be one of"),
-        (b'{"format": "writer-app-preset", "version": 1, "name": "x", '
-         b'"sampling": {"max_tokens": 1e999}}', "max_tokens must be a whole number"),
+        (
+            json.dumps(
+                {"format": "writer-app-preset", "version": 99, "name": "x", "sampling": {}}
+            ).encode(),
+            "newer version",
+        ),
+        (
+            json.dumps(
+                {"format": "writer-app-preset", "version": 1, "name": "", "sampling": {}}
+            ).encode(),
+            "no preset name",
+        ),
+        (
+            json.dumps({"format": "writer-app-preset", "version": 1, "name": "x"}).encode(),
+            "no sampling values",
+        ),
+        (
+            json.dumps(
+                {
+                    "format": "writer-app-preset",
+                    "version": 1,
+                    "name": "x",
+                    "sampling": {"temperature": 5},
+                }
+            ).encode(),
+            "temperature must be between 0.0 and 2.0",
+        ),
+        (
+            json.dumps(
+                {
+                    "format": "writer-app-preset",
+                    "version": 1,
+                    "name": "x",
+                    "sampling": {"top_k": 2.5},
+                }
+            ).encode(),
+            "top_k must be a whole number",
+        ),
+        (
+            json.dumps(
+                {
+                    "format": "writer-app-preset",
+                    "version": 1,
+                    "name": "x",
+                    "sampling": {"top_p": "high"},
+                }
+            ).encode(),
+            "top_p must be a number",
+        ),
+        (
+            json.dumps(
+                {
+                    "format": "writer-app-preset",
+                    "version": 1,
+                    "name": "x",
+                    "sampling": {"seed": True},
+                }
+            ).encode(),
+            "seed must be a number",
+        ),
+        (
+            json.dumps(
+                {
+                    "format": "writer-app-preset",
+                    "version": 1,
+                    "name": "x",
+                    "sampling": {"stop_at": "chapter"},
+                }
+            ).encode(),
+            "stop_at must be one of",
+        ),
+        (
+            b'{"format": "writer-app-preset", "version": 1, "name": "x", '
+            b'"sampling": {"max_tokens": 1e999}}',
+            "max_tokens must be a whole number",
+        ),
     ],
 )
 def test_a_bad_preset_file_is_refused_with_a_sentence_naming_the_file(tmp_path, content, reason):
