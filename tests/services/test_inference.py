@@ -350,3 +350,30 @@ def test_a_probe_then_a_suggestion_for_the_same_text(qtbot, service, cat_model):
     qtbot.waitUntil(lambda: 1 in record.finished and 1 in record.probabilities, timeout=30_000)
     assert record.text[1] == " on the mat."
     assert record.probabilities[1][0].token_id == token(" on")
+
+
+def test_a_probe_leaves_the_cache_hot_for_a_suggestion_of_that_length(
+    qtbot, service, random_model
+):
+    record = Recorder(service)
+    load(qtbot, service, random_model)
+    # 200 tokens, more than the 128-token context holds: the window starts at token 128
+    # for 24 new tokens, at token 96 for one (cut points move in steps of 32).
+    words = [" the", " cat", " sat", " on", " a", " mat", " and"]
+    text = "".join(words[i % len(words)] for i in range(200))
+    assert len(encode(text)) == 200
+    settings = GREEDY.with_changes(max_tokens=24, stop_at=StopAt.LENGTH)
+
+    def evaluated_by_a_suggestion() -> int:
+        # The worker is idle now; drive the session directly to read the engine's count.
+        *_tokens, finish = service._worker.session.generate(99, text, settings)
+        return finish.evaluated_tokens
+
+    for probe_id, max_tokens in ((1, 24), (2, 1)):
+        service.request_probabilities(probe_id, text, 1.0, 3, max_tokens=max_tokens)
+        qtbot.waitUntil(lambda pid=probe_id: pid in record.probabilities, timeout=30_000)
+        evaluated = evaluated_by_a_suggestion()
+        if max_tokens == settings.max_tokens:
+            assert evaluated == 0  # the probe evaluated exactly the suggestion's window
+        else:
+            assert evaluated > 50  # another window start: evaluated all over again

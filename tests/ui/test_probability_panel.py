@@ -98,9 +98,10 @@ def test_an_edit_cancels_the_probe_in_flight_and_the_last_text_wins(qtbot, rig, 
     original_request = service.request_probabilities
     original_cancel = service.cancel_probabilities
 
-    def request(probe_id, prompt_text, temperature, top_n):
+    def request(probe_id, prompt_text, temperature, top_n, **window):
         asked.append(prompt_text)
-        original_request(probe_id, prompt_text, temperature, top_n)
+        assert window == {"max_tokens": rig.keeper.current.sampling.max_tokens}
+        original_request(probe_id, prompt_text, temperature, top_n, **window)
         if len(asked) == 1:
             editor.insertPlainText(" dog")  # typed while the first probe is out
 

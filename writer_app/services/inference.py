@@ -9,8 +9,9 @@ Every generated token also comes with a TokenStep (its probability and the likel
 tokens at that step), and a request may force tokens the writer picked (forced_ids).
 Next-token probabilities for the cursor position ("probes") run on the same worker,
 with their own ids: a newer probe makes older ones stale, cancel_probabilities() stops
-one mid-prompt, and a probe never holds up more than the prompt evaluation a suggestion
-for the same text needs anyway.
+one mid-prompt, and a probe evaluates exactly the window a suggestion of the given
+length would (fit_window depends on the length), so it never costs more than the prompt
+evaluation that suggestion needs anyway, and leaves the cache hot for it.
 
 Only signals cross threads; no widget is touched off the GUI thread. Loading a model
 happens on a third thread in a NEW engine process, so the current model keeps
@@ -32,6 +33,7 @@ from writer_app.engine.process import EngineCrashed
 from writer_app.engine.protocol import EngineError, FinishEvent, FinishReason
 from writer_app.engine.sampling import SamplingSettings
 from writer_app.engine.session import TextSession
+from writer_app.engine.window import fit_window
 from writer_app.services.suggestion import TokenStep
 from writer_app.services.suggestion_controller import SuggestionSource
 
@@ -123,8 +125,10 @@ class _Worker(QObject):
             state = EngineState.IDLE if self.session else EngineState.NO_MODEL
             self.state.emit(state.value, speed)
 
-    @Slot(int, str, float, int)
-    def probe(self, probe_id: int, prompt_text: str, temperature: float, top_n: int) -> None:
+    @Slot(int, str, float, int, int)
+    def probe(
+        self, probe_id: int, prompt_text: str, temperature: float, top_n: int, max_tokens: int
+    ) -> None:
         service = self._service
         session = self.session
         if service.is_stale_probe(probe_id):
@@ -134,15 +138,19 @@ class _Worker(QObject):
             return
         try:
             service.begin_probe(probe_id)
-            # The prompt first, in cancellable chunks (the cache then serves the
-            # suggestion for the same text too); the probabilities then cost one read.
-            session.prewarm(prompt_text, max_tokens=1)
+            # The suggestion's window, in cancellable chunks first; the probabilities
+            # then cost one read (the engine's own window of these tokens is all of them).
+            ids = session.prompt_ids(prompt_text)
+            window = fit_window(ids, n_ctx=session.facts.n_ctx, max_new_tokens=max_tokens)
+            session.client.prewarm(window.tokens, max_tokens=max_tokens)
             if service.is_stale_probe(probe_id):
                 return
-            choices = session.next_token_probs(prompt_text, temperature, top_n)
+            choices = session.client.next_token_probs(window.tokens, temperature, top_n)
         except EngineCrashed as crash:
             self.state.emit(EngineState.RESTARTING.value, "")
-            self.probeFailed.emit(probe_id, f"The suggestion engine stopped unexpectedly ({crash}).")
+            self.probeFailed.emit(
+                probe_id, f"The suggestion engine stopped unexpectedly ({crash})."
+            )
             self._restart(session)
             self.state.emit(EngineState.IDLE.value, "")
         except EngineError as error:
@@ -195,7 +203,7 @@ class InferenceService(SuggestionSource):
     """SuggestionSource backed by the engine process; also owns model switching."""
 
     _generate = Signal(int, str, object, object)
-    _probe = Signal(int, str, float, int)
+    _probe = Signal(int, str, float, int, int)
     _load = Signal(str, int)
     _adopt = Signal(object)
     _shutdown = Signal()
@@ -272,14 +280,20 @@ class InferenceService(SuggestionSource):
     # ---- next-token probabilities at the cursor -----------------------------------------
 
     def request_probabilities(
-        self, probe_id: int, prompt_text: str, temperature: float, top_n: int
+        self,
+        probe_id: int,
+        prompt_text: str,
+        temperature: float,
+        top_n: int,
+        max_tokens: int = SamplingSettings().max_tokens,
     ) -> None:
         """The top_n likeliest tokens after `prompt_text` at `temperature` (0 shows the
         model's own distribution), answered by `probabilities` with the same id. Ids
-        must increase; a newer probe makes older ones stale."""
+        must increase; a newer probe makes older ones stale. max_tokens: the length of
+        the suggestions being asked for, whose prompt window the probe shares."""
         with self._lock:
             self._latest_probe = max(self._latest_probe, probe_id)
-        self._probe.emit(probe_id, prompt_text, float(temperature), int(top_n))
+        self._probe.emit(probe_id, prompt_text, float(temperature), int(top_n), int(max_tokens))
 
     def cancel_probabilities(self, probe_id: int) -> None:
         """Forget probe `probe_id` (and older): no answer will come for it."""

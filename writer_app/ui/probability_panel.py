@@ -147,7 +147,11 @@ class NextTokenProbe(QObject):
         self._waiting = True
         before = self._controller.context.before
         self._service.request_probabilities(
-            self._probe_id, prompt_for(before), self._temperature, self._top_n
+            self._probe_id,
+            prompt_for(before),
+            self._temperature,
+            self._top_n,
+            max_tokens=self._keeper.current.sampling.max_tokens,  # the suggestion's window
         )
 
     def _answered(self, probe_id: int, choices: tuple[TokenChoice, ...]) -> None:
