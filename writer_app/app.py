@@ -27,6 +27,7 @@ from writer_app.ui.dialogs import Messenger
 from writer_app.ui.ghost_editor import GhostTextEditor
 from writer_app.ui.main_window import MainWindow, build_main_window
 from writer_app.ui.model_menu import ModelsUi, install_models
+from writer_app.ui.sampling_panel import SamplingDocks, install_sampling
 
 
 def preferences_from(settings: Settings) -> SuggestionPreferences:
@@ -54,6 +55,7 @@ class WriterApp:
     editor: GhostTextEditor
     window: MainWindow
     models_ui: ModelsUi | None = None  # the Model menu, Model Manager and downloads
+    sampling_docks: SamplingDocks | None = None  # sampling sliders, token probabilities
 
     @classmethod
     def build(cls, *, paths: AppPaths | None = None, messenger: Messenger | None = None,
@@ -84,6 +86,7 @@ class WriterApp:
         self.window.closed.connect(self.shutdown)
         self.window.set_model_text("no model")
         self.models_ui = install_models(self)
+        self.sampling_docks = install_sampling(self)
 
     def _apply_settings(self, settings: Settings) -> None:
         self.controller.set_settings(settings.sampling)
