@@ -40,7 +40,7 @@ def _wait_until(condition, timeout_ms: int) -> bool:
     return bool(condition())
 
 
-def save_screenshot(target: Path, *, width: int = 1100, height: int = 720) -> int:
+def save_screenshot(target: Path, *, width: int = 1280, height: int = 800) -> int:
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from writer_app.app import WriterApp, create_qapplication
     from writer_app.paths import HOME_ENV, AppPaths
@@ -52,6 +52,9 @@ def save_screenshot(target: Path, *, width: int = 1100, height: int = 720) -> in
         editor = writer.editor
         try:
             writer.window.keeper.update(lambda s: replace(s, sampling=SCREENSHOT_SAMPLING))
+            docks = writer.sampling_docks
+            if docks is not None:
+                docks.probability_dock.show()
             writer.start()
             writer.window.resize(width, height)
             editor.setPlainText(SAMPLE_TEXT)
@@ -68,6 +71,9 @@ def save_screenshot(target: Path, *, width: int = 1100, height: int = 720) -> in
             ):
                 print("error: no suggestion appeared in time", file=sys.stderr)
                 return 1
+            if docks is not None:  # show one step's alternatives in the probability panel
+                docks.probabilities.select_step(1)
+                _wait_until(lambda: docks.probabilities.next_list.count() > 0, 10_000)
             qt_app.processEvents()
             if not writer.window.grab().save(str(target)):
                 print(f"error: could not write {target}", file=sys.stderr)
