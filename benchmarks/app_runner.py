@@ -8,7 +8,7 @@ import random
 
 from benchmarks import app_scenarios as scenarios
 from benchmarks.app_harness import AppHarness
-from benchmarks.probe import EngineProbe, StallMonitor, stall_causes, wait_ms
+from benchmarks.probe import EngineProbe, StallMonitor, own_lateness, stall_causes, wait_ms
 from benchmarks.procfs import Memory, load_average
 from benchmarks.stats import summary
 from benchmarks.texts import document, typing_words
@@ -115,6 +115,7 @@ class AppBench:
         return {
             "pauses": samples,
             "stall_while_generating_ms": summary([tick[1] for tick in ticks]),
+            "stall_while_generating_own_ms": summary(own_lateness(ticks)),
             "stall_while_generating_causes": stall_causes(ticks),
             "stall_all_ms": summary([tick[1] for tick in self.monitor.ticks]),
         }

@@ -16,10 +16,13 @@ from benchmarks.probe import (
     EngineProbe,
     StallMonitor,
     now_ms,
+    own_lateness,
     stall_causes,
+    wait_for,
     wait_ms,
     wait_until,
 )
+from benchmarks.procfs import cpu_seconds
 from benchmarks.raw_server import RawServer
 from benchmarks.stats import median, summary
 from writer_app.engine.sampling import SamplingSettings, StopAt
@@ -42,53 +45,66 @@ def generation_speed(
 ) -> dict:
     """ms per generated token through InferenceService (worker QThread + engine process,
     measured in the GUI thread from request() to finished), taking turns with raw
-    ctransformers on the same file, prompt and thread count; both with a hot cache."""
+    ctransformers on the same file, prompt and thread count; both with a hot cache.
+
+    CPU time per token is measured too (engine process vs raw process): unlike wall
+    time it hardly changes when other programs compete for the CPUs, so its ratio shows
+    the app's own overhead even on a busy machine."""
     service = InferenceService(threads=threads)
     service.load_model(path)
     if not wait_until(lambda: service.facts is not None, 120_000):
         raise RuntimeError(f"{path.name} did not load for the speed test.")
+    engine_pid = probe.latest_session().pid
     finished: dict[int, float] = {}
     service.finished.connect(lambda rid, _reason: finished.setdefault(rid, now_ms()))
     settings = SamplingSettings(max_tokens=tokens, stop_at=StopAt.LENGTH)
 
-    def app_run(request_id: int) -> tuple[float, int]:
+    def app_run(request_id: int) -> dict:
+        engine_cpu, gui_cpu = cpu_seconds(engine_pid), cpu_seconds()
         started = now_ms()
         service.request(request_id, prompt_text, settings, seed=request_id)
-        wait_until(lambda: request_id in finished, 600_000, poll_ms=1)
-        record = probe.request(request_id)
-        generated = record.finish.generated_tokens if record and record.finish else 0
-        return finished[request_id] - started, generated
+        wait_for(service.finished, lambda rid, _reason: rid == request_id, 600_000)
+        finish = probe.request(request_id).finish
+        generated = max(1, finish.generated_tokens)
+        return {
+            "wall": (finished[request_id] - started) / generated,
+            "engine": finish.generation_ms / generated,
+            "engine_cpu": (cpu_seconds(engine_pid) - engine_cpu) * 1000 / generated,
+            "gui_cpu": (cpu_seconds() - gui_cpu) * 1000 / generated,
+        }
 
-    app_ms, raw_ms, ratios, engine_ms = [], [], [], []
+    app_runs, raw_runs = [], []
     with RawServer(path, threads=threads) as raw:
         raw.prepare(prompt_text)
         raw.generate(tokens, seed=0)  # warm-up, like the app's first (cold) request
         app_run(1)
         for rep in range(reps):
-            raw_per_token = raw.generate(tokens, seed=rep + 1)
-            total_ms, generated = app_run(rep + 2)
-            app_per_token = total_ms / max(1, generated)
-            finish = probe.request(rep + 2).finish
-            engine_ms.append(finish.generation_ms / max(1, finish.generated_tokens))
-            app_ms.append(app_per_token)
-            raw_ms.append(raw_per_token)
-            ratios.append(raw_per_token / app_per_token)
+            raw_runs.append(raw.generate(tokens, seed=rep + 1))
+            app_runs.append(app_run(rep + 2))
     service.shutdown()
+    hot = probe.request(2).finish
+    raw_wall = [wall for wall, _cpu in raw_runs]
+    raw_cpu = [cpu for _wall, cpu in raw_runs]
     result = {
         "threads": threads,
         "tokens": tokens,
-        "prompt_tokens": probe.request(2).finish.prompt_tokens,
-        "evaluated_tokens_hot": probe.request(2).finish.evaluated_tokens,
-        "app_ms_per_token": median(app_ms),
-        "raw_ms_per_token": median(raw_ms),
-        "engine_ms_per_token": median(engine_ms),
-        "speed_ratio": median(ratios),  # raw time / app time: 1.0 = as fast as raw
-        "app_runs": app_ms,
-        "raw_runs": raw_ms,
+        "prompt_tokens": hot.prompt_tokens,
+        "evaluated_tokens_hot": hot.evaluated_tokens,
+        "app_ms_per_token": median([run["wall"] for run in app_runs]),
+        "raw_ms_per_token": median(raw_wall),
+        "engine_ms_per_token": median([run["engine"] for run in app_runs]),
+        # raw time / app time, per pair, then the median: 1.0 = as fast as raw
+        "speed_ratio": median([r / a["wall"] for r, a in zip(raw_wall, app_runs, strict=True)]),
+        "engine_cpu_ms_per_token": median([run["engine_cpu"] for run in app_runs]),
+        "gui_cpu_ms_per_token": median([run["gui_cpu"] for run in app_runs]),
+        "raw_cpu_ms_per_token": median(raw_cpu),
+        "app_runs": app_runs,
+        "raw_runs": raw_runs,
     }
     log(
         f"speed t{threads}: app {result['app_ms_per_token']:.1f} ms/token, raw "
-        f"{result['raw_ms_per_token']:.1f}, ratio {result['speed_ratio']:.2f}"
+        f"{result['raw_ms_per_token']:.1f}, ratio {result['speed_ratio']:.2f}; CPU ms/token: "
+        f"engine {result['engine_cpu_ms_per_token']:.1f}, raw {result['raw_cpu_ms_per_token']:.1f}"
     )
     return result
 
@@ -306,6 +322,7 @@ def type_through(
         "keys_typed": typed,
         "busy_ms": sum(end - start for start, end in spans),
         "stall_ms": summary([tick[1] for tick in ticks]),
+        "stall_own_ms": summary(own_lateness(ticks)),
         "stall_causes": stall_causes(ticks),
         "key_handling_ms": summary(keys),
     }
@@ -323,5 +340,6 @@ def switch_with_monitor(harness: AppHarness, monitor: StallMonitor, path: Path, 
         "ms": elapsed,
         "loader_ms": session.open_ms if session else None,
         "stall_ms": summary([tick[1] for tick in monitor.ticks]),
+        "stall_own_ms": summary(own_lateness(monitor.ticks)),
         "stall_causes": stall_causes(monitor.ticks),
     }

@@ -242,6 +242,12 @@ class StallMonitor(QObject):
         return [tick[1] for tick in self.ticks_within(spans)]
 
 
+def own_lateness(ticks: list[tuple[float, float, float, float]]) -> list[float]:
+    """Lateness minus the time the GUI thread waited for a CPU: the part of each stall
+    the app itself caused (its GUI-thread work, or the GIL held by its other threads)."""
+    return [max(0.0, late - waited) for _at, late, _ran, waited in ticks]
+
+
 def stall_causes(ticks: list[tuple[float, float, float, float]], over_ms: float = 4.0) -> dict:
     """Where the time of the stalls longer than over_ms went, as fractions of it."""
     stalls = [t for t in ticks if t[1] > over_ms]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,17 @@ class Memory:
         if len(fields) < 2:
             return None
         return cls(rss_mib=fields["VmRSS"], hwm_mib=fields["VmHWM"])
+
+
+def cpu_seconds(pid: int | str = "self") -> float | None:
+    """User + system CPU time the process has used so far (clock-tick resolution)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()  # the name in (...) may contain spaces
+    utime, stime = int(fields[11]), int(fields[12])
+    return (utime + stime) / os.sysconf("SC_CLK_TCK")
 
 
 def load_average() -> float | None:

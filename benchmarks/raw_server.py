@@ -3,7 +3,7 @@ take turns on the same file while the machine's load is the same for both.
 
     with RawServer(path, threads=1) as raw:
         raw.prepare(prompt_text)          # evaluate the prompt once
-        ms = raw.generate(64, seed=1)     # ms per token, hot cache, like an app request
+        wall, cpu = raw.generate(64, seed=1)  # ms per token, hot cache, like an app request
 
 Turns never overlap (each call waits for its answer), so the two never compete for
 the CPU; the app's own engine runs in yet another process.
@@ -33,7 +33,8 @@ def _serve(conn: Connection, path: str, threads: int) -> None:
             bench.truncate(0)
             conn.send(("prepared", bench.eval_ms(prompt, PROMPT_BATCH), len(prompt)))
         elif command == "generate":
-            conn.send(("generated", bench.generate_ms_per_token(prompt, args[0], args[1])))
+            wall_ms = bench.generate_ms_per_token(prompt, args[0], args[1])
+            conn.send(("generated", wall_ms, bench.last_cpu_ms_per_token))
         else:
             return
 
@@ -77,10 +78,11 @@ class RawServer:
         ms, tokens = self._receive("prepared")
         return float(ms), int(tokens)
 
-    def generate(self, n_tokens: int, seed: int) -> float:
-        """Milliseconds per token for n_tokens after the prepared prompt."""
+    def generate(self, n_tokens: int, seed: int) -> tuple[float, float]:
+        """(wall, CPU) milliseconds per token for n_tokens after the prepared prompt."""
         self._conn.send(("generate", n_tokens, seed))
-        return float(self._receive("generated")[0])
+        wall_ms, cpu_ms = self._receive("generated")
+        return float(wall_ms), float(cpu_ms)
 
     def close(self) -> None:
         try:

@@ -61,7 +61,19 @@ def _causes(causes: dict | None) -> str:
     )
 
 
-def model_rows(name: str, raw: dict, app: dict, load_parts: dict | None = None) -> list[Row]:
+def _own_stall_row(own: dict | None, what_if: bool = False) -> Row:
+    """The stall without the time the GUI thread waited for a CPU (other processes)."""
+    if not own or not own.get("count"):
+        return Row("    (no scheduler counters)", "")
+    ok = own["max"] < STALL_MAX_MS and own["p99"] < STALL_P99_MS
+    return Row(
+        "    the app's own part (minus waiting for a CPU): max / p99",
+        f"{_ms(own['max'])} / {_ms(own['p99'])}", "", "",
+        f"< {STALL_MAX_MS:.0f} / < {STALL_P99_MS:.0f} ms", _verdict(ok, what_if),
+    )
+
+
+def model_rows(name: str, raw: dict, app: dict, parts: dict | None = None) -> list[Row]:
     rows: list[Row] = []
     speed = app.get("speed", {})
     token_ms = speed.get("1", {}).get("raw_ms_per_token") or raw.get("gen_ms_per_token")
@@ -78,6 +90,19 @@ def model_rows(name: str, raw: dict, app: dict, load_parts: dict | None = None) 
         rows.append(Row(
             f"  of which in the engine process (t{threads})", _ms(run["engine_ms_per_token"]),
             _ms(run["raw_ms_per_token"]), _ratio(run["engine_ms_per_token"], run["raw_ms_per_token"]),
+        ))
+        if "engine_cpu_ms_per_token" in run:
+            engine_cpu, raw_cpu = run["engine_cpu_ms_per_token"], run["raw_cpu_ms_per_token"]
+            rows.append(Row(
+                f"  CPU per token: engine process (+ GUI process {_ms(run['gui_cpu_ms_per_token'])})",
+                _ms(engine_cpu), _ms(raw_cpu), _ratio(engine_cpu, raw_cpu),
+            ))
+    if parts and "backend_cpu_ms_per_token_with_probs" in parts:
+        with_probs = parts["backend_cpu_ms_per_token_with_probs"]
+        without = parts["backend_cpu_ms_per_token_without_probs"]
+        rows.append(Row(
+            "  CPU per token in the backend alone: with_probs=True (the worker's) / False",
+            f"{_ms(with_probs)} / {_ms(without)}", "", _ratio(with_probs, without),
         ))
     limit = token_ms + LATENCY_SLACK_MS if token_ms else None
     documents = (
@@ -117,6 +142,7 @@ def model_rows(name: str, raw: dict, app: dict, load_parts: dict | None = None) 
             if stall["count"] else "",
         ))
         rows.append(Row(f"    {_causes(app[key].get('stall_while_generating_causes'))}", ""))
+        rows.append(_own_stall_row(app[key].get("stall_while_generating_own_ms"), what_if))
     for run in app.get("stall", []):
         stall, keys = run["stall_ms"], run["key_handling_ms"]
         rows.append(Row(
@@ -127,6 +153,7 @@ def model_rows(name: str, raw: dict, app: dict, load_parts: dict | None = None) 
             _verdict(stall["max"] < STALL_MAX_MS and stall["p99"] < STALL_P99_MS),
         ))
         rows.append(Row(f"    {_causes(run.get('stall_causes'))}", ""))
+        rows.append(_own_stall_row(run.get("stall_own_ms")))
         rows.append(Row("  one key press handled in (median / max)",
                         f"{_ms(keys['median'])} / {_ms(keys['max'])}"))
     for key, label in (("cancel_generation", "generating"), ("cancel_prompt", "evaluating the prompt")):
@@ -153,8 +180,7 @@ def model_rows(name: str, raw: dict, app: dict, load_parts: dict | None = None) 
                             f"{_ms(run['stall_ms']['p99'])})", _ms(run["ms"]),
                             _ms(raw_load) if key == "switch_to" else "",
                             _ratio(run["ms"], raw_load) if key == "switch_to" else ""))
-    if load_parts:
-        parts = load_parts
+    if parts:
         rows.append(Row(
             "  load parts: engine interpreter start / engine load / tokenizer / file checks",
             f"{_ms(parts['engine_start_ms'])} / {_ms(parts['engine_reload_ms'])} / "

@@ -120,10 +120,10 @@ def measure(args: argparse.Namespace, work: Path) -> dict:
             entry["raw"] = _run(
                 _python("benchmarks.raw_bench", ["--model", str(path), "--out", str(out),
                                                  *raw_options(model, args.tiny)]), out)
-        if "load" in only:
-            out = work / f"load-{model.name}.json"
-            entry["load_parts"] = _run(
-                _python("benchmarks.load_parts", ["--model", str(path), "--out", str(out)]), out)
+        if only & {"load", "speed"}:
+            out = work / f"parts-{model.name}.json"
+            entry["app_parts"] = _run(
+                _python("benchmarks.app_parts", ["--model", str(path), "--out", str(out)]), out)
         app_scenarios = [s for s in SCENARIOS if s in only and s != "raw"]
         if app_scenarios:
             out = work / f"app-{model.name}.json"
@@ -150,7 +150,7 @@ def render(results: dict, markdown: bool = False) -> str:
     ]
     for name, entry in results["models"].items():
         rows = report.model_rows(
-            name, entry.get("raw", {}), entry.get("app", {}), entry.get("load_parts")
+            name, entry.get("raw", {}), entry.get("app", {}), entry.get("app_parts")
         )
         table = report.format_markdown(rows) if markdown else report.format_table(rows)
         parts.append(f"\n== {name} ({entry['file']}) ==\n{table}")

@@ -1,0 +1,101 @@
+"""Where the app's time goes, piece by piece, in a fresh process without Qt:
+
+    python -m benchmarks.app_parts --model FILE --out parts.json
+
+Loading: TextSession.open (what InferenceService's loader thread runs) = EngineClient
+start and load (a new spawned interpreter that imports the engine, checks the file and
+has ctransformers load it) + the tokenizer built in the app process from the file's
+vocabulary. Loading twice into the same engine process separates the interpreter start
+from the load itself.
+
+Generating: the engine's own per-token work (CTransformersBackend.generate in this
+process, no pipe, no Qt) with and without the per-token probabilities the app's worker
+always asks for (with_probs=True: a softmax and a top-8 over the whole vocabulary).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+
+
+def _ms(started: float) -> float:
+    return (time.perf_counter() - started) * 1000
+
+
+def measure_tokens(path: Path, tokens: int = 64, reps: int = 3) -> dict:
+    """CPU ms per generated token in the backend itself, with_probs on and off, taking
+    turns on one loaded model with a hot cache."""
+    from benchmarks.stats import median
+    from benchmarks.texts import document
+    from writer_app.engine.backend import CTransformersBackend
+    from writer_app.engine.ggml import read_vocab
+    from writer_app.engine.sampling import SamplingSettings, StopAt
+    from writer_app.engine.tokenizer import Tokenizer
+
+    backend = CTransformersBackend.load(path, threads=1)
+    prompt = Tokenizer.from_vocab(read_vocab(path)).encode(document(100))
+    settings = SamplingSettings(max_tokens=tokens, stop_at=StopAt.LENGTH, seed=1)
+
+    def cpu_ms_per_token(with_probs: bool) -> float:
+        started = time.process_time()
+        for event in backend.generate(1, prompt, settings, with_probs=with_probs, top_n=8):
+            generated = getattr(event, "generated_tokens", None)
+        return (time.process_time() - started) * 1000 / max(1, generated or tokens)
+
+    cpu_ms_per_token(True)  # the cold prompt
+    runs: dict[str, list[float]] = {"with_probs": [], "without_probs": []}
+    for _ in range(reps):
+        runs["with_probs"].append(cpu_ms_per_token(True))
+        runs["without_probs"].append(cpu_ms_per_token(False))
+    backend.close()
+    return {f"backend_cpu_ms_per_token_{k}": median(v) for k, v in runs.items()}
+
+
+def measure(path: Path) -> dict:
+    # Imported here, not at module level: the engine process is spawned and imports
+    # this main module again, which the real app's engine does not pay for.
+    from writer_app.engine.ggml import read_vocab, validate_model_file
+    from writer_app.engine.process import EngineClient
+    from writer_app.engine.tokenizer import Tokenizer
+
+    parts: dict[str, float] = {}
+    started = time.perf_counter()
+    validate_model_file(path)
+    parts["check_file_in_app_ms"] = _ms(started)
+    started = time.perf_counter()
+    vocab = read_vocab(path)
+    parts["read_vocab_ms"] = _ms(started)
+    started = time.perf_counter()
+    Tokenizer.from_vocab(vocab)
+    parts["build_tokenizer_ms"] = _ms(started)
+    with EngineClient() as client:
+        started = time.perf_counter()
+        client.load(path, threads=1)
+        parts["engine_first_load_ms"] = _ms(started)  # interpreter + imports + load
+        started = time.perf_counter()
+        client.load(path, threads=1)
+        parts["engine_reload_ms"] = _ms(started)  # the load alone, in a warm engine
+    parts["engine_start_ms"] = parts["engine_first_load_ms"] - parts["engine_reload_ms"]
+    return parts
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True, type=Path)
+    parser.add_argument("--out", required=True, type=Path)
+    args = parser.parse_args(argv)
+    parts = measure(args.model)
+    parts.update(measure_tokens(args.model))
+    print(f"[app parts {args.model.name}] " + ", ".join(f"{k} {v:.0f}" for k, v in parts.items()),
+          flush=True)
+    args.out.write_text(json.dumps(parts, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
