@@ -28,6 +28,7 @@ from writer_app.ui.ghost_editor import GhostTextEditor
 from writer_app.ui.main_window import MainWindow, build_main_window
 from writer_app.ui.model_menu import ModelsUi, install_models
 from writer_app.ui.sampling_panel import SamplingDocks, install_sampling
+from writer_app.ui.suggestion_menu import SuggestionMenu
 
 
 def preferences_from(settings: Settings) -> SuggestionPreferences:
@@ -36,6 +37,7 @@ def preferences_from(settings: Settings) -> SuggestionPreferences:
         auto_trigger=editor.autosuggest,
         debounce_ms=editor.debounce_ms,
         suggest_mid_word=editor.suggest_mid_word,
+        ignore_text_after_cursor=editor.ignore_text_after_cursor,
     )
 
 
@@ -56,6 +58,7 @@ class WriterApp:
     window: MainWindow
     models_ui: ModelsUi | None = None  # the Model menu, Model Manager and downloads
     sampling_docks: SamplingDocks | None = None  # sampling sliders, token probabilities
+    suggestion_menu: SuggestionMenu | None = None  # Edit ▸ Suggestions
 
     @classmethod
     def build(cls, *, paths: AppPaths | None = None, messenger: Messenger | None = None,
@@ -87,6 +90,7 @@ class WriterApp:
         self.window.set_model_text("no model")
         self.models_ui = install_models(self)
         self.sampling_docks = install_sampling(self)
+        self.suggestion_menu = SuggestionMenu(self)
 
     def _apply_settings(self, settings: Settings) -> None:
         self.controller.set_settings(settings.sampling)

@@ -231,3 +231,44 @@ def test_quitting_with_a_generation_in_flight_neither_hangs_nor_crashes(
         import os
 
         os.kill(engine_pid, 0)
+
+
+def test_suggestions_menu_switches_settings_that_persist_and_reach_the_controller(
+    qtbot, cat_app, app_home
+):
+    from writer_app.settings import SettingsStore
+
+    menu = cat_app.suggestion_menu
+    assert menu.automatic.isChecked() and cat_app.controller.preferences.auto_trigger
+    menu.automatic.trigger()
+    menu.pauses[800].trigger()
+    menu.ignore_after.trigger()
+    prefs = cat_app.controller.preferences
+    assert (prefs.auto_trigger, prefs.debounce_ms, prefs.ignore_text_after_cursor) == (
+        False, 800, True)
+    assert cat_app.window.keeper.save()
+    stored = SettingsStore.for_paths(app_home).load().settings.editor
+    assert (stored.autosuggest, stored.debounce_ms, stored.ignore_text_after_cursor) == (
+        False, 800, True)
+    assert menu.pauses[800].isChecked() and not menu.pauses[300].isChecked()
+
+
+def test_the_help_menu_lists_the_suggestion_keys(qtbot, cat_app):
+    cat_app.suggestion_menu.keys_action.trigger()
+    kind, title, body = cat_app.window.messenger.log[-1]
+    assert (kind, title) == ("info", "Keyboard shortcuts")
+    assert "Tab\taccept the whole suggestion" in body
+    assert "Ctrl+Right\taccept the next word" in body
+
+
+def test_text_after_the_cursor_shapes_the_suggestion_unless_ignored(qtbot, cat_app):
+    type_text(qtbot, cat_app, "The cat sat  the mat.")
+    cursor = cat_app.editor.textCursor()
+    cursor.setPosition(len("The cat sat "))
+    cat_app.editor.setTextCursor(cursor)
+    qtbot.keyClick(cat_app.editor, Qt.Key.Key_Space, CTRL)
+    wait_for_ghost(qtbot, cat_app, "on")  # " the mat." already follows the cursor
+    qtbot.keyClick(cat_app.editor, Qt.Key.Key_Escape)
+    cat_app.suggestion_menu.ignore_after.trigger()
+    qtbot.keyClick(cat_app.editor, Qt.Key.Key_Space, CTRL)
+    wait_for_ghost(qtbot, cat_app, "on the mat.")

@@ -86,6 +86,9 @@ class SuggestionPreferences:
     auto_trigger: bool = True  # suggest after a pause in typing (Ctrl+Space works anyway)
     debounce_ms: int = 300
     suggest_mid_word: bool = False
+    # False: a suggestion is shaped to fit the text after the cursor (trimmed where it
+    # would repeat it). True: written as if the cursor were at the end of the text.
+    ignore_text_after_cursor: bool = False
 
     def __post_init__(self) -> None:
         if not 0 <= self.debounce_ms <= 10_000:
@@ -345,7 +348,7 @@ class SuggestionController(QObject):
         suggestion = Suggestion(
             anchor=context.position,
             before=context.before,
-            after=context.after,
+            after="" if self._preferences.ignore_text_after_cursor else context.after,
             revision=context.revision,
             stop_at=settings.stop_at,
             # Greedy decoding gives the same text for every seed: one is all there is.
