@@ -96,6 +96,8 @@ class AppBench:
             self.result["typing_long_prewarm"] = self.typing(
                 harness, args.long_pauses, after_key=scenarios.KeyPrewarmer(harness)
             )
+        if "stall" in self.scenarios:
+            self.result["autosave_long_ms"] = scenarios.autosave_cost(harness, 5)
         if "cancel" in self.scenarios:
             self.result["cancel_generation"] = scenarios.cancel_during_generation(
                 harness, args.cancel_trials, self.rng, self.token_ms
@@ -104,7 +106,7 @@ class AppBench:
 
     def typing(self, harness: AppHarness, pauses: int, after_key=None) -> dict:  # type: ignore[no-untyped-def]
         first_span = len(harness.busy.spans)
-        self.monitor.ticks.clear()
+        self.monitor.clear()
         self.monitor.start()
         samples = scenarios.typing_session(
             harness, self.words, pauses=pauses, rng=self.rng, token_ms=self.token_ms,

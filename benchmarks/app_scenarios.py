@@ -73,18 +73,22 @@ def generation_speed(
             "gui_cpu": (cpu_seconds() - gui_cpu) * 1000 / generated,
         }
 
-    app_runs, raw_runs = [], []
-    with RawServer(path, threads=threads) as raw:
-        raw.prepare(prompt_text)
-        raw.generate(tokens, seed=0)  # warm-up, like the app's first (cold) request
+    # Two raw processes: the app is compared with their mean, and how far the two
+    # disagree with each other is the noise floor of this comparison on this machine.
+    app_runs, raw_runs, other_runs = [], [], []
+    with RawServer(path, threads=threads) as raw, RawServer(path, threads=threads) as other:
+        for server in (raw, other):
+            server.prepare(prompt_text)
+            server.generate(tokens, seed=0)  # warm-up, like the app's first (cold) request
         app_run(1)
         for rep in range(reps):
             raw_runs.append(raw.generate(tokens, seed=rep + 1))
             app_runs.append(app_run(rep + 2))
+            other_runs.append(other.generate(tokens, seed=rep + 1))
     service.shutdown()
     hot = probe.request(2).finish
-    raw_wall = [wall for wall, _cpu in raw_runs]
-    raw_cpu = [cpu for _wall, cpu in raw_runs]
+    raw_wall = [(a[0] + b[0]) / 2 for a, b in zip(raw_runs, other_runs, strict=True)]
+    raw_cpu = [(a[1] + b[1]) / 2 for a, b in zip(raw_runs, other_runs, strict=True)]
     result = {
         "threads": threads,
         "tokens": tokens,
@@ -93,17 +97,23 @@ def generation_speed(
         "app_ms_per_token": median([run["wall"] for run in app_runs]),
         "raw_ms_per_token": median(raw_wall),
         "engine_ms_per_token": median([run["engine"] for run in app_runs]),
-        # raw time / app time, per pair, then the median: 1.0 = as fast as raw
+        # raw time / app time, per turn, then the median: 1.0 = as fast as raw
         "speed_ratio": median([r / a["wall"] for r, a in zip(raw_wall, app_runs, strict=True)]),
+        # |raw A - raw B| / their mean: how much two identical raw processes differ
+        "raw_spread": median(
+            [abs(a[0] - b[0]) * 2 / (a[0] + b[0]) for a, b in zip(raw_runs, other_runs, strict=True)]
+        ),
         "engine_cpu_ms_per_token": median([run["engine_cpu"] for run in app_runs]),
         "gui_cpu_ms_per_token": median([run["gui_cpu"] for run in app_runs]),
         "raw_cpu_ms_per_token": median(raw_cpu),
         "app_runs": app_runs,
         "raw_runs": raw_runs,
+        "other_raw_runs": other_runs,
     }
     log(
         f"speed t{threads}: app {result['app_ms_per_token']:.1f} ms/token, raw "
-        f"{result['raw_ms_per_token']:.1f}, ratio {result['speed_ratio']:.2f}; CPU ms/token: "
+        f"{result['raw_ms_per_token']:.1f}, ratio {result['speed_ratio']:.2f} (raw vs raw "
+        f"{result['raw_spread']:.0%}); CPU ms/token: "
         f"engine {result['engine_cpu_ms_per_token']:.1f}, raw {result['raw_cpu_ms_per_token']:.1f}"
     )
     return result
@@ -186,6 +196,11 @@ def typing_session(
                 "evaluated_tokens": finish.evaluated_tokens if finish else None,
                 "window_start": finish.window_start if finish else None,
                 "prompt_eval_ms": finish.prompt_eval_ms if finish else None,
+                "engine_ms_per_token": (
+                    finish.generation_ms / finish.generated_tokens
+                    if finish and finish.generated_tokens
+                    else None
+                ),
                 "reason": finish.reason.value if finish else None,
             }
         )
@@ -279,6 +294,23 @@ def cancel_during_generation(
     return results
 
 
+def autosave_cost(harness: AppHarness, times: int) -> dict:
+    """The crash-recovery copy the window writes every few seconds while the document
+    has unsaved changes runs on the GUI thread: how long one takes for this document."""
+    harness.set_auto_suggest(False)
+    costs = []
+    autosaver = harness.writer.window.autosaver
+    for _ in range(times):
+        harness.type_char("x")  # an unsaved change, so there is something to copy
+        started = now_ms()
+        autosaver.write_now()
+        costs.append(now_ms() - started)
+        wait_ms(50)
+    harness.escape()
+    harness.set_auto_suggest(True)
+    return summary(costs)
+
+
 # ---- GUI stalls while the writer types through a suggestion ------------------------------
 
 
@@ -296,7 +328,7 @@ def type_through(
     harness.set_sampling(max_tokens=96, stop_at=StopAt.LENGTH)
     first_span = len(harness.busy.spans)
     first_key = len(harness.timeline.keys)
-    monitor.ticks.clear()
+    monitor.clear()
     monitor.start()
     typed = 0
     for _ in range(generations):
@@ -330,7 +362,7 @@ def type_through(
 
 def switch_with_monitor(harness: AppHarness, monitor: StallMonitor, path: Path, threads: int) -> dict:
     """Switch models (the old one keeps serving meanwhile) and watch the GUI thread."""
-    monitor.ticks.clear()
+    monitor.clear()
     monitor.start()
     elapsed = harness.load(path, threads=threads)
     monitor.stop()

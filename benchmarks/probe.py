@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from array import array
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -189,8 +190,21 @@ class StallMonitor(QObject):
         self._timer.timeout.connect(self._tick)
         self._last: tuple[float, int, int] | None = None
         self._schedstat: int | None = None
-        # (time of tick, lateness, ms running, ms waiting for a CPU), all in ms
-        self.ticks: list[tuple[float, float, float, float]] = []
+        # Flat (time of tick, lateness, ms running, ms waiting for a CPU) per tick, in ms:
+        # compact, so a minute of ticks does not inflate the GUI process being measured.
+        self._data = array("d")
+
+    @property
+    def ticks(self) -> list[tuple[float, float, float, float]]:
+        data = self._data
+        return [tuple(data[i : i + 4]) for i in range(0, len(data), 4)]  # type: ignore[misc]
+
+    @ticks.setter
+    def ticks(self, ticks: list[tuple[float, float, float, float]]) -> None:
+        self._data = array("d", [value for tick in ticks for value in tick])
+
+    def clear(self) -> None:
+        self._data = array("d")
 
     def start(self) -> None:
         if self._schedstat is None:
@@ -217,7 +231,7 @@ class StallMonitor(QObject):
         ran, waited = self._counters()
         if self._last is not None:
             last, last_ran, last_waited = self._last
-            self.ticks.append(
+            self._data.extend(
                 (
                     now,
                     max(0.0, now - last - self.INTERVAL_MS),

@@ -103,6 +103,15 @@ def run(args: argparse.Namespace) -> dict:
                 runs.append(bench.eval_ms(long_ids[-k:], batch_size=k))
             new_tokens[str(k)] = median(runs)
         result["new_tokens_eval_ms"] = new_tokens
+        # One token's time at this context: what "within one token" means in a long
+        # document (attention over the context makes each token dearer).
+        bench.truncate(len(long_ids))
+        bench.generate_ms_per_token(long_ids, 8, seed=7)  # warm-up
+        result["gen_ms_per_token_at_context"] = median(
+            [bench.generate_ms_per_token(long_ids, 16, seed=8 + rep) for rep in range(2)]
+        )
+        log(f"generation at {len(long_ids)} tokens of context: "
+            f"{result['gen_ms_per_token_at_context']:.1f} ms/token")
         log("k new tokens at the end of the context: "
             + ", ".join(f"{k}: {ms:.0f} ms" for k, ms in new_tokens.items()))
 

@@ -79,8 +79,9 @@ def model_rows(name: str, raw: dict, app: dict, parts: dict | None = None) -> li
     token_ms = speed.get("1", {}).get("raw_ms_per_token") or raw.get("gen_ms_per_token")
     for threads, run in sorted(speed.items()):
         ratio = run["speed_ratio"]
+        spread = f", raw vs raw {run['raw_spread']:.0%}" if "raw_spread" in run else ""
         rows.append(Row(
-            f"generation, {threads} engine thread(s): ms/token (tok/s)",
+            f"generation, {threads} engine thread(s): ms/token (tok/s{spread})",
             f"{_ms(run['app_ms_per_token'])} ({1000 / run['app_ms_per_token']:.1f})",
             f"{_ms(run['raw_ms_per_token'])} ({1000 / run['raw_ms_per_token']:.1f})",
             f"{ratio:.2f} speed",
@@ -104,7 +105,9 @@ def model_rows(name: str, raw: dict, app: dict, parts: dict | None = None) -> li
             "  CPU per token in the backend alone: with_probs=True (the worker's) / False",
             f"{_ms(with_probs)} / {_ms(without)}", "", _ratio(with_probs, without),
         ))
-    limit = token_ms + LATENCY_SLACK_MS if token_ms else None
+    # In the long document a token costs more (attention over ~800 tokens of context).
+    token_ms_long = raw.get("gen_ms_per_token_at_context") or token_ms
+    long_context = raw.get("context_tokens")
     documents = (
         ("typing_short", "short document"),
         ("typing_long", "5,000-word document"),
@@ -114,6 +117,9 @@ def model_rows(name: str, raw: dict, app: dict, parts: dict | None = None) -> li
         if key not in app:
             continue
         what_if = "WHAT-IF" in label
+        one = token_ms if key == "typing_short" else token_ms_long
+        at = "" if key == "typing_short" or not long_context else f" at {long_context}"
+        limit = one + LATENCY_SLACK_MS if one else None
         samples = app[key]["pauses"]
         latencies = _values(samples, "latency_ms")
         evaluated = _values(samples, "evaluated_tokens")
@@ -121,7 +127,7 @@ def model_rows(name: str, raw: dict, app: dict, parts: dict | None = None) -> li
         for stat, value in (("median", median(latencies)), ("p90", percentile(latencies, 0.9))):
             rows.append(Row(
                 f"first grey character after the debounce, {label}, {stat} ({shown})",
-                _ms(value), f"{_ms(token_ms)} (1 token)", _ratio(value, token_ms),
+                _ms(value), f"{_ms(one)} (1 token{at})", _ratio(value, one),
                 f"<= {_ms(limit)}", _verdict(None if math.isnan(value) else value <= limit, what_if),
             ))
         new_eval = raw.get("new_tokens_eval_ms", {})
@@ -143,6 +149,13 @@ def model_rows(name: str, raw: dict, app: dict, parts: dict | None = None) -> li
         ))
         rows.append(Row(f"    {_causes(app[key].get('stall_while_generating_causes'))}", ""))
         rows.append(_own_stall_row(app[key].get("stall_while_generating_own_ms"), what_if))
+    if "autosave_long_ms" in app:
+        save = app["autosave_long_ms"]
+        rows.append(Row(
+            "GUI thread: one crash-recovery copy of the 5,000-word document (median / max)",
+            f"{_ms(save['median'])} / {_ms(save['max'])}", "", "", f"< {STALL_MAX_MS:.0f} ms",
+            _verdict(save["max"] < STALL_MAX_MS),
+        ))
     for run in app.get("stall", []):
         stall, keys = run["stall_ms"], run["key_handling_ms"]
         rows.append(Row(
@@ -156,6 +169,7 @@ def model_rows(name: str, raw: dict, app: dict, parts: dict | None = None) -> li
         rows.append(_own_stall_row(run.get("stall_own_ms")))
         rows.append(Row("  one key press handled in (median / max)",
                         f"{_ms(keys['median'])} / {_ms(keys['max'])}"))
+    at = f" at {long_context}" if long_context else ""
     for key, label in (("cancel_generation", "generating"), ("cancel_prompt", "evaluating the prompt")):
         trials = [t for t in app.get(key, []) if t.get("phase") not in (None, "missed")]
         if key not in app:
@@ -164,9 +178,9 @@ def model_rows(name: str, raw: dict, app: dict, parts: dict | None = None) -> li
         worst = max(gui) if gui else None
         rows.append(Row(
             f"cancel while {label}: edit -> stopped (median / max, {len(gui)} trials)",
-            f"{_ms(median(gui))} / {_ms(worst)}", f"{_ms(token_ms)} (1 token)",
-            _ratio(worst, token_ms), f"<= {_ms(token_ms)}",
-            _verdict(worst <= token_ms if worst is not None and token_ms else None),
+            f"{_ms(median(gui))} / {_ms(worst)}", f"{_ms(token_ms_long)} (1 token{at})",
+            _ratio(worst, token_ms_long), f"<= {_ms(token_ms_long)}",
+            _verdict(worst <= token_ms_long if worst is not None and token_ms_long else None),
         ))
     load = app.get("load", {})
     raw_load = raw.get("load_s", 0) * 1000 or None
@@ -240,6 +254,9 @@ def raw_extras(raw: dict) -> list[str]:
     if "new_tokens_eval_ms" in raw:
         new = ", ".join(f"{k}: {ms:.0f} ms" for k, ms in raw["new_tokens_eval_ms"].items())
         lines.append(f"raw: evaluating k new tokens after {raw['context_tokens']} cached: {new}")
+    if "gen_ms_per_token_at_context" in raw:
+        lines.append(f"raw: generation at {raw['context_tokens']} tokens of context: "
+                     f"{raw['gen_ms_per_token_at_context']:.1f} ms/token")
     lines.append(f"raw: load {raw['load_s'] * 1000:.0f} ms, prompt {raw['prompt_eval_ms_per_token']:.1f}"
                  f" ms/token (batch 8), generation {raw['gen_ms_per_token']:.1f} ms/token, "
                  f"peak resident {raw['peak_rss_mib']:.0f} MiB")

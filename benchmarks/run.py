@@ -95,9 +95,9 @@ def raw_options(model: BenchModel, tiny: bool) -> list[str]:
                 "--sweep", "1,4", "--sweep-at", "32", "--sweep-tokens", "8"]
     if model is GPT2_LARGE:
         # gpt2-large crashes ctransformers with batches of 32 even on short prompts.
-        return ["--gen-tokens", "24", "--reps", "2", "--context-tokens", "256",
+        return ["--gen-tokens", "24", "--reps", "2", "--context-tokens", "800",
                 "--sweep", "1,2,4,8,16", "--sweep-tokens", "32"]
-    return ["--gen-tokens", "64", "--reps", "3", "--context-tokens", "500",
+    return ["--gen-tokens", "64", "--reps", "3", "--context-tokens", "800",
             "--sweep", "1,2,4,8,16,32", "--sweep-tokens", "32"]
 
 
