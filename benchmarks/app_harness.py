@@ -37,6 +37,8 @@ class Timeline:
     ghosts: list[tuple[float, str]] = field(default_factory=list)  # grey text after a change
     finished: dict[int, tuple[float, str]] = field(default_factory=dict)  # id -> (time, reason)
     keys: list[tuple[float, float]] = field(default_factory=list)  # (sent at, handling ms)
+    tokens: list[float] = field(default_factory=list)  # a piece of text reached the GUI
+    autosaves: list[float] = field(default_factory=list)  # a crash-recovery copy was written
 
     def first_ghost_after(self, since: float) -> float | None:
         for at, text in self.ghosts:
@@ -62,6 +64,10 @@ class AppHarness:
         self.controller.ghostChanged.connect(self._ghost_changed)
         self.controller.busyChanged.connect(self._busy_changed)
         self.service.finished.connect(self._finished)
+        self.service.token.connect(lambda _rid, _text: self.timeline.tokens.append(now_ms()))
+        self.writer.window.autosaver.written.connect(
+            lambda _doc: self.timeline.autosaves.append(now_ms())
+        )
         self.load_failures: list[str] = []
         self.service.modelFailed.connect(lambda _path, message: self.load_failures.append(message))
         self.writer.window.resize(1000, 700)

@@ -8,7 +8,14 @@ import random
 
 from benchmarks import app_scenarios as scenarios
 from benchmarks.app_harness import AppHarness
-from benchmarks.probe import EngineProbe, StallMonitor, own_lateness, stall_causes, wait_ms
+from benchmarks.probe import (
+    EngineProbe,
+    StallMonitor,
+    own_lateness,
+    stall_causes,
+    wait_ms,
+    worst_stalls,
+)
 from benchmarks.procfs import Memory, load_average
 from benchmarks.stats import summary
 from benchmarks.texts import document, typing_words
@@ -118,8 +125,19 @@ class AppBench:
             "pauses": samples,
             "stall_while_generating_ms": summary([tick[1] for tick in ticks]),
             "stall_while_generating_own_ms": summary(own_lateness(ticks)),
+            "worst_stalls": worst_stalls(ticks, self._events(harness)),
             "stall_while_generating_causes": stall_causes(ticks),
             "stall_all_ms": summary([tick[1] for tick in self.monitor.ticks]),
+        }
+
+    @staticmethod
+    def _events(harness: AppHarness) -> dict[str, list[float]]:
+        timeline = harness.timeline
+        return {
+            "keys": [at for at, _handled in timeline.keys],
+            "tokens": timeline.tokens,
+            "autosaves": timeline.autosaves,
+            "requests": timeline.requests,
         }
 
     def stall(self, harness: AppHarness) -> None:
@@ -135,6 +153,9 @@ class AppBench:
             harness.renice_engine(niceness)
             generations = self.args.stall_generations if threads == 1 else 2
             run = scenarios.type_through(harness, self.monitor, generations, self.rng, self.pace)
+            run["worst_stalls"] = worst_stalls(
+                self.monitor.ticks_within(harness.busy.spans), self._events(harness)
+            )
             run.update(threads=threads, niceness=niceness)
             stall = run["stall_ms"]
             scenarios.log(

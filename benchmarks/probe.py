@@ -262,6 +262,27 @@ def own_lateness(ticks: list[tuple[float, float, float, float]]) -> list[float]:
     return [max(0.0, late - waited) for _at, late, _ran, waited in ticks]
 
 
+def worst_stalls(
+    ticks: list[tuple[float, float, float, float]],
+    events: dict[str, list[float]],
+    count: int = 5,
+) -> list[dict]:
+    """The longest stalls, each with what else happened during it (e.g. a key press, a
+    token arriving, a crash-recovery copy written), to tell their causes apart."""
+    worst = sorted(ticks, key=lambda tick: tick[1], reverse=True)[:count]
+    described = []
+    for at, late, ran, waited in worst:
+        began = at - late - StallMonitor.INTERVAL_MS
+        during = {
+            name: sum(1 for t in times if began - 1 <= t <= at + 1) for name, times in events.items()
+        }
+        described.append(
+            {"at_ms": at, "late_ms": late, "running_ms": ran, "waiting_for_cpu_ms": waited,
+             **{f"{name}_during": n for name, n in during.items()}}
+        )
+    return described
+
+
 def stall_causes(ticks: list[tuple[float, float, float, float]], over_ms: float = 4.0) -> dict:
     """Where the time of the stalls longer than over_ms went, as fractions of it."""
     stalls = [t for t in ticks if t[1] > over_ms]

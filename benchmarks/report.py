@@ -61,6 +61,20 @@ def _causes(causes: dict | None) -> str:
     )
 
 
+def _worst(stalls: list[dict] | None, count: int = 3) -> str:
+    """e.g. "18.7 ms (ran 0.1, waited 0.0; autosave, 1 token)" for the longest stalls."""
+    if not stalls:
+        return "n/a"
+    parts = []
+    for stall in stalls[:count]:
+        seen = [f"{stall[k]} {k.removesuffix('_during')}" for k in
+                ("keys_during", "tokens_during", "autosaves_during", "requests_during")
+                if stall.get(k)]
+        parts.append(f"{stall['late_ms']:.1f} ms (ran {stall['running_ms']:.1f}, waited "
+                     f"{stall['waiting_for_cpu_ms']:.1f}{'; ' + ', '.join(seen) if seen else ''})")
+    return "; ".join(parts)
+
+
 def _own_stall_row(own: dict | None, what_if: bool = False) -> Row:
     """The stall without the time the GUI thread waited for a CPU (other processes)."""
     if not own or not own.get("count"):
@@ -130,13 +144,13 @@ def model_rows(name: str, raw: dict, app: dict, parts: dict | None = None) -> li
                 _ms(value), f"{_ms(one)} (1 token{at})", _ratio(value, one),
                 f"<= {_ms(limit)}", _verdict(None if math.isnan(value) else value <= limit, what_if),
             ))
-        new_eval = raw.get("new_tokens_eval_ms", {})
+        new_eval = raw.get("new_tokens_eval_ms", {}) if key != "typing_short" else {}
         typical = round(median(evaluated)) if evaluated else None
         raw_same = new_eval.get(str(typical)) if typical else None
         rows.append(Row(
             f"  tokens evaluated per request, {label} (median / max)",
             f"{typical} / {max(evaluated) if evaluated else 'n/a'}",
-            f"{_ms(raw_same)} raw for {typical}" if raw_same else "",
+            f"{_ms(raw_same)} raw for {typical}{at}" if raw_same else "",
             "", "1 (hot cache)", "",
         ))
         stall = app[key]["stall_while_generating_ms"]
@@ -149,6 +163,7 @@ def model_rows(name: str, raw: dict, app: dict, parts: dict | None = None) -> li
         ))
         rows.append(Row(f"    {_causes(app[key].get('stall_while_generating_causes'))}", ""))
         rows.append(_own_stall_row(app[key].get("stall_while_generating_own_ms"), what_if))
+        rows.append(Row(f"    worst: {_worst(app[key].get('worst_stalls'))}", ""))
     if "autosave_long_ms" in app:
         save = app["autosave_long_ms"]
         rows.append(Row(
@@ -167,6 +182,7 @@ def model_rows(name: str, raw: dict, app: dict, parts: dict | None = None) -> li
         ))
         rows.append(Row(f"    {_causes(run.get('stall_causes'))}", ""))
         rows.append(_own_stall_row(run.get("stall_own_ms")))
+        rows.append(Row(f"    worst: {_worst(run.get('worst_stalls'))}", ""))
         rows.append(Row("  one key press handled in (median / max)",
                         f"{_ms(keys['median'])} / {_ms(keys['max'])}"))
     at = f" at {long_context}" if long_context else ""
