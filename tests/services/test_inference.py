@@ -261,6 +261,7 @@ def test_every_token_comes_with_its_probability_and_the_likeliest_choices(
 ):
     record = Recorder(service)
     load(qtbot, service, cat_model)
+    service.step_probabilities = True  # what the visible probability panel asks for
     service.request(1, "The cat sat", GREEDY.with_changes(temperature=0.0), seed=1)
     qtbot.waitUntil(lambda: 1 in record.finished, timeout=30_000)
     steps = record.steps[1]
@@ -377,3 +378,48 @@ def test_a_probe_leaves_the_cache_hot_for_a_suggestion_of_that_length(
             assert evaluated == 0  # the probe evaluated exactly the suggestion's window
         else:
             assert evaluated > 50  # another window start: evaluated all over again
+
+
+def test_without_the_probability_panel_tokens_come_without_probabilities(
+    qtbot, service, cat_model
+):
+    record = Recorder(service)
+    load(qtbot, service, cat_model)
+    assert not service.step_probabilities  # off until the panel is shown
+    service.request(1, "The cat sat", GREEDY, seed=1)
+    qtbot.waitUntil(lambda: 1 in record.finished, timeout=30_000)
+    assert record.text[1] == " on the mat."
+    assert [step.token_id for step in record.steps[1]] == encode(" on the mat.")
+    assert all(step.probability is None and not step.choices for step in record.steps[1])
+
+
+# ---- prewarming while the writer types ----------------------------------------------------
+
+
+def test_prepare_evaluates_the_prompt_ahead_so_the_request_finds_it_cached(
+    qtbot, service, slow_model
+):
+    load(qtbot, service, slow_model)
+    reports: list[tuple[int, int]] = []
+    service.prewarmed.connect(lambda pid, evaluated: reports.append((pid, evaluated)))
+    text = "It was a bright cold morning in early spring, and the village"
+    first = service.prepare(text, GREEDY)
+    qtbot.waitUntil(lambda: any(pid == first for pid, _ in reports), timeout=30_000)
+    assert reports[-1][1] == len(encode(text))  # a cold cache: all of it
+    again = service.prepare(text, GREEDY)
+    qtbot.waitUntil(lambda: any(pid == again for pid, _ in reports), timeout=30_000)
+    assert reports[-1][1] <= 1  # hot: nothing (or only the last token) left to do
+    longer = service.prepare(text + " was", GREEDY)
+    qtbot.waitUntil(lambda: any(pid == longer for pid, _ in reports), timeout=30_000)
+    assert 1 <= reports[-1][1] <= 2  # only the typed word
+
+
+def test_a_burst_of_keystrokes_prewarms_only_the_newest_text(qtbot, service, slow_model):
+    load(qtbot, service, slow_model)
+    reports: list[int] = []
+    service.prewarmed.connect(lambda pid, evaluated: reports.append(pid))
+    text = "Once upon a time there was a little house by the river"
+    ids = [service.prepare(text[:n], GREEDY) for n in range(20, len(text) + 1)]
+    qtbot.waitUntil(lambda: ids[-1] in reports, timeout=30_000)
+    assert len(reports) < len(ids) / 2  # the stale ones were skipped
+

@@ -634,3 +634,28 @@ def test_a_chosen_token_that_ends_the_suggestion_asks_for_nothing_more(qtbot, fo
     assert controller.choose_token(1, 6)
     assert len(source.requests) == requests and not controller.busy
     assert shown(controller) == " purred" and controller.suggestion.done
+
+
+class PreparingSource(DummySuggestionSource):
+    """Records what the controller asks it to get ready for."""
+
+    def __init__(self) -> None:
+        super().__init__(auto_stream=False)
+        self.prepared: list[str] = []
+
+    def prepare(self, prompt_text, settings):
+        self.prepared.append(prompt_text)
+
+
+def test_each_edit_asks_the_source_to_prepare_the_prompt_it_will_request(qtbot):
+    source = PreparingSource()
+    controller = make_controller(source)
+    editor = Editor(controller, "")
+    editor.type("The cat sat ")
+    assert source.prepared[-1] == "The cat sat"  # the request's prompt: trailing space dropped
+    qtbot.waitUntil(lambda: bool(source.requests), timeout=5_000)
+    assert source.last.prompt == source.prepared[-1]
+    prepared = len(source.prepared)
+    editor.select(True)
+    editor.type("x")  # an edit with a selection: no request will follow, so no prewarm
+    assert len(source.prepared) == prepared

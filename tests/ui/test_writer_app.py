@@ -272,3 +272,12 @@ def test_text_after_the_cursor_shapes_the_suggestion_unless_ignored(qtbot, cat_a
     cat_app.suggestion_menu.ignore_after.trigger()
     qtbot.keyClick(cat_app.editor, Qt.Key.Key_Space, CTRL)
     wait_for_ghost(qtbot, cat_app, "on the mat.")
+
+
+def test_per_token_probabilities_are_computed_only_while_their_panel_shows(qtbot, cat_app):
+    dock = cat_app.sampling_docks.probability_dock
+    dock.hide()
+    assert not cat_app.service.step_probabilities
+    dock.show()
+    qtbot.waitUntil(lambda: cat_app.service.step_probabilities, timeout=5_000)
+

@@ -58,6 +58,7 @@ class _Worker(QObject):
     failed = Signal(int, str)
     state = Signal(str, str)  # EngineState value, detail
     probed = Signal(int, object)  # probe id, tuple of protocol.Alternative
+    prewarmed = Signal(int, int)  # prewarm id, prompt tokens it had to evaluate
     probeFailed = Signal(int, str)  # probe id, a sentence for the writer
 
     def __init__(self, service: InferenceService) -> None:
@@ -89,7 +90,7 @@ class _Worker(QObject):
                 request_id,
                 prompt_text,
                 settings,
-                with_probs=True,
+                with_probs=service.step_probabilities,
                 top_n=STEP_CHOICES,
                 forced_ids=forced_ids,
             )
@@ -161,6 +162,25 @@ class _Worker(QObject):
         finally:
             service.finish_probe(probe_id)
 
+    @Slot(int, str, int)
+    def prewarm(self, prewarm_id: int, prompt_text: str, max_tokens: int) -> None:
+        """Evaluate the prompt ahead of the suggestion, while the writer is still typing,
+        so that when the pause comes only the first new token is left to compute."""
+        session = self.session
+        if session is None or self._service.is_stale_prewarm(prewarm_id):
+            return
+        try:
+            evaluated = session.prewarm(prompt_text, max_tokens)
+        except EngineCrashed as crash:
+            self.state.emit(EngineState.RESTARTING.value, "")
+            self.failed.emit(-1, f"The suggestion engine stopped unexpectedly ({crash}).")
+            self._restart(session)
+            self.state.emit(EngineState.IDLE.value, "")
+        except EngineError:
+            return  # a prewarm is only an optimisation; the suggestion will say what's wrong
+        else:
+            self.prewarmed.emit(prewarm_id, evaluated)
+
     def _restart(self, session: TextSession) -> None:
         try:
             session.client.restart()
@@ -204,6 +224,7 @@ class InferenceService(SuggestionSource):
 
     _generate = Signal(int, str, object, object)
     _probe = Signal(int, str, float, int, int)
+    _prewarm = Signal(int, str, int)
     _load = Signal(str, int)
     _adopt = Signal(object)
     _shutdown = Signal()
@@ -213,6 +234,7 @@ class InferenceService(SuggestionSource):
     modelFailed = Signal(str, str)  # path, message
     probabilities = Signal(int, object)  # probe id, tuple of protocol.Alternative, best first
     probabilitiesFailed = Signal(int, str)  # probe id, a sentence for the writer
+    prewarmed = Signal(int, int)  # prewarm id, prompt tokens it had to evaluate
 
     def __init__(self, *, threads: int = 1, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -225,6 +247,10 @@ class InferenceService(SuggestionSource):
         self._latest_probe = 0
         self._cancelled_probe_upto = 0
         self._active_probe: int | None = None
+        self._latest_prewarm = 0
+        # Per-token probabilities cost ~15% of generation speed; the token-probability
+        # panel turns them on while it is visible.
+        self.step_probabilities = False
 
         self._worker_thread = QThread(self)
         self._worker_thread.setObjectName("inference-worker")
@@ -237,6 +263,8 @@ class InferenceService(SuggestionSource):
 
         self._generate.connect(self._worker.generate)
         self._probe.connect(self._worker.probe)
+        self._prewarm.connect(self._worker.prewarm)
+        self._worker.prewarmed.connect(self.prewarmed)
         self._adopt.connect(self._worker.adopt)
         self._shutdown.connect(self._worker.shutdown)
         self._load.connect(self._loader.load)
@@ -305,6 +333,19 @@ class InferenceService(SuggestionSource):
                 session.cancel()  # stops the prompt evaluation between chunks
 
     # ---- used by the worker thread ----------------------------------------------------
+
+    def prepare(self, prompt_text: str, settings: SamplingSettings) -> int:
+        """Prewarm the prompt while the writer types. Only the newest one runs: a burst of
+        keystrokes queues many, and the worker skips all but the last."""
+        with self._lock:
+            self._latest_prewarm += 1
+            prewarm_id = self._latest_prewarm
+        self._prewarm.emit(prewarm_id, prompt_text, settings.max_tokens)
+        return prewarm_id
+
+    def is_stale_prewarm(self, prewarm_id: int) -> bool:
+        with self._lock:
+            return prewarm_id < self._latest_prewarm
 
     def is_stale_probe(self, probe_id: int) -> bool:
         with self._lock:

@@ -73,6 +73,11 @@ class SuggestionSource(QObject):
     def cancel(self, request_id: int) -> None:
         raise NotImplementedError(f"{type(self).__name__} does not implement cancel()")
 
+    def prepare(self, prompt_text: str, settings: SamplingSettings) -> object:
+        """The writer is typing towards a request for this prompt: get ready for it
+        (e.g. evaluate the prompt now). Optional; the default does nothing."""
+        return None
+
 
 class AcceptPart(Enum):
     ALL = "all"  # Tab
@@ -219,6 +224,7 @@ class SuggestionController(QObject):
             self._drop_suggestion()
         if edited and self._preferences.auto_trigger and self._may_request():
             self._debounce.start()
+            self._source.prepare(prompt_for(context.before), self._settings)
         else:
             self._debounce.stop()
 

@@ -561,6 +561,11 @@ def install_sampling(
     _remember_visibility(writer_app, probability_dock, "show_probability_panel")
     probabilities.set_active(probability_dock.isVisibleTo(window))
     probability_dock.visibilityChanged.connect(probabilities.set_active)
+    service = writer_app.service
+    service.step_probabilities = probability_dock.isVisibleTo(window)
+    probability_dock.visibilityChanged.connect(
+        lambda visible: setattr(service, "step_probabilities", visible)
+    )
 
     def model_loaded(facts: object) -> None:
         # A model brings back the preset last chosen with it.
