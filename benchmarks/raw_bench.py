@@ -75,6 +75,8 @@ def run(args: argparse.Namespace) -> dict:
     bench = RawBench(Path(args.model), args.threads)
     log = lambda text: print(f"[raw {Path(args.model).name} t{args.threads}] {text}", flush=True)  # noqa: E731
     result: dict = {"threads": args.threads, "load_s": bench.load_s}
+    loaded = Memory.of()
+    result["rss_after_load_mib"] = loaded.rss_mib if loaded else None
     log(f"loaded in {bench.load_s * 1000:.0f} ms")
 
     prompt = encode(document(args.prompt_words))
@@ -94,7 +96,17 @@ def run(args: argparse.Namespace) -> dict:
         long_ids = encode(document(5000))[: args.context_tokens]
         bench.truncate(0)
         result["context_tokens"] = len(long_ids)
-        result["context_eval_ms"] = bench.eval_ms(long_ids, PROMPT_BATCH)
+        # Evaluated in steps, reading the resident size after each: ctransformers' memory
+        # grows with the context (KV cache, evaluation buffer).
+        rss_by_context: dict[str, float] = {}
+        eval_ms = 0.0
+        for end in sorted({*(n for n in (128, 256, 512) if n < len(long_ids)), len(long_ids)}):
+            eval_ms += bench.eval_ms(long_ids[len(bench.llm._context) : end], PROMPT_BATCH)
+            memory = Memory.of()
+            rss_by_context[str(end)] = memory.rss_mib if memory else float("nan")
+        result["context_eval_ms"] = eval_ms
+        result["rss_mib_by_context"] = rss_by_context
+        log("resident by context: " + ", ".join(f"{n}: {mib:.0f} MiB" for n, mib in rss_by_context.items()))
         new_tokens: dict[str, float] = {}
         for k in (1, 2, 4, 8):
             runs = []

@@ -270,6 +270,10 @@ def raw_extras(raw: dict) -> list[str]:
     if "new_tokens_eval_ms" in raw:
         new = ", ".join(f"{k}: {ms:.0f} ms" for k, ms in raw["new_tokens_eval_ms"].items())
         lines.append(f"raw: evaluating k new tokens after {raw['context_tokens']} cached: {new}")
+    if "rss_mib_by_context" in raw:
+        steps = ", ".join(f"{n}: {mib:.0f}" for n, mib in raw["rss_mib_by_context"].items())
+        lines.append(f"raw resident MiB after load: {raw.get('rss_after_load_mib', 0):.0f}; "
+                     f"by tokens of context: {steps}")
     if "gen_ms_per_token_at_context" in raw:
         lines.append(f"raw: generation at {raw['context_tokens']} tokens of context: "
                      f"{raw['gen_ms_per_token_at_context']:.1f} ms/token")

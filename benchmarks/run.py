@@ -152,10 +152,13 @@ def render(results: dict, markdown: bool = False) -> str:
         rows = report.model_rows(
             name, entry.get("raw", {}), entry.get("app", {}), entry.get("app_parts")
         )
-        table = report.format_markdown(rows) if markdown else report.format_table(rows)
-        parts.append(f"\n== {name} ({entry['file']}) ==\n{table}")
-        if "raw" in entry:
-            parts.extend(report.raw_extras(entry["raw"]))
+        extras = report.raw_extras(entry["raw"]) if "raw" in entry else []
+        if markdown:
+            parts.append(f"\n### {name} (`{entry['file']}`)\n\n{report.format_markdown(rows)}\n")
+            parts.extend(f"- {line}" for line in extras)
+        else:
+            parts.append(f"\n== {name} ({entry['file']}) ==\n{report.format_table(rows)}")
+            parts.extend(extras)
     return "\n".join(parts)
 
 
