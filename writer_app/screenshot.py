@@ -27,7 +27,7 @@ SCREENSHOT_SAMPLING = SamplingSettings(
 )
 
 
-def _wait_until(condition, timeout_ms: int) -> bool:
+def run_event_loop_until(condition, timeout_ms: int) -> bool:
     """Run the event loop until condition() holds or the time is up."""
     loop = QEventLoop()
     poll = QTimer(interval=20)
@@ -61,19 +61,19 @@ def save_screenshot(target: Path, *, width: int = 1280, height: int = 800) -> in
             cursor = editor.textCursor()
             cursor.movePosition(cursor.MoveOperation.End)
             editor.setTextCursor(cursor)
-            if not _wait_until(lambda: writer.service.facts is not None, 60_000):
+            if not run_event_loop_until(lambda: writer.service.facts is not None, 60_000):
                 print("error: the model did not load in time", file=sys.stderr)
                 return 1
             editor.setFocus()
             writer.controller.trigger()
-            if not _wait_until(
+            if not run_event_loop_until(
                 lambda: bool(editor.ghost_text()) and not writer.controller.busy, 60_000
             ):
                 print("error: no suggestion appeared in time", file=sys.stderr)
                 return 1
             if docks is not None:  # show one step's alternatives in the probability panel
                 docks.probabilities.select_step(1)
-                _wait_until(lambda: docks.probabilities.next_list.count() > 0, 10_000)
+                run_event_loop_until(lambda: docks.probabilities.next_list.count() > 0, 10_000)
             qt_app.processEvents()
             if not writer.window.grab().save(str(target)):
                 print(f"error: could not write {target}", file=sys.stderr)

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QEventLoop, QTimer
 
 from tests.services.test_inference import (
     random_reference_logits,
@@ -30,6 +29,7 @@ from writer_app import presets
 from writer_app.app import WriterApp
 from writer_app.engine.sampling import SamplingSettings, StopAt
 from writer_app.paths import AppPaths
+from writer_app.screenshot import run_event_loop_until
 from writer_app.settings import SettingsStore
 from writer_app.ui.choosers import ScriptedFileChooser, ScriptedFontChooser
 from writer_app.ui.dialogs import ScriptedMessenger
@@ -48,15 +48,7 @@ ONE_TOKEN = {"max_tokens": 1, "stop_at": StopAt.LENGTH}
 
 def wait_until(condition, timeout_ms: int = 60_000) -> None:
     """For module fixtures, which cannot use the function-scoped qtbot."""
-    loop = QEventLoop()
-    poll = QTimer(interval=10)
-    poll.timeout.connect(lambda: condition() and loop.quit())
-    QTimer.singleShot(timeout_ms, loop.quit)
-    poll.start()
-    if not condition():
-        loop.exec()
-    poll.stop()
-    assert condition(), "timed out"
+    assert run_event_loop_until(condition, timeout_ms), "timed out"
 
 
 @dataclass

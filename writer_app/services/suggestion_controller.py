@@ -459,17 +459,12 @@ class SuggestionController(QObject):
             self.ghostChanged.emit(suggestion)
 
     def _on_finished(self, request_id: int, reason: str) -> None:
-        in_flight = self._current(request_id)
-        if in_flight is None or self._suggestion is None:
-            return
-        self._in_flight = None
-        self.busyChanged.emit(False)
-        self._suggestion.finish(in_flight.alternative)
-        self._forget_if_empty(in_flight.alternative)
-        if self._suggestion is not None:
-            self.ghostChanged.emit(self._suggestion)
+        self._end_request(request_id)
 
     def _on_failed(self, request_id: int, message: str) -> None:
+        self._end_request(request_id, error=message)
+
+    def _end_request(self, request_id: int, error: str | None = None) -> None:
         in_flight = self._current(request_id)
         if in_flight is None or self._suggestion is None:
             return
@@ -477,7 +472,8 @@ class SuggestionController(QObject):
         self.busyChanged.emit(False)
         self._suggestion.finish(in_flight.alternative)
         self._forget_if_empty(in_flight.alternative)
-        self.errorOccurred.emit(message)
+        if error is not None:
+            self.errorOccurred.emit(error)
         if self._suggestion is not None:
             self.ghostChanged.emit(self._suggestion)
 
