@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 
 
-
 def _ms(started: float) -> float:
     return (time.perf_counter() - started) * 1000
 

@@ -175,7 +175,7 @@ def typing_session(
         _type_words(harness, words, rng.randint(2, 4), rng, pace, after_key)
         last_key = timeline.keys[-1][0]
         debounce = harness.controller.preferences.debounce_ms
-        wait_until(lambda: timeline.first_request_after(last_key) is not None, debounce + 2000)
+        wait_until(lambda key=last_key: timeline.first_request_after(key) is not None, debounce + 2000)
         sent = timeline.first_request_after(last_key)
         timeout = 20_000 + 200 * token_ms
         request_id = harness.wait_request_finished(sent or last_key, timeout)
@@ -235,7 +235,6 @@ def _other_char(ghost: str) -> str:
 
 def _cancel_after(harness: AppHarness, since: float, delay_ms: float, wanted_phase: str) -> dict:
     """Wait, type a letter that cancels the running request, time until it stopped."""
-    timeline = harness.timeline
     record = None
     wait_until(lambda: harness.probe.first_request_after(since) is not None, 5000, poll_ms=1)
     record = harness.probe.first_request_after(since)
@@ -284,7 +283,7 @@ def cancel_during_generation(
     for _ in range(trials):
         since = now_ms()
         harness.trigger()
-        wait_until(lambda: harness.timeline.first_ghost_after(since) is not None, 60_000)
+        wait_until(lambda t=since: harness.timeline.first_ghost_after(t) is not None, 60_000)
         ghost_at = harness.timeline.first_ghost_after(since) or now_ms()
         delay = rng.uniform(1, 6) * token_ms - (now_ms() - ghost_at)
         results.append(_cancel_after(harness, since, max(0.0, delay), "generation"))
@@ -334,7 +333,7 @@ def type_through(
     for _ in range(generations):
         since = now_ms()
         harness.trigger()
-        wait_until(lambda: harness.timeline.first_ghost_after(since) is not None, 60_000)
+        wait_until(lambda t=since: harness.timeline.first_ghost_after(t) is not None, 60_000)
         while harness.controller.busy:
             wait_ms(rng.uniform(*pace))
             ghost = harness.editor.ghost_text()

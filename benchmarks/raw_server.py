@@ -11,6 +11,7 @@ the CPU; the app's own engine runs in yet another process.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -85,10 +86,8 @@ class RawServer:
         return float(wall_ms), float(cpu_ms)
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             self._conn.send(("quit",))
-        except OSError:
-            pass
         self._process.join(timeout=5)
         if self._process.is_alive():
             self._process.kill()
