@@ -8,6 +8,7 @@ the engine reported a request finished.
 
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,9 @@ class Timeline:
     keys: list[tuple[float, float]] = field(default_factory=list)  # (sent at, handling ms)
     tokens: list[float] = field(default_factory=list)  # a piece of text reached the GUI
     autosaves: list[float] = field(default_factory=list)  # a crash-recovery copy was written
+    # Python garbage collections (any thread) that took over 1 ms: (start, ms, generation).
+    # A collection holds the GIL, so every other thread waits, the GUI thread included.
+    collections: list[tuple[float, float, int]] = field(default_factory=list)
 
     def first_ghost_after(self, since: float) -> float | None:
         for at, text in self.ghosts:
@@ -70,6 +74,8 @@ class AppHarness:
         )
         self.load_failures: list[str] = []
         self.service.modelFailed.connect(lambda _path, message: self.load_failures.append(message))
+        self._gc_started = 0.0
+        gc.callbacks.append(self._gc_event)
         self.writer.window.resize(1000, 700)
         self.writer.window.start()
         self.editor.setFocus()
@@ -83,6 +89,14 @@ class AppHarness:
     def _busy_changed(self, busy: bool) -> None:
         if busy:
             self.timeline.requests.append(now_ms())
+
+    def _gc_event(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._gc_started = now_ms()
+            return
+        took = now_ms() - self._gc_started
+        if took > 1.0:
+            self.timeline.collections.append((self._gc_started, took, info["generation"]))
 
     def _finished(self, request_id: int, reason: str) -> None:
         self.timeline.finished[request_id] = (now_ms(), reason)
@@ -177,4 +191,6 @@ class AppHarness:
         return self.timeline.finished.get(request_id)
 
     def shutdown(self) -> None:
+        if self._gc_event in gc.callbacks:
+            gc.callbacks.remove(self._gc_event)
         self.writer.shutdown()

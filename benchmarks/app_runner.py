@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import random
 
@@ -11,13 +12,14 @@ from benchmarks.app_harness import AppHarness
 from benchmarks.probe import (
     EngineProbe,
     StallMonitor,
+    now_ms,
     own_lateness,
     stall_causes,
     wait_ms,
     worst_stalls,
 )
 from benchmarks.procfs import Memory, load_average
-from benchmarks.stats import summary
+from benchmarks.stats import median, summary
 from benchmarks.texts import document, typing_words
 
 
@@ -47,6 +49,7 @@ class AppBench:
                 self.stall(harness)
             self.result["memory_with_model"] = harness.memory()
             self.switch_back(harness)
+            self.result["gc"] = self.collections(harness)
         finally:
             harness.shutdown()
         gui = Memory.of()
@@ -131,12 +134,38 @@ class AppBench:
         }
 
     @staticmethod
+    def collections(harness: AppHarness) -> dict:
+        """Python's garbage collector in the GUI process: the pauses seen during the run,
+        and what one full collection costs now, before and after gc.freeze() (which
+        moves everything alive to a generation the collector no longer scans)."""
+        pauses = list(harness.timeline.collections)  # before ours below add to it
+        full = []
+        for _ in range(3):
+            started = now_ms()
+            gc.collect()
+            full.append(now_ms() - started)
+        gc.freeze()
+        started = now_ms()
+        gc.collect()
+        frozen = now_ms() - started
+        gc.unfreeze()
+        return {
+            "pauses_over_1ms": len(pauses),
+            "pauses_over_5ms": sum(1 for _s, took, _g in pauses if took > 5),
+            "longest_pause_ms": max((took for _s, took, _g in pauses), default=0.0),
+            "full_collection_ms": median(full),
+            "full_collection_after_freeze_ms": frozen,
+            "tracked_objects": len(gc.get_objects()),
+        }
+
+    @staticmethod
     def _events(harness: AppHarness) -> dict[str, list[float]]:
         timeline = harness.timeline
         return {
             "keys": [at for at, _handled in timeline.keys],
             "tokens": timeline.tokens,
             "autosaves": timeline.autosaves,
+            "collections": [start + took for start, took, _generation in timeline.collections],
             "requests": timeline.requests,
         }
 

@@ -235,7 +235,6 @@ def _other_char(ghost: str) -> str:
 
 def _cancel_after(harness: AppHarness, since: float, delay_ms: float, wanted_phase: str) -> dict:
     """Wait, type a letter that cancels the running request, time until it stopped."""
-    record = None
     wait_until(lambda: harness.probe.first_request_after(since) is not None, 5000, poll_ms=1)
     record = harness.probe.first_request_after(since)
     wait_ms(delay_ms)
