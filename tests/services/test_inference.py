@@ -183,16 +183,20 @@ def test_cancel_stops_a_long_generation(qtbot, service, slow_model):
     assert len(record.text[1]) < 200
 
 
-def test_a_superseded_request_never_runs(qtbot, service, cat_model):
+def test_a_superseded_request_never_runs(qtbot, service, slow_model):
     record = Recorder(service)
-    load(qtbot, service, cat_model)
-    service.request(1, "The cat", GREEDY, seed=1)
-    service.request(2, "Then it", GREEDY, seed=1)
-    qtbot.waitUntil(lambda: 2 in record.finished, timeout=30_000)
-    assert record.text[2] == " slept all day!"
-    assert record.finished.get(1) == "cancelled"
-    assert 1 not in record.text
-
+    load(qtbot, service, slow_model)
+    endless = SamplingSettings(temperature=1.0, top_k=0, max_tokens=256, stop_at=StopAt.LENGTH)
+    service.request(1, "Once upon a time", endless, seed=1)
+    qtbot.waitUntil(lambda: 1 in record.text, timeout=30_000)  # the worker is busy...
+    service.request(2, "Once upon a time", endless, seed=2)  # ...so these two queue up
+    service.request(3, "Once upon a time", endless.with_changes(max_tokens=4), seed=3)
+    service.cancel(1)
+    qtbot.waitUntil(lambda: 3 in record.finished, timeout=30_000)
+    assert record.finished[1] == "cancelled"
+    assert record.finished[2] == "cancelled"  # superseded by 3 before it started
+    assert 2 not in record.text
+    assert record.finished[3] == "length" and record.text[3]
 
 def test_request_without_a_model_fails_clearly(qtbot, service):
     with qtbot.waitSignal(service.failed, timeout=10_000) as blocker:
