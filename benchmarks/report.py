@@ -47,6 +47,16 @@ def _verdict(ok: bool | None, what_if: bool = False) -> str:
     return f"(would {word})" if what_if else word
 
 
+NOISE_LIMIT = 0.10  # two raw processes disagreeing more than this cannot judge a 5% target
+
+
+def _speed_verdict(ratio: float, raw_spread: float | None) -> str:
+    verdict = _verdict(ratio >= SPEED_RATIO_TARGET)
+    if raw_spread is not None and raw_spread > NOISE_LIMIT:
+        return f"{verdict} (noisy)"
+    return verdict
+
+
 def _values(samples: list[dict], key: str) -> list[float]:
     return [s[key] for s in samples if s.get(key) is not None]
 
@@ -101,7 +111,7 @@ def model_rows(name: str, raw: dict, app: dict, parts: dict | None = None) -> li
             f"{_ms(run['raw_ms_per_token'])} ({1000 / run['raw_ms_per_token']:.1f})",
             f"{ratio:.2f} speed",
             f">= {SPEED_RATIO_TARGET} x raw speed",
-            _verdict(ratio >= SPEED_RATIO_TARGET),
+            _speed_verdict(ratio, run.get("raw_spread")),
         ))
         rows.append(Row(
             f"  of which in the engine process (t{threads})", _ms(run["engine_ms_per_token"]),

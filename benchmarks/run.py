@@ -1,6 +1,6 @@
 """The speed benchmark, in one command (from the repository root):
 
-    python benchmarks/run.py                 # gpt2 and gpt2-large, ~10-15 minutes
+    python benchmarks/run.py                 # gpt2 and gpt2-large, 11-13 minutes
     python benchmarks/run.py --quick         # gpt2 only, fewer samples, ~4 minutes
     python benchmarks/run.py --only speed,cancel --models gpt2
     python benchmarks/run.py --tiny          # toy models, seconds: checks the code runs
