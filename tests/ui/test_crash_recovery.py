@@ -52,6 +52,11 @@ def _lose_focus(window) -> None:
     QCoreApplication.sendEvent(window, QEvent(QEvent.Type.ActivationChange))
 
 
+def _settle(window) -> None:
+    """Copies are written on a background thread: wait until every one asked for is done."""
+    assert window.autosaver.flush(5000)
+
+
 def test_unsaved_work_lands_in_the_recovery_folder_and_saving_removes_it(
     make_window, app_home, qtbot, tmp_path
 ):
@@ -69,6 +74,7 @@ def test_losing_focus_takes_a_copy_at_once(make_window, app_home):
     h.type("before the coffee break")
     assert _entry_files(app_home) == []  # the timer is minutes away
     _lose_focus(h.window)
+    _settle(h.window)
     assert _entry_texts(app_home) == ["before the coffee break"]
 
 
@@ -76,8 +82,10 @@ def test_undoing_back_to_the_saved_text_removes_the_copy(make_window, app_home):
     h = make_window(settings=_settings(interval_s=300))
     h.type("oops")
     _lose_focus(h.window)
+    _settle(h.window)
     assert _entry_files(app_home)
     h.editor.undo()
+    _settle(h.window)
     assert _entry_files(app_home) == []
 
 
@@ -85,6 +93,8 @@ def test_discarding_changes_on_close_removes_the_copy(make_window, app_home):
     h = make_window(settings=_settings(interval_s=300))
     h.type("not wanted")
     _lose_focus(h.window)
+    _settle(h.window)
+    assert _entry_files(app_home)
     h.messenger.answers.append(Choice.DISCARD)
     assert h.window.close()
     assert _entry_files(app_home) == []
@@ -95,6 +105,7 @@ def test_no_copies_when_crash_recovery_is_off(make_window, app_home):
     h.type("private")
     _lose_focus(h.window)
     h.window.autosaver.write_now()
+    _settle(h.window)
     assert _entry_files(app_home) == []
 
 
@@ -107,8 +118,10 @@ def test_a_failing_recovery_folder_is_mentioned_once_without_a_modal(make_window
     monkeypatch.setattr(h.recovery, "write", refuse)
     h.type("a")
     _lose_focus(h.window)
+    _settle(h.window)  # each failure reported before the next copy is tried
     h.type("b")
     _lose_focus(h.window)
+    _settle(h.window)
     assert h.window.notice_bar.label.text().count("disk is full") == 1
     assert h.messenger.log == []
 
@@ -202,6 +215,7 @@ def test_ghost_text_is_never_saved_autosaved_counted_or_recovered(
     source.emit_finished(source.last.request_id)
     assert editor.ghost_text() == " and the ghost walked in."
     _lose_focus(h.window)
+    _settle(h.window)
     assert _entry_texts(app_home) == ["It was late"]
     h.window.word_counter.update_now()
     assert h.window.status.count_label.text().startswith("3 words")
