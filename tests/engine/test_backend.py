@@ -15,12 +15,10 @@ from tests.support.gpt2_vocab import END_OF_TEXT_ID, gpt2_vocab
 from tests.support.models import GPT2_LARGE_SHAPE, GPT2_SHAPE, random_gpt2, random_weights
 from tests.support.reference import reference_logits
 from writer_app.engine.backend import (
-    CHUNK_TARGET_MS,
     EVAL_BUFFER_BYTES,
     MAX_BATCH,
     CTransformersBackend,
     ModelShape,
-    chunk_size,
     derive_seed,
     eval_buffer_bytes,
     library_path,
@@ -106,13 +104,32 @@ def test_small_models_get_full_batches():
     assert safe_batch_size(0, 5, small, max_batch=32) == 5
 
 
-def test_chunks_are_kept_short_in_time_once_the_speed_is_known():
-    small = ModelShape(GPT2_SHAPE.n_layer, GPT2_SHAPE.n_embd, GPT2_SHAPE.n_head, 50257)
-    assert chunk_size(0, 1000, small, None) == MAX_BATCH
-    assert chunk_size(0, 1000, small, CHUNK_TARGET_MS / 4) == 4
-    assert chunk_size(0, 1000, small, CHUNK_TARGET_MS * 3) == 1
-    # Speed never overrides the buffer limit.
-    assert chunk_size(1000, 24, LARGE, 0.001) == safe_batch_size(1000, 24, LARGE, MAX_BATCH)
+def _native_chunks(backend: CTransformersBackend, monkeypatch) -> list[int]:
+    """Records the size of every native evaluation call the backend makes."""
+    sizes: list[int] = []
+    real = backend._eval_chunk
+
+    def counted(chunk: list[int]) -> None:
+        sizes.append(len(chunk))
+        real(chunk)
+
+    monkeypatch.setattr(backend, "_eval_chunk", counted)
+    return sizes
+
+
+def test_interruptible_evaluation_goes_one_token_per_native_call(backend, monkeypatch):
+    """So a cancel waits for one token's evaluation at most (ggml can't stop mid-call)."""
+    backend.evaluate([7])  # a different first token: nothing below is cached
+    sizes = _native_chunks(backend, monkeypatch)
+    assert backend.evaluate([11] * 40, should_cancel=lambda: False) == 40
+    assert sizes == [1] * 40
+
+
+def test_uninterruptible_evaluation_batches_as_the_buffer_allows(backend, monkeypatch):
+    backend.evaluate([7])
+    sizes = _native_chunks(backend, monkeypatch)
+    assert backend.evaluate([11] * 40) == 40
+    assert sizes == [MAX_BATCH, 40 - MAX_BATCH]
 
 
 def test_derived_seeds_are_reproducible_and_independent():
@@ -289,14 +306,31 @@ def test_cancel_check_stops_between_tokens(backend):
 def test_cancel_during_the_prompt_stops_between_chunks(backend):
     checks = 0
 
-    def cancel_after_first_chunk() -> bool:
+    def cancel_after_three_checks() -> bool:
         nonlocal checks
         checks += 1
-        return checks > 1
+        return checks > 3
 
-    tokens, finish = run(backend, [11] * 100, GREEDY, should_cancel=cancel_after_first_chunk)
+    backend.evaluate([7])
+    tokens, finish = run(backend, [11] * 100, GREEDY, should_cancel=cancel_after_three_checks)
     assert finish.reason is FinishReason.CANCELLED and tokens == []
-    assert 0 < finish.evaluated_tokens < 100
+    assert finish.evaluated_tokens == 3  # one token per check
+
+
+def test_a_cancel_after_sampling_skips_that_tokens_evaluation(backend, monkeypatch):
+    """The evaluation is the costly part of a step; once cancelled, it is not started."""
+    cancelled = False
+    events = backend.generate(
+        1, PROMPT, GREEDY.with_changes(max_tokens=10), should_cancel=lambda: cancelled
+    )
+    first = next(events)
+    assert isinstance(first, TokenEvent)
+    sizes = _native_chunks(backend, monkeypatch)
+    cancelled = True
+    rest = list(events)
+    assert sizes == []
+    assert isinstance(rest[-1], FinishEvent) and rest[-1].reason is FinishReason.CANCELLED
+    assert rest[-1].generated_tokens == 1
 
 
 def test_long_prompt_is_windowed_to_fit_the_context(backend):

@@ -406,8 +406,20 @@ def _evaluate_without_the_batch_policy(path: str) -> None:
     from writer_app.engine import backend
 
     backend.EVAL_BUFFER_SAFETY = 100.0  # switch the policy off
-    backend.CHUNK_TARGET_MS = 1e9
     backend.CTransformersBackend.load(path).evaluate([11] * 32)
+
+
+def _fill_the_context_in_batches(path: str, results: multiprocessing.Queue) -> None:
+    """Runs in a spawned child: a 1000-token prompt evaluated in the largest batches the
+    policy allows (no cancel check: the engine process is interruptible and goes one
+    token per call, which never stresses the buffer), then a 20-token generation."""
+    from writer_app.engine.backend import CTransformersBackend
+
+    model = CTransformersBackend.load(path)
+    prompt = [(i * 7919) % 50000 for i in range(1000)]
+    settings = SamplingSettings(temperature=0.0, max_tokens=20, stop_at=StopAt.LENGTH)
+    events = list(model.generate(1, prompt, settings))
+    results.put((model.n_ctx, events[-1], len(events) - 1))
 
 
 @pytest.mark.slow
@@ -424,17 +436,19 @@ def test_gpt2_large_crashes_without_the_batch_policy():
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-def test_gpt2_large_fills_its_whole_context_without_crashing():
+def test_gpt2_large_fills_its_whole_context_in_batches_without_crashing():
     """Batches of 8 crash gpt2-large near 950 tokens of context, 16 near 544; the batch
     policy must get a prompt and a generation all the way to the end of the context.
-    Runs in the engine process, so a crash fails this test instead of killing pytest."""
-    with EngineClient() as client:
-        facts = client.load(large_model())
-        assert (facts.n_layer, facts.n_embd, facts.n_ctx) == (36, 1280, 1024)
-        prompt = [(i * 7919) % 50000 for i in range(1000)]
-        settings = SamplingSettings(temperature=0.0, max_tokens=20, stop_at=StopAt.LENGTH)
-        tokens, finish = collect(client.generate(1, prompt, settings))
+    Runs in a child process, so a crash fails this test instead of killing pytest."""
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    child = context.Process(target=_fill_the_context_in_batches, args=(str(large_model()), results))
+    child.start()
+    n_ctx, finish, token_events = results.get(timeout=840)
+    child.join(30)
+    assert child.exitcode == 0
+    assert n_ctx == 1024
     assert finish.window_start == 0 and finish.evaluated_tokens == 1000
     # Prompt and generation together reach the largest context the engine ever uses.
-    assert finish.prompt_tokens + finish.generated_tokens == facts.n_ctx - 4
-    assert len(tokens) == 20
+    assert finish.prompt_tokens + finish.generated_tokens == n_ctx - 4
+    assert token_events == finish.generated_tokens == 20

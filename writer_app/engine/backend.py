@@ -11,8 +11,8 @@ Guards against the native library's known failure modes:
   * nothing is evaluated past n_ctx (ctransformers would silently overwrite its cache);
   * prompts are evaluated in chunks no larger than safe_batch_size() allows, because
     gpt2.cc builds each evaluation in a fixed 256 MiB buffer and crashes when the graph
-    outgrows it (see eval_buffer_bytes() for the arithmetic); chunks are also kept short
-    in time (chunk_size()) so a cancel between them takes effect quickly;
+    outgrows it (see eval_buffer_bytes() for the arithmetic); an interruptible
+    evaluation goes one token per call, so a cancel takes effect within one token's time;
   * top_k 0 ("off") is passed as the vocabulary size, since 0.2.27 misbehaves on <= 0;
   * temperature 0 never reaches native code (it would divide by zero): greedy is argmax.
 
@@ -54,18 +54,10 @@ from writer_app.engine.window import Window, fit_window
 
 CancelCheck = Callable[[], bool]
 MAX_BATCH = 32  # more tokens per native call hardly speed up GPT-2 on a CPU
-# Cancellation is checked between chunks, so a chunk should take about this long at most
-# (gpt2-large evaluates ~50-100 ms per token in a batch on one thread: 26 tokens, the
-# largest chunk its buffer allows, would take well over a second).
-CHUNK_TARGET_MS = 400.0
 # gpt2.cc evaluates in a static 256 MiB buffer (it only grows it from a per-token
 # estimate measured on the first call, which ignores the context length).
 EVAL_BUFFER_BYTES = 256 * 1024 * 1024
 EVAL_BUFFER_SAFETY = 0.9  # stay this far below the buffer: room for counting errors
-
-
-def _never() -> bool:
-    return False
 
 
 def library_variant() -> str:
@@ -178,15 +170,6 @@ def safe_batch_size(n_past: int, remaining: int, shape: ModelShape, max_batch: i
     return size
 
 
-def chunk_size(n_past: int, remaining: int, shape: ModelShape, ms_per_token: float | None) -> int:
-    """Tokens to evaluate in the next native call: what the buffer allows, and no more
-    than fits in CHUNK_TARGET_MS at the speed measured so far (unknown at first)."""
-    size = safe_batch_size(n_past, remaining, shape, MAX_BATCH)
-    if ms_per_token:
-        size = min(size, max(1, int(CHUNK_TARGET_MS / ms_per_token)))
-    return size
-
-
 def derive_seed(request_seed: int, step: int) -> int:
     """An independent, reproducible 31-bit seed for one sampling step of a request."""
     digest = hashlib.blake2b(f"{request_seed}:{step}".encode(), digest_size=4).digest()
@@ -215,7 +198,6 @@ class CTransformersBackend:
         self.n_ctx = n_ctx
         self._shape = ModelShape.of(facts)
         self._context: list[int] = []  # tokens whose keys/values are in the cache, in order
-        self._ms_per_token: float | None = None  # measured on prompt chunks
 
     @classmethod
     def load(
@@ -256,13 +238,21 @@ class CTransformersBackend:
     def check_ids(self, token_ids: Sequence[int]) -> list[int]:
         return check_token_ids(token_ids, self.n_vocab)
 
-    def evaluate(self, token_ids: Sequence[int], should_cancel: CancelCheck = _never) -> int:
+    def evaluate(self, token_ids: Sequence[int], should_cancel: CancelCheck | None = None) -> int:
         """Bring the cache to exactly `token_ids`; returns how many had to be evaluated.
 
         The longest prefix shared with what is already cached is kept (ctransformers is
-        told the explicit n_past), so only the new tail costs time. If cancelled between
-        chunks, the cache holds a prefix and a later call continues from there; check
-        should_cancel() afterwards to know.
+        told the explicit n_past), so only the new tail costs time.
+
+        With should_cancel, the evaluation is interruptible: one token per native call,
+        checking in between, so a cancel takes effect within one token's time. ggml can't
+        be stopped mid-call, and a batch of 2 already takes ~1.4x one token here (gpt2
+        q4_0 at 800 tokens of context: 23 ms for 1, 33 for 2, 116 for 8). The price is
+        cold prompts: 800 gpt2 tokens take 13.7 s instead of 8.8 s in batches of 8, 420
+        gpt2-large tokens 30.7 s instead of 24.1 s in 4s; prewarming while the writer
+        types keeps cold prompts off the path to a suggestion. If cancelled, the cache
+        holds a prefix that a later call continues from; check should_cancel() to know.
+        Without should_cancel, batches as large as the evaluation buffer allows.
         """
         ids = self.check_ids(token_ids)
         if not ids:
@@ -280,20 +270,15 @@ class CTransformersBackend:
         del self._context[keep:]
         evaluated = 0
         while len(self._context) < len(ids):
-            if should_cancel():
+            if should_cancel is not None and should_cancel():
                 break
             n_past = len(self._context)
-            size = chunk_size(n_past, len(ids) - n_past, self._shape, self._ms_per_token)
-            started = time.perf_counter()
+            size = 1
+            if should_cancel is None:
+                size = safe_batch_size(n_past, len(ids) - n_past, self._shape, MAX_BATCH)
             self._eval_chunk(ids[n_past : n_past + size])
-            if size > 1:
-                self._remember_speed((time.perf_counter() - started) * 1000 / size)
             evaluated += size
         return evaluated
-
-    def _remember_speed(self, ms_per_token: float) -> None:
-        previous = self._ms_per_token
-        self._ms_per_token = ms_per_token if previous is None else (previous + ms_per_token) / 2
 
     def _eval_chunk(self, chunk: list[int]) -> None:
         n_past = len(self._context)
@@ -341,7 +326,7 @@ class CTransformersBackend:
         return self.top_alternatives(softmax(self.logits(), temperature), top_n)
 
     def prewarm(
-        self, prompt_ids: Sequence[int], max_tokens: int, should_cancel: CancelCheck = _never
+        self, prompt_ids: Sequence[int], max_tokens: int, should_cancel: CancelCheck | None = None
     ) -> int:
         """Evaluate the prompt a later generate() will use, so its cache is hot."""
         return self.evaluate(self._window(prompt_ids, max_tokens).tokens, should_cancel)
@@ -369,14 +354,16 @@ class CTransformersBackend:
         with_probs: bool = False,
         top_n: int = 5,
         preceding_text: str = "",
-        should_cancel: CancelCheck = _never,
+        should_cancel: CancelCheck | None = None,
     ) -> Iterator[TokenEvent | FinishEvent]:
-        """Stream the suggestion token by token; the last event is always a FinishEvent."""
+        """Stream the suggestion token by token; the last event is always a FinishEvent.
+        should_cancel makes it interruptible between tokens (see evaluate())."""
         window = self._window(prompt_ids, settings.max_tokens)
         started = time.perf_counter()
         evaluated = self.evaluate(window.tokens, should_cancel)
         prompt_done = time.perf_counter()
         run = _Run(request_id, settings, preceding_text)
+        should_cancel = should_cancel or _never
         if should_cancel():
             run.reason = FinishReason.CANCELLED
         else:
@@ -417,6 +404,9 @@ class CTransformersBackend:
             if result.stopped:
                 run.reason = FinishReason.STOP
                 return
+            if should_cancel():  # before the token's evaluation, the one costly step
+                run.reason = FinishReason.CANCELLED
+                return
             if step + 1 < max_new:
                 self._eval_chunk([token])
         run.reason = FinishReason.LENGTH
@@ -439,6 +429,10 @@ class CTransformersBackend:
             seed,
         )
         return self.check_ids([token])[0]
+
+
+def _never() -> bool:
+    return False
 
 
 def _penalize(logits: np.ndarray, recent: Sequence[int], penalty: float) -> None:
