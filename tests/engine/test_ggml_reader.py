@@ -241,6 +241,8 @@ def test_facts_of_a_tied_f32_file(tmp_path):
         file_size=path.stat().st_size,
         estimated_ram_bytes=facts.estimated_ram_bytes,
         eos_token_id=256,
+        # f32 tensors, and gpt2.cc's own copy of the tied embedding as lm_head
+        weight_bytes=4 * expected_parameters(257, 2, 32, 16) + 4 * 257 * 32,
     )
 
 

@@ -156,6 +156,7 @@ class ModelFacts:
     file_size: int
     estimated_ram_bytes: int
     eos_token_id: int | None
+    weight_bytes: int = 0  # in memory once loaded: the tensors, plus a copied lm_head if tied
 
 
 @dataclass(frozen=True)
@@ -388,6 +389,7 @@ def read_layout(path: str | os.PathLike[str]) -> ModelLayout:
         file_size=file_size,
         estimated_ram_bytes=weight_bytes + kv_cache_bytes + RUNTIME_OVERHEAD_BYTES,
         eos_token_id=eos,
+        weight_bytes=weight_bytes,
     )
     return ModelLayout(facts, vocab, {e.name: e for e in entries})
 

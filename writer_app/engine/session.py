@@ -11,11 +11,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from writer_app.engine.ggml import ModelFacts, read_vocab
+from writer_app.engine.ggml import ModelFacts, read_layout
+from writer_app.engine.memory import context_for_budget
 from writer_app.engine.process import EngineClient
 from writer_app.engine.protocol import Alternative, FinishEvent, TokenEvent
 from writer_app.engine.sampling import SamplingSettings
-from writer_app.engine.tokenizer import Tokenizer
+from writer_app.engine.tokenizer import Tokenizer, TokenizerCache
 from writer_app.engine.window import text_window_start
 
 # Characters of text per context token that we tokenize at most. English averages ~4.5
@@ -26,30 +27,47 @@ CHARS_PER_TOKEN_BUDGET = 8
 class TextSession:
     """One model in one engine process. Drive it from one thread (cancel(): any thread)."""
 
-    def __init__(self, client: EngineClient, facts: ModelFacts, tokenizer: Tokenizer) -> None:
+    def __init__(
+        self, client: EngineClient, facts: ModelFacts, tokenizer: Tokenizer, n_ctx: int
+    ) -> None:
         self.client = client
         self.facts = facts
         self.tokenizer = tokenizer
+        self.n_ctx = n_ctx  # the context the engine uses: the model's, or less (memory)
 
     @classmethod
-    def open(cls, path: str | Path, *, threads: int = 1) -> TextSession:
-        """Start an engine process and load the model (validated before it gets there)."""
+    def open(
+        cls,
+        path: str | Path,
+        *,
+        threads: int = 1,
+        memory_budget_bytes: int | None = None,
+        tokenizers: TokenizerCache | None = None,
+    ) -> TextSession:
+        """Start an engine process and load the model (validated before it gets there).
+
+        memory_budget_bytes caps the context so the whole app stays within it (see
+        engine/memory.py); tokenizers reuses a tokenizer built for the same vocabulary.
+        Raises InvalidModelFile, EngineError or OSError.
+        """
+        layout = read_layout(path)
+        n_ctx = context_for_budget(layout.facts, memory_budget_bytes)
+        tokenizer = (tokenizers or TokenizerCache()).get(layout.vocab)
         client = EngineClient(auto_restart=True)
         client.start()
         try:
-            facts = client.load(Path(path), threads=threads)
-            tokenizer = Tokenizer.from_vocab(read_vocab(Path(path)))
+            facts = client.load(Path(path), threads=threads, context_length=n_ctx)
         except BaseException:
             client.close()
             raise
-        return cls(client, facts, tokenizer)
+        return cls(client, facts, tokenizer, n_ctx)
 
     @property
     def path(self) -> Path:
         return Path(self.facts.path)
 
     def prompt_ids(self, text: str) -> list[int]:
-        start = text_window_start(text, self.facts.n_ctx * CHARS_PER_TOKEN_BUDGET)
+        start = text_window_start(text, self.n_ctx * CHARS_PER_TOKEN_BUDGET)
         ids = self.tokenizer.encode(text[start:])
         if not ids and self.tokenizer.eos_id is not None:
             # An empty page: GPT-2 was trained with <|endoftext|> between documents, so

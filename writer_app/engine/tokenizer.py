@@ -121,6 +121,29 @@ class Tokenizer:
         )
 
 
+class TokenizerCache:
+    """Tokenizers by vocabulary, so switching models doesn't rebuild one.
+
+    gpt2 and gpt2-large (and all their quantizations) share one vocabulary, and building
+    its tokenizer takes 0.1-0.2 s of work that holds the GIL, which stalls the GUI
+    thread when done on a loader thread. Keeps the `size` most recently used.
+    """
+
+    def __init__(self, size: int = 2) -> None:
+        self._size = max(1, size)
+        self._by_vocab: dict[tuple[bytes, ...], Tokenizer] = {}
+
+    def get(self, tokens: Sequence[bytes]) -> Tokenizer:
+        key = tuple(tokens)
+        tokenizer = self._by_vocab.pop(key, None)
+        if tokenizer is None:
+            tokenizer = Tokenizer.from_vocab(key)
+        self._by_vocab[key] = tokenizer  # now the most recent
+        while len(self._by_vocab) > self._size:
+            del self._by_vocab[next(iter(self._by_vocab))]
+        return tokenizer
+
+
 class IncrementalDecoder:
     """Turns generated tokens into text one at a time without splitting characters.
 

@@ -1,0 +1,92 @@
+"""The memory model the context cap rests on: arithmetic, and one real measurement."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.models import random_gpt2
+from writer_app.engine.ggml import ModelFacts, validate_model_file
+from writer_app.engine.memory import (
+    CONTEXT_STEP,
+    MIB,
+    MIN_CONTEXT,
+    app_resident_bytes,
+    context_bytes_per_token,
+    context_for_budget,
+)
+from writer_app.engine.process import EngineClient
+from writer_app.engine.sampling import SamplingSettings, StopAt
+
+BYTE_VOCAB = [bytes([b]) for b in range(256)] + [b"<|endoftext|>"]
+
+
+def facts_like(n_layer: int, n_embd: int, weight_mib: float, n_ctx: int = 1024) -> ModelFacts:
+    return ModelFacts(
+        path=Path("model.bin"), n_vocab=50257, n_ctx=n_ctx, n_embd=n_embd, n_head=20,
+        n_layer=n_layer, ftype=2, quantization="q4_0", has_lm_head=False,
+        parameter_count=0, file_size=0, estimated_ram_bytes=0, eos_token_id=50256,
+        weight_bytes=int(weight_mib * MIB),
+    )
+
+
+# Weights as gpt2.cc holds them for the q4_0 files the benchmark measures.
+GPT2 = facts_like(12, 768, 90.4)
+GPT2_LARGE = facts_like(36, 1280, 456.0)
+
+
+def test_without_a_budget_or_with_room_the_full_context_is_used():
+    assert context_for_budget(GPT2_LARGE, None) == 1024
+    assert context_for_budget(GPT2, 10**9) == 1024
+    assert context_for_budget(GPT2_LARGE, 4 * 10**9) == 1024
+
+
+def test_gpt2_large_is_capped_to_fit_one_gigabyte():
+    cap = context_for_budget(GPT2_LARGE, 10**9)
+    assert MIN_CONTEXT <= cap < 1024 and cap % CONTEXT_STEP == 0
+    assert app_resident_bytes(GPT2_LARGE, cap) <= 10**9
+    # ...and it is the longest such context, to the step.
+    assert app_resident_bytes(GPT2_LARGE, cap + CONTEXT_STEP) > 10**9
+
+
+def test_the_cap_grows_with_the_budget_and_never_drops_below_the_minimum():
+    caps = [context_for_budget(GPT2_LARGE, mb * 10**6) for mb in range(100, 1400, 50)]
+    assert caps == sorted(caps)
+    assert caps[0] == MIN_CONTEXT and caps[-1] == 1024
+
+
+def test_a_context_token_costs_what_the_cache_and_gpt2s_v_copy_take():
+    # f32 key and value per layer and width (8 bytes), plus the f32 transposed V (4).
+    assert context_bytes_per_token(GPT2) == 12 * 12 * 768
+    assert context_bytes_per_token(dataclasses.replace(GPT2, n_layer=24)) == 2 * 12 * 12 * 768
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads the engine's memory from /proc")
+def test_the_engine_grows_by_the_modelled_bytes_per_context_token(tmp_path):
+    """Measured on the real engine process: a gpt2-deep, narrow model, 32 then 480
+    tokens of context. Resident memory is the one figure this model exists to predict."""
+    path = random_gpt2(
+        tmp_path / "deep.bin", n_layer=12, n_embd=512, n_head=8, n_ctx=512, ftype="q4_0",
+        vocab=BYTE_VOCAB, seed=5,
+    )
+    facts = validate_model_file(path)
+    settings = SamplingSettings(temperature=0.0, max_tokens=1, stop_at=StopAt.LENGTH)
+    prompt = [(i * 37) % 256 for i in range(500)]
+    with EngineClient() as client:
+        client.load(path)
+        list(client.generate(1, prompt[:32], settings))
+        before = _resident_bytes(client.pid)
+        list(client.generate(2, prompt[:480], settings))
+        grown = _resident_bytes(client.pid) - before
+    expected = 448 * context_bytes_per_token(facts)
+    assert 0.8 * expected <= grown <= 1.25 * expected, (grown / MIB, expected / MIB)
+
+
+def _resident_bytes(pid: int | None) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")

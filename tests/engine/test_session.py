@@ -1,0 +1,75 @@
+"""TextSession: the memory budget's context cap, and tokenizers shared between models."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.support.models import random_gpt2
+from writer_app.engine.ggml import validate_model_file
+from writer_app.engine.memory import CONTEXT_STEP, app_resident_bytes
+from writer_app.engine.protocol import FinishEvent
+from writer_app.engine.sampling import SamplingSettings, StopAt
+from writer_app.engine.session import TextSession
+from writer_app.engine.tokenizer import TokenizerCache
+
+SHAPE = dict(n_layer=2, n_embd=64, n_head=4, n_ctx=512)
+SETTINGS = SamplingSettings(temperature=0.0, max_tokens=8, stop_at=StopAt.LENGTH)
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    return random_gpt2(tmp_path_factory.mktemp("session") / "m.bin", **SHAPE, seed=2)
+
+
+def finish_of(session: TextSession, text: str) -> FinishEvent:
+    events = list(session.generate(1, text, SETTINGS))
+    assert isinstance(events[-1], FinishEvent)
+    return events[-1]
+
+
+def test_a_memory_budget_caps_the_context_the_engine_uses(model_path):
+    facts = validate_model_file(model_path)
+    budget = app_resident_bytes(facts, 320 + CONTEXT_STEP // 2)
+    session = TextSession.open(model_path, memory_budget_bytes=budget)
+    try:
+        assert session.n_ctx == 320 and session.facts.n_ctx == 512
+        long_text = "the quiet river ran past the mill " * 300  # thousands of tokens
+        finish = finish_of(session, long_text)
+        # Windowed to the capped context, leaving room for the suggestion.
+        assert finish.prompt_tokens + SETTINGS.max_tokens <= 320
+        assert finish.prompt_tokens > 320 - 2 * SETTINGS.max_tokens - 64
+        assert finish.generated_tokens == SETTINGS.max_tokens
+    finally:
+        session.close()
+
+
+def test_without_a_budget_the_models_whole_context_is_used(model_path):
+    session = TextSession.open(model_path)
+    try:
+        assert session.n_ctx == 512
+        finish = finish_of(session, "the quiet river ran past the mill " * 300)
+        assert 320 < finish.prompt_tokens <= 512 - SETTINGS.max_tokens
+    finally:
+        session.close()
+
+
+def test_models_with_one_vocabulary_share_one_tokenizer(model_path, tmp_path):
+    other = random_gpt2(tmp_path / "other.bin", n_layer=1, n_embd=32, n_head=2, n_ctx=64)
+    tokenizers = TokenizerCache()
+    first = TextSession.open(model_path, tokenizers=tokenizers)
+    second = TextSession.open(other, tokenizers=tokenizers)
+    try:
+        assert second.tokenizer is first.tokenizer
+        assert second.prompt_ids("Hello there") == first.tokenizer.encode("Hello there")
+    finally:
+        first.close()
+        second.close()
+
+
+def test_the_tokenizer_cache_keeps_only_the_most_recent_vocabularies():
+    tokenizers = TokenizerCache(size=1)
+    bytes_only = [bytes([b]) for b in range(256)]
+    a = tokenizers.get(bytes_only)
+    b = tokenizers.get([*bytes_only, b"<|endoftext|>"])
+    assert b is not a and b.eos_id == 256
+    assert tokenizers.get(bytes_only) is not a  # a was let go to keep one
