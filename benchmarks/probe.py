@@ -115,9 +115,9 @@ class EngineProbe:
         generate_function = TextSession.generate
         probe = self
 
-        def open_session(cls, path, *, threads: int = 1):  # type: ignore[no-untyped-def]
+        def open_session(cls, path, *, threads: int = 1, **options):  # type: ignore[no-untyped-def]
             started = now_ms()
-            session = open_function(cls, path, threads=threads)
+            session = open_function(cls, path, threads=threads, **options)
             finished = now_ms()
             with probe._lock:
                 probe.sessions.append(

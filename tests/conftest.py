@@ -16,6 +16,16 @@ from writer_app.paths import HOME_ENV, AppPaths  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
+def _unfreeze_gc():
+    """The app freezes its long-lived objects out of garbage collection; one test's
+    must not outlive it in the test process."""
+    yield
+    import gc
+
+    gc.unfreeze()
+
+
+@pytest.fixture(autouse=True)
 def app_home(tmp_path, monkeypatch) -> AppPaths:
     """Each test gets its own config, data, cache and state folders."""
     home = tmp_path / "writer-app-home"

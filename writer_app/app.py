@@ -6,6 +6,7 @@ so tests can build the same graph with test doubles (e.g. a ScriptedMessenger).
 
 from __future__ import annotations
 
+import gc
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ from writer_app import __version__
 from writer_app.assets import demo_model_path, resources_dir
 from writer_app.engine.ggml import ModelFacts
 from writer_app.paths import AppPaths
-from writer_app.services.inference import EngineState, InferenceService
+from writer_app.services.inference import EngineState, InferenceService, engine_threads
 from writer_app.services.suggestion_controller import (
     SuggestionController,
     SuggestionPreferences,
@@ -77,11 +78,14 @@ class WriterApp:
         return self.window.keeper.current
 
     def _wire(self) -> None:
-        self.service.threads = self.settings.models.threads
+        models = self.settings.models
+        self.service.threads = engine_threads(models.threads)
+        self.service.memory_budget_bytes = models.memory_budget_mb * 1_000_000 or None
         self._apply_settings(self.settings)
         self.window.keeper.changed.connect(self._apply_settings)
         self.service.stateChanged.connect(self._show_engine_state)
         self.service.modelLoaded.connect(lambda facts: self.window.set_model_text(model_label(facts)))
+        self.service.modelLoaded.connect(freeze_long_lived_objects)
         self.service.modelFailed.connect(
             lambda path, message: self.window.messenger.warning("Model not loaded", message)
         )
@@ -114,9 +118,21 @@ class WriterApp:
     def start(self, open_path: str | None = None, *, model_path: Path | None = None) -> None:
         self.window.start(open_path)
         self.service.load_model(model_path or self.active_model_path())
+        freeze_long_lived_objects()
 
     def shutdown(self) -> None:
         self.service.shutdown()
+
+
+def freeze_long_lived_objects(*_: object) -> None:
+    """Take what exists now out of Python's garbage collection for good.
+
+    A full collection walks every object (37-57 ms here, with Qt's wrappers and the
+    tokenizer's tables) while holding the GIL, so it stalls typing whichever thread
+    triggers it. What exists after start-up or a model load lives as long as the app;
+    frozen, a full collection takes ~0 ms. (Garbage caught in it stays: a few objects.)
+    """
+    gc.freeze()
 
 
 def create_qapplication() -> QApplication:

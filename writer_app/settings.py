@@ -80,9 +80,15 @@ class ModelSettings(_Section):
     active_model: str | None = None  # a model id from the local model store
     models_dir: str | None = None  # None: AppPaths.models_dir
     hub_endpoint: str | None = None  # None: huggingface_hub's default (or HF_ENDPOINT)
-    threads: int = 1
+    threads: int = 1  # for the engine; at most the CPUs but one (services.engine_threads)
+    # The whole app's resident memory, in MB (10^6 bytes), that the model's context is
+    # capped to fit (engine/memory.py); 0: no cap. 1000 keeps gpt2-large at 448 tokens.
+    memory_budget_mb: int = 1000
 
-    LIMITS: ClassVar[dict[str, tuple[int, int]]] = {"threads": (1, 64)}
+    LIMITS: ClassVar[dict[str, tuple[int, int]]] = {
+        "threads": (1, 64),
+        "memory_budget_mb": (0, 10_000_000),
+    }
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -18,9 +18,17 @@ from tests.conftest import CAT_PHRASE, OWL_PHRASE
 from tests.support.gpt2_vocab import encode, gpt2_vocab
 from tests.support.models import random_gpt2, random_weights
 from tests.support.reference import reference_logits
+from writer_app.engine.ggml import validate_model_file
 from writer_app.engine.ggml_writer import write_gpt2
+from writer_app.engine.memory import app_resident_bytes
 from writer_app.engine.sampling import SamplingSettings, StopAt
-from writer_app.services.inference import STEP_CHOICES, EngineState, InferenceService
+from writer_app.engine.session import TextSession
+from writer_app.services.inference import (
+    STEP_CHOICES,
+    EngineState,
+    InferenceService,
+    engine_threads,
+)
 from writer_app.services.suggestion import TokenStep
 
 # ---- shared generated models ------------------------------------------------------------
@@ -241,6 +249,40 @@ def test_switching_models_keeps_suggesting_until_the_new_one_is_ready(
     service.request(2, "An owl", GREEDY, seed=1)
     qtbot.waitUntil(lambda: 2 in record.finished, timeout=30_000)
     assert record.text[2] == OWL_PHRASE.removeprefix("An owl")
+
+
+def test_a_memory_budget_caps_the_loaded_models_context(qtbot, service, tmp_path):
+    path = random_gpt2(tmp_path / "wide.bin", n_layer=2, n_embd=64, n_head=4, n_ctx=512)
+    service.memory_budget_bytes = app_resident_bytes(validate_model_file(path), 300)
+    record = Recorder(service)
+    load(qtbot, service, path)
+    assert service.context_tokens == 288  # the longest multiple of 32 within the budget
+    service.request(1, "a long afternoon of rain " * 200, GREEDY.with_changes(max_tokens=4), 1)
+    qtbot.waitUntil(lambda: 1 in record.finished, timeout=30_000)
+    assert record.finished[1] == "length"
+    service.memory_budget_bytes = None
+    load(qtbot, service, path)
+    assert service.context_tokens == 512
+
+
+def test_an_unexpected_error_while_loading_is_reported_not_left_loading(
+    qtbot, service, cat_model, monkeypatch
+):
+    def broken_open(*args, **kwargs):
+        raise RuntimeError("something nobody expected")
+
+    monkeypatch.setattr(TextSession, "open", broken_open)
+    with qtbot.waitSignal(service.modelFailed, timeout=30_000) as failure:
+        service.load_model(cat_model)
+    assert "could not be loaded" in failure.args[1] and "nobody expected" in failure.args[1]
+    assert not service.loading
+
+
+@pytest.mark.parametrize(
+    ("asked", "cpus", "used"), [(1, 2, 1), (2, 2, 1), (4, 2, 1), (4, 8, 4), (8, 4, 3), (3, 1, 1)]
+)
+def test_the_engine_always_leaves_one_cpu_to_the_gui(asked, cpus, used):
+    assert engine_threads(asked, cpus) == used
 
 
 def test_shutdown_with_a_generation_in_flight_does_not_hang(qtbot, slow_model):

@@ -4,6 +4,7 @@ detail with a scripted source in test_ghost_editor.py; here they run for real.""
 
 from __future__ import annotations
 
+import gc
 from dataclasses import replace
 
 import pytest
@@ -12,6 +13,7 @@ from PySide6.QtGui import QTextCursor
 
 from writer_app.app import WriterApp
 from writer_app.engine.sampling import SamplingSettings, StopAt
+from writer_app.services.inference import engine_threads
 from writer_app.ui.choosers import ScriptedFileChooser, ScriptedFontChooser
 from writer_app.ui.dialogs import ScriptedMessenger
 from writer_app.ui.recovery_dialog import ScriptedRecoveryChooser
@@ -73,6 +75,18 @@ def wait_for_ghost(qtbot, writer: WriterApp, expected: str | None = None) -> str
 
 def text(writer: WriterApp) -> str:
     return writer.editor.toPlainText()
+
+
+def test_the_engine_gets_the_settings_memory_budget_and_spares_a_cpu(cat_app):
+    models = cat_app.settings.models
+    assert models.memory_budget_mb == 1000
+    assert cat_app.service.memory_budget_bytes == 10**9
+    assert cat_app.service.threads == engine_threads(models.threads) == 1
+
+
+def test_what_exists_after_start_up_is_out_of_the_garbage_collectors_way(cat_app):
+    # Frozen objects are skipped by a full collection (37-57 ms otherwise, GIL held).
+    assert gc.get_freeze_count() > 10_000
 
 
 def test_a_pause_in_typing_shows_the_models_continuation_as_ghost_text(qtbot, cat_app):
