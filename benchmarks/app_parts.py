@@ -8,6 +8,10 @@ has ctransformers load it) + the tokenizer built in the app process from the fil
 vocabulary. Loading twice into the same engine process separates the interpreter start
 from the load itself.
 
+Cold prompts: the app evaluates interruptibly, one token per native call, so a cancel
+lands within one token; what that costs against batches (the raw way) on a long prompt
+the cache has not seen, in the same loaded backend.
+
 Generating: the engine's own per-token work (CTransformersBackend.generate in this
 process, no pipe, no Qt) with and without the per-token probabilities the app's worker
 always asks for (with_probs=True: a softmax and a top-8 over the whole vocabulary).
@@ -55,6 +59,26 @@ def measure_tokens(path: Path, tokens: int = 64, reps: int = 3) -> dict:
     return {f"backend_cpu_ms_per_token_{k}": median(v) for k, v in runs.items()}
 
 
+def measure_cold_prompt(path: Path, context: int) -> dict:
+    """Milliseconds to evaluate a long prompt from a cold cache, interruptible (as the app
+    does) and in the buffer policy's batches, at the context the app gives this model."""
+    from benchmarks.texts import document
+    from writer_app.engine.backend import CTransformersBackend
+    from writer_app.engine.ggml import read_vocab
+    from writer_app.engine.tokenizer import Tokenizer
+
+    backend = CTransformersBackend.load(path, threads=1, context_length=context)
+    ids = Tokenizer.from_vocab(read_vocab(path)).encode(document(5000))[: min(800, context - 32)]
+    timings = {}
+    for name, should_cancel in (("interruptible", lambda: False), ("batched", None)):
+        backend.evaluate([ids[0] + 1])  # another first token: nothing of ids is cached
+        started = time.perf_counter()
+        backend.evaluate(ids, should_cancel)
+        timings[f"cold_prompt_{name}_ms"] = _ms(started)
+    backend.close()
+    return {"cold_prompt_tokens": len(ids), **timings}
+
+
 def measure(path: Path) -> dict:
     # Imported here, not at module level: the engine process is spawned and imports
     # this main module again, which the real app's engine does not pay for.
@@ -87,9 +111,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, type=Path)
     parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--context", type=int, default=0,
+                        help="the app's context for this model (0: skip the cold prompt)")
     args = parser.parse_args(argv)
     parts = measure(args.model)
     parts.update(measure_tokens(args.model))
+    if args.context:
+        parts.update(measure_cold_prompt(args.model, args.context))
     print(f"[app parts {args.model.name}] " + ", ".join(f"{k} {v:.0f}" for k, v in parts.items()),
           flush=True)
     args.out.write_text(json.dumps(parts, indent=1))

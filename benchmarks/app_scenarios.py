@@ -293,8 +293,10 @@ def cancel_during_generation(
 
 
 def autosave_cost(harness: AppHarness, times: int) -> dict:
-    """The crash-recovery copy the window writes every few seconds while the document
-    has unsaved changes runs on the GUI thread: how long one takes for this document."""
+    """The crash-recovery copy the window takes every few seconds while the document has
+    unsaved changes: how long the GUI thread's part (the snapshot) takes for this
+    document. The disk write happens on the autosaver's own thread; waited for here
+    outside the timing, so copies don't coalesce."""
     harness.set_auto_suggest(False)
     costs = []
     autosaver = harness.writer.window.autosaver
@@ -303,6 +305,7 @@ def autosave_cost(harness: AppHarness, times: int) -> dict:
         started = now_ms()
         autosaver.write_now()
         costs.append(now_ms() - started)
+        autosaver.flush()
         wait_ms(50)
     harness.escape()
     harness.set_auto_suggest(True)

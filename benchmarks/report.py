@@ -178,18 +178,20 @@ def model_rows(name: str, raw: dict, app: dict, parts: dict | None = None) -> li
     if "autosave_long_ms" in app:
         save = app["autosave_long_ms"]
         rows.append(Row(
-            "GUI thread: one crash-recovery copy of the 5,000-word document (median / max)",
+            "GUI thread's part of one crash-recovery copy of the 5,000-word document (median / max)",
             f"{_ms(save['median'])} / {_ms(save['max'])}", "", "", f"< {STALL_MAX_MS:.0f} ms",
             _verdict(save["max"] < STALL_MAX_MS),
         ))
     if "gc" in app:
         gc_stats = app["gc"]
+        full, unfrozen = gc_stats["full_collection_ms"], gc_stats.get("full_collection_unfrozen_ms")
         rows.append(Row(
             f"Python GC in the GUI process: pauses > 5 ms during the run ({gc_stats['pauses_over_5ms']}), "
-            "longest / one full collection / full after gc.freeze()",
-            f"{_ms(gc_stats['longest_pause_ms'])} / {_ms(gc_stats['full_collection_ms'])} / "
-            f"{_ms(gc_stats['full_collection_after_freeze_ms'])}",
-            "", "", f"< {STALL_MAX_MS:.0f} ms", _verdict(gc_stats["longest_pause_ms"] < STALL_MAX_MS),
+            "longest / one full collection as the app runs (objects frozen after start-up and load)",
+            f"{_ms(gc_stats['longest_pause_ms'])} / {_ms(full)}",
+            f"{_ms(unfrozen)} (nothing frozen)" if unfrozen is not None else "", "",
+            f"< {STALL_MAX_MS:.0f} ms",
+            _verdict(max(gc_stats["longest_pause_ms"], full) < STALL_MAX_MS),
         ))
     for run in app.get("stall", []):
         stall, keys = run["stall_ms"], run["key_handling_ms"]
@@ -217,6 +219,13 @@ def model_rows(name: str, raw: dict, app: dict, parts: dict | None = None) -> li
             f"{_ms(median(gui))} / {_ms(worst)}", f"{_ms(token_ms_long)} (1 token{at})",
             _ratio(worst, token_ms_long), f"<= {_ms(token_ms_long)}",
             _verdict(worst <= token_ms_long if worst is not None and token_ms_long else None),
+        ))
+    if parts and "cold_prompt_interruptible_ms" in parts:
+        one, batched = parts["cold_prompt_interruptible_ms"], parts["cold_prompt_batched_ms"]
+        rows.append(Row(
+            f"  the price: a cold {parts['cold_prompt_tokens']}-token prompt, one token per call "
+            "(app) vs batches (backend alone)", _ms(one), f"{_ms(batched)} (batches)",
+            f"{one / batched:.2f}x time",
         ))
     load = app.get("load", {})
     raw_load = raw.get("load_s", 0) * 1000 or None

@@ -38,6 +38,9 @@ from benchmarks.models import (  # noqa: E402
     ensure_model,
 )
 from benchmarks.procfs import load_average  # noqa: E402
+from writer_app.engine.ggml import validate_model_file  # noqa: E402
+from writer_app.engine.memory import context_for_budget  # noqa: E402
+from writer_app.settings import ModelSettings  # noqa: E402
 
 SCENARIOS = ("raw", "speed", "typing", "cancel", "prewarm", "stall", "load")
 
@@ -89,15 +92,23 @@ def plan(args: argparse.Namespace) -> list[tuple[BenchModel, BenchModel | None, 
     return runs
 
 
-def raw_options(model: BenchModel, tiny: bool) -> list[str]:
+def app_context(path: Path) -> int:
+    """The context the app gives this model under its default memory budget: the raw
+    long-context figures are measured there, so "one token" means the same work."""
+    facts = validate_model_file(path)
+    return context_for_budget(facts, ModelSettings().memory_budget_mb * 1_000_000)
+
+
+def raw_options(model: BenchModel, tiny: bool, context: int) -> list[str]:
     if tiny:
         return ["--gen-tokens", "8", "--reps", "1", "--context-tokens", "100",
                 "--sweep", "1,4", "--sweep-at", "32", "--sweep-tokens", "8"]
+    long_context = str(min(800, context))
     if model is GPT2_LARGE:
         # gpt2-large crashes ctransformers with batches of 32 even on short prompts.
-        return ["--gen-tokens", "24", "--reps", "2", "--context-tokens", "800",
+        return ["--gen-tokens", "24", "--reps", "2", "--context-tokens", long_context,
                 "--sweep", "1,2,4,8,16", "--sweep-tokens", "32"]
-    return ["--gen-tokens", "64", "--reps", "3", "--context-tokens", "800",
+    return ["--gen-tokens", "64", "--reps", "3", "--context-tokens", long_context,
             "--sweep", "1,2,4,8,16,32", "--sweep-tokens", "32"]
 
 
@@ -119,11 +130,12 @@ def measure(args: argparse.Namespace, work: Path) -> dict:
             out = work / f"raw-{model.name}.json"
             entry["raw"] = _run(
                 _python("benchmarks.raw_bench", ["--model", str(path), "--out", str(out),
-                                                 *raw_options(model, args.tiny)]), out)
+                                                 *raw_options(model, args.tiny, app_context(path))]), out)
         if only & {"load", "speed"}:
             out = work / f"parts-{model.name}.json"
             entry["app_parts"] = _run(
-                _python("benchmarks.app_parts", ["--model", str(path), "--out", str(out)]), out)
+                _python("benchmarks.app_parts", ["--model", str(path), "--out", str(out),
+                                                 "--context", str(app_context(path))]), out)
         app_scenarios = [s for s in SCENARIOS if s in only and s != "raw"]
         if app_scenarios:
             out = work / f"app-{model.name}.json"
