@@ -17,6 +17,7 @@ from tests.support.reference import reference_logits
 from writer_app.engine.backend import (
     EVAL_BUFFER_BYTES,
     MAX_BATCH,
+    PREWARM_CHUNK,
     CTransformersBackend,
     ModelShape,
     derive_seed,
@@ -117,15 +118,23 @@ def _native_chunks(backend: CTransformersBackend, monkeypatch) -> list[int]:
     return sizes
 
 
-def test_interruptible_evaluation_goes_one_token_per_native_call(backend, monkeypatch):
-    """So a cancel waits for one token's evaluation at most (ggml can't stop mid-call)."""
+def test_a_generations_prompt_goes_one_token_per_native_call(backend, monkeypatch):
+    """So an edit cancels it within one token's evaluation (ggml can't stop mid-call)."""
     backend.evaluate([7])  # a different first token: nothing below is cached
     sizes = _native_chunks(backend, monkeypatch)
-    assert backend.evaluate([11] * 40, should_cancel=lambda: False) == 40
+    settings = GREEDY.with_changes(max_tokens=1)
+    list(backend.generate(1, [11] * 40, settings, should_cancel=lambda: False))
     assert sizes == [1] * 40
 
 
-def test_uninterruptible_evaluation_batches_as_the_buffer_allows(backend, monkeypatch):
+def test_a_prewarm_goes_in_batches(backend, monkeypatch):
+    backend.evaluate([7])
+    sizes = _native_chunks(backend, monkeypatch)
+    assert backend.prewarm([11] * 40, max_tokens=8, should_cancel=lambda: False) == 40
+    assert sizes == [PREWARM_CHUNK] * 5
+
+
+def test_evaluation_batches_as_the_buffer_allows_by_default(backend, monkeypatch):
     backend.evaluate([7])
     sizes = _native_chunks(backend, monkeypatch)
     assert backend.evaluate([11] * 40) == 40

@@ -11,8 +11,8 @@ Guards against the native library's known failure modes:
   * nothing is evaluated past n_ctx (ctransformers would silently overwrite its cache);
   * prompts are evaluated in chunks no larger than safe_batch_size() allows, because
     gpt2.cc builds each evaluation in a fixed 256 MiB buffer and crashes when the graph
-    outgrows it (see eval_buffer_bytes() for the arithmetic); an interruptible
-    evaluation goes one token per call, so a cancel takes effect within one token's time;
+    outgrows it (see eval_buffer_bytes() for the arithmetic); a generation's prompt goes
+    one token per call, so a cancel takes effect within one token's time;
   * top_k 0 ("off") is passed as the vocabulary size, since 0.2.27 misbehaves on <= 0;
   * temperature 0 never reaches native code (it would divide by zero): greedy is argmax.
 
@@ -54,6 +54,13 @@ from writer_app.engine.window import Window, fit_window
 
 CancelCheck = Callable[[], bool]
 MAX_BATCH = 32  # more tokens per native call hardly speed up GPT-2 on a CPU
+# A generation's own prompt goes one token per native call, so an edit cancels it within
+# one token's time: a batch of 2 already takes ~1.4x one token here (gpt2 q4_0 at 800
+# tokens of context: 23 ms for 1, 33 for 2, 83 for 8). Prewarming, which nobody waits to
+# cancel, goes in batches of 8: as fast per token as larger ones, and 1.5-1.7x faster
+# than one at a time on a cold prompt (800 gpt2 tokens: 7.1 s vs 12.2 s).
+GENERATION_CHUNK = 1
+PREWARM_CHUNK = 8
 # gpt2.cc evaluates in a static 256 MiB buffer (it only grows it from a per-token
 # estimate measured on the first call, which ignores the context length).
 EVAL_BUFFER_BYTES = 256 * 1024 * 1024
@@ -238,21 +245,22 @@ class CTransformersBackend:
     def check_ids(self, token_ids: Sequence[int]) -> list[int]:
         return check_token_ids(token_ids, self.n_vocab)
 
-    def evaluate(self, token_ids: Sequence[int], should_cancel: CancelCheck | None = None) -> int:
+    def evaluate(
+        self,
+        token_ids: Sequence[int],
+        should_cancel: CancelCheck | None = None,
+        *,
+        max_chunk: int = MAX_BATCH,
+    ) -> int:
         """Bring the cache to exactly `token_ids`; returns how many had to be evaluated.
 
         The longest prefix shared with what is already cached is kept (ctransformers is
-        told the explicit n_past), so only the new tail costs time.
-
-        With should_cancel, the evaluation is interruptible: one token per native call,
-        checking in between, so a cancel takes effect within one token's time. ggml can't
-        be stopped mid-call, and a batch of 2 already takes ~1.4x one token here (gpt2
-        q4_0 at 800 tokens of context: 23 ms for 1, 33 for 2, 116 for 8). The price is
-        cold prompts: 800 gpt2 tokens take 13.7 s instead of 8.8 s in batches of 8, 420
-        gpt2-large tokens 30.7 s instead of 24.1 s in 4s; prewarming while the writer
-        types keeps cold prompts off the path to a suggestion. If cancelled, the cache
-        holds a prefix that a later call continues from; check should_cancel() to know.
-        Without should_cancel, batches as large as the evaluation buffer allows.
+        told the explicit n_past), so only the new tail costs time. Tokens go to native
+        code in chunks of at most max_chunk, and fewer where the evaluation buffer
+        requires (safe_batch_size). should_cancel is checked between chunks; ggml can't
+        be stopped mid-call, so a cancel waits for the chunk in progress. If cancelled,
+        the cache holds a prefix that a later call continues from; check
+        should_cancel() afterwards to know.
         """
         ids = self.check_ids(token_ids)
         if not ids:
@@ -273,9 +281,7 @@ class CTransformersBackend:
             if should_cancel is not None and should_cancel():
                 break
             n_past = len(self._context)
-            size = 1
-            if should_cancel is None:
-                size = safe_batch_size(n_past, len(ids) - n_past, self._shape, MAX_BATCH)
+            size = safe_batch_size(n_past, len(ids) - n_past, self._shape, max_chunk)
             self._eval_chunk(ids[n_past : n_past + size])
             evaluated += size
         return evaluated
@@ -329,7 +335,8 @@ class CTransformersBackend:
         self, prompt_ids: Sequence[int], max_tokens: int, should_cancel: CancelCheck | None = None
     ) -> int:
         """Evaluate the prompt a later generate() will use, so its cache is hot."""
-        return self.evaluate(self._window(prompt_ids, max_tokens).tokens, should_cancel)
+        window = self._window(prompt_ids, max_tokens)
+        return self.evaluate(window.tokens, should_cancel, max_chunk=PREWARM_CHUNK)
 
     def _window(self, prompt_ids: Sequence[int], max_tokens: int) -> Window:
         ids = self._with_start(self.check_ids(prompt_ids))
@@ -360,7 +367,7 @@ class CTransformersBackend:
         should_cancel makes it interruptible between tokens (see evaluate())."""
         window = self._window(prompt_ids, settings.max_tokens)
         started = time.perf_counter()
-        evaluated = self.evaluate(window.tokens, should_cancel)
+        evaluated = self.evaluate(window.tokens, should_cancel, max_chunk=GENERATION_CHUNK)
         prompt_done = time.perf_counter()
         run = _Run(request_id, settings, preceding_text)
         should_cancel = should_cancel or _never
