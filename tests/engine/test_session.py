@@ -35,9 +35,9 @@ def test_a_memory_budget_caps_the_context_the_engine_uses(model_path):
         assert session.n_ctx == 320 and session.facts.n_ctx == 512
         long_text = "the quiet river ran past the mill " * 300  # thousands of tokens
         finish = finish_of(session, long_text)
-        # Windowed to the capped context, leaving room for the suggestion.
-        assert finish.prompt_tokens + SETTINGS.max_tokens <= 320
-        assert finish.prompt_tokens > 320 - 2 * SETTINGS.max_tokens - 64
+        # Windowed to the capped context, leaving room for the suggestion; the window
+        # moves in steps of half of it, so at least half is used.
+        assert 320 // 2 <= finish.prompt_tokens <= 320 - SETTINGS.max_tokens
         assert finish.generated_tokens == SETTINGS.max_tokens
     finally:
         session.close()

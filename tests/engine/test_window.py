@@ -5,6 +5,7 @@ import pytest
 from writer_app.engine.window import (
     DEFAULT_MARGIN,
     WindowError,
+    cut_step,
     fit_window,
     prompt_budget,
     text_window_start,
@@ -37,7 +38,7 @@ def test_long_prompt_keeps_the_most_recent_tokens():
     assert window.dropped == window.start > 0
     # The window is not needlessly short: at least budget minus one step is kept.
     budget = prompt_budget(1024, 24)
-    assert len(window.tokens) > budget - 1024 // 4
+    assert len(window.tokens) > budget - cut_step(1024, budget)
 
 
 def test_start_is_stable_while_typing_and_moves_in_large_steps():
@@ -48,7 +49,9 @@ def test_start_is_stable_while_typing_and_moves_in_large_steps():
     ]
     changes = [b - a for a, b in zip(starts, starts[1:], strict=False) if b != a]
     assert changes, "a growing prompt must eventually move the window"
-    assert all(change == n_ctx // 4 for change in changes)
+    step = cut_step(n_ctx, prompt_budget(n_ctx, max_new))
+    assert step >= (n_ctx - 32) // 2  # about half the context
+    assert all(change == step for change in changes)
     # Consecutive keystrokes share the window start almost always.
     assert len(changes) < len(starts) / 100
 
@@ -84,7 +87,7 @@ def test_text_window_starts_on_whitespace_and_bounds_the_tail():
     start = text_window_start(text, max_chars=4000)
     assert text[start].isspace()
     assert len(text) - start <= 4000
-    assert len(text) - start > 4000 - 4000 // 4 - 20
+    assert len(text) - start > 4000 - 4000 // 2 - 20
 
 
 def test_text_window_is_stable_while_typing():

@@ -19,9 +19,12 @@ from writer_app.engine.sampling import SamplingSettings
 from writer_app.engine.tokenizer import Tokenizer, TokenizerCache
 from writer_app.engine.window import text_window_start
 
-# Characters of text per context token that we tokenize at most. English averages ~4.5
-# characters per GPT-2 token; a generous 8 leaves fit_window a full budget to cut from.
-CHARS_PER_TOKEN_BUDGET = 8
+# Characters of text per context token that we tokenize at most. English prose averages
+# ~4.5 characters per GPT-2 token, so 4 gives a tail that usually fits the context
+# whole: then the window moves only where this character window does (in steps of half
+# of it, on a word boundary), never twice for the same stretch of typing. Denser text
+# (numbers, code, CJK) gives more tokens, which fit_window then cuts in its own steps.
+CHARS_PER_TOKEN_BUDGET = 4
 
 
 class TextSession:

@@ -6,9 +6,13 @@ cache when asked to go further, so everything the engine evaluates must fit:
     len(window) + max_new_tokens + margin <= n_ctx
 
 When the text before the cursor is too long, the oldest tokens are dropped. The cut
-point only moves in large steps (a quarter of the context by default), so while the
-writer types, consecutive prompts start at the same token and share a long prefix;
-the engine then re-evaluates only the few new tokens instead of the whole window.
+point only moves in large steps (half the context), so while the writer types,
+consecutive prompts start at the same token and share a long prefix; the engine then
+re-evaluates only the few new tokens instead of the whole window. When the cut does
+move, everything after it must be evaluated again (GPT-2's positions are absolute, so a
+cache can't be shifted): half-context steps make that happen half as often as quarter
+steps, and each time over fewer tokens (a third of the re-evaluation per typed token),
+at the price of a window that is between half and all of the budget.
 
 Two levels, both pure functions:
     text_window_start()  where to start reading characters, so the caller tokenizes a
@@ -23,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 DEFAULT_MARGIN = 4  # spare slots, so an off-by-one anywhere never reaches native code
-DEFAULT_STEP_FRACTION = 4  # the cut moves by n_ctx // 4 tokens at a time
+DEFAULT_STEP_FRACTION = 2  # the cut moves by ~n_ctx // 2 tokens at a time
 
 
 class WindowError(ValueError):
@@ -87,14 +91,14 @@ def fit_window(
 def text_window_start(text: str, max_chars: int, step_chars: int | None = None) -> int:
     """Where to start reading `text` so that at most ~max_chars characters are tokenized.
 
-    The start is quantized to multiples of step_chars (default: a quarter of max_chars) and
+    The start is quantized to multiples of step_chars (default: half of max_chars) and
     then moved forward to the next whitespace, so the first token is a whole word and the
     same text always yields the same start. Callers should pick max_chars generously
     (several characters per token) so fit_window() still has a full budget to cut from.
     """
     if max_chars < 1:
         raise WindowError("max_chars must be at least 1.")
-    step = step_chars or max(1, max_chars // 4)
+    step = step_chars or max(1, max_chars // DEFAULT_STEP_FRACTION)
     start = window_start(len(text), max_chars, step)
     if start == 0:
         return 0
