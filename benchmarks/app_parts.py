@@ -8,9 +8,10 @@ has ctransformers load it) + the tokenizer built in the app process from the fil
 vocabulary. Loading twice into the same engine process separates the interpreter start
 from the load itself.
 
-Cold prompts: the app evaluates interruptibly, one token per native call, so a cancel
-lands within one token; what that costs against batches (the raw way) on a long prompt
-the cache has not seen, in the same loaded backend.
+Cold prompts: the app prewarms in batches of 8 and evaluates a generation's own prompt
+one token per native call (so an edit cancels it within one token); what each costs
+against the largest batches, on a long prompt the cache has not seen, in the same
+loaded backend.
 
 Generating: the engine's own per-token work (CTransformersBackend.generate in this
 process, no pipe, no Qt) with and without the per-token probabilities the app's worker
@@ -60,21 +61,29 @@ def measure_tokens(path: Path, tokens: int = 64, reps: int = 3) -> dict:
 
 
 def measure_cold_prompt(path: Path, context: int) -> dict:
-    """Milliseconds to evaluate a long prompt from a cold cache, interruptible (as the app
-    does) and in the buffer policy's batches, at the context the app gives this model."""
+    """Milliseconds to evaluate a long prompt from a cold cache, at the context the app
+    gives this model: as the app prewarms (batches of 8), as a generation's own prompt
+    is evaluated (one token per call, to cancel within a token), and in the largest
+    batches the evaluation buffer allows."""
     from benchmarks.texts import document
-    from writer_app.engine.backend import CTransformersBackend
+    from writer_app.engine.backend import GENERATION_CHUNK, CTransformersBackend
     from writer_app.engine.ggml import read_vocab
     from writer_app.engine.tokenizer import Tokenizer
 
     backend = CTransformersBackend.load(path, threads=1, context_length=context)
     ids = Tokenizer.from_vocab(read_vocab(path)).encode(document(5000))[: min(800, context - 32)]
+    runs = {
+        "prewarm": lambda: backend.prewarm(ids, 24, should_cancel=lambda: False),
+        "generation": lambda: backend.evaluate(ids, lambda: False, max_chunk=GENERATION_CHUNK),
+        "batched": lambda: backend.evaluate(ids),
+    }
     timings = {}
-    for name, should_cancel in (("interruptible", lambda: False), ("batched", None)):
+    for name, evaluate in runs.items():
         backend.evaluate([ids[0] + 1])  # another first token: nothing of ids is cached
         started = time.perf_counter()
-        backend.evaluate(ids, should_cancel)
+        evaluated = evaluate()
         timings[f"cold_prompt_{name}_ms"] = _ms(started)
+        assert evaluated == len(ids), (name, evaluated)
     backend.close()
     return {"cold_prompt_tokens": len(ids), **timings}
 
