@@ -73,16 +73,21 @@ def gate(window: Harness, monkeypatch: pytest.MonkeyPatch) -> Iterator[Gate]:
     gate.release()  # never leave the writer thread blocked for the window's teardown
 
 
+
+def start_held_write(window, gate, text: str) -> None:
+    """Type `text` and ask for a copy; returns once its write is in progress and held."""
+    gate.hold()
+    window.type(text)
+    window.window.autosaver.write_now()
+    assert gate.entered.wait(timeout=10)
+
 def test_the_copy_is_written_off_the_gui_thread_and_write_now_does_not_wait(
     window, gate, app_home, qtbot
 ):
     autosaver = window.window.autosaver
     heard_on: list[int] = []
     autosaver.written.connect(lambda doc_id: heard_on.append(threading.get_ident()))
-    gate.hold()
-    window.type("a busy disk")
-    autosaver.write_now()
-    assert gate.entered.wait(timeout=10)
+    start_held_write(window, gate, "a busy disk")
     assert _entry_texts(app_home) == []  # write_now returned; the write is still held
     with qtbot.waitSignal(autosaver.written, timeout=10_000) as blocker:
         gate.release()
@@ -94,10 +99,7 @@ def test_the_copy_is_written_off_the_gui_thread_and_write_now_does_not_wait(
 
 def test_saving_while_a_copy_is_being_written_leaves_no_copy(window, gate, app_home, tmp_path):
     autosaver = window.window.autosaver
-    gate.hold()
-    window.type("draft")
-    autosaver.write_now()
-    assert gate.entered.wait(timeout=10)
+    start_held_write(window, gate, "draft")
     window.files.answers.append(str(tmp_path / "saved.txt"))
     assert window.window.documents.save()  # asks for the discard while the write is held
     gate.release()
@@ -110,10 +112,7 @@ def test_copies_asked_for_while_one_is_being_written_collapse_into_the_newest(
     window, gate, app_home
 ):
     autosaver = window.window.autosaver
-    gate.hold()
-    window.type("one")
-    autosaver.write_now()
-    assert gate.entered.wait(timeout=10)
+    start_held_write(window, gate, "one")
     for more in (" two", " three", " four"):
         window.type(more)
         autosaver.write_now()
@@ -161,10 +160,7 @@ def test_a_failing_write_is_reported_once_per_reason_on_the_gui_thread(
 
 def test_stop_waits_for_queued_copies_and_leaves_no_thread_running(window, gate, app_home):
     autosaver = window.window.autosaver
-    gate.hold()
-    window.type("first")
-    autosaver.write_now()
-    assert gate.entered.wait(timeout=10)
+    start_held_write(window, gate, "first")
     window.type(" and last")
     autosaver.write_now()  # queued behind the held write
     gate.release()
@@ -175,10 +171,7 @@ def test_stop_waits_for_queued_copies_and_leaves_no_thread_running(window, gate,
 
 def test_stop_gives_up_on_a_stuck_disk_instead_of_hanging(window, gate, app_home):
     autosaver = window.window.autosaver
-    gate.hold()
-    window.type("stuck")
-    autosaver.write_now()
-    assert gate.entered.wait(timeout=10)
+    start_held_write(window, gate, "stuck")
     assert autosaver.stop(timeout_ms=50) is False  # the window may close; the copy waits
     gate.release()
     assert autosaver.flush(10_000)  # the copy still lands once the disk answers
@@ -187,11 +180,7 @@ def test_stop_gives_up_on_a_stuck_disk_instead_of_hanging(window, gate, app_home
 
 
 def test_closing_the_window_drains_the_queue(window, gate, app_home):
-    autosaver = window.window.autosaver
-    gate.hold()
-    window.type("not wanted")
-    autosaver.write_now()
-    assert gate.entered.wait(timeout=10)
+    start_held_write(window, gate, "not wanted")
     window.messenger.answers.append(Choice.DISCARD)
     gate.release()
     assert window.window.close()  # discard queued behind the write, then stop() drains
