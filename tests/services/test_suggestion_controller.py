@@ -286,6 +286,27 @@ def test_type_through_while_streaming_keeps_the_stream(qtbot, controller, source
     assert source.cancelled == []
 
 
+def test_typing_through_to_the_end_of_a_stream_asks_again_after_the_pause(
+    qtbot, controller, source
+):
+    editor = Editor(controller, "The cat")
+    editor.report()
+    controller.trigger()
+    source.emit_piece(source.last.request_id, " sat")
+    editor.type(" sat")  # all that was shown, while more may still come
+    assert controller.suggestion is not None and not controller.debounce_pending
+    source.emit_finished(source.last.request_id)  # ...but nothing more did
+    assert controller.suggestion is None
+    qtbot.waitUntil(lambda: len(source.requests) == 2)
+    assert source.last.prompt == "The cat sat"
+
+
+def test_a_stream_that_ends_untouched_does_not_ask_again(qtbot, controller, source, ghosts):
+    editor = Editor(controller, "The cat")
+    ready(controller, source, editor, [" sat"])
+    assert shown(controller) == " sat" and not controller.debounce_pending
+
+
 def test_a_mismatching_character_dismisses_and_asks_again(qtbot, controller, source):
     editor = Editor(controller, "The cat")
     ready(controller, source, editor, [" sat"])

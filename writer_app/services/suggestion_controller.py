@@ -222,9 +222,8 @@ class SuggestionController(QObject):
             self._drop_suggestion()  # used up: like any other edit, it may start a new one
         else:
             self._drop_suggestion()
-        if edited and self._preferences.auto_trigger and self._may_request():
-            self._debounce.start()
-            self._source.prepare(prompt_for(context.before), self._settings)
+        if edited:
+            self._ask_after_the_pause()
         else:
             self._debounce.stop()
 
@@ -335,6 +334,14 @@ class SuggestionController(QObject):
             or self._preferences.suggest_mid_word
             or not is_mid_word(context.before, context.after)
         )
+
+    def _ask_after_the_pause(self) -> None:
+        """Start (or restart) the typing pause, and prewarm the prompt meanwhile."""
+        if self._preferences.auto_trigger and self._may_request():
+            self._debounce.start()
+            self._source.prepare(prompt_for(self._context.before), self._settings)
+        else:
+            self._debounce.stop()
 
     def _on_debounce_timeout(self) -> None:
         if self._preferences.auto_trigger and self._may_request():
@@ -490,3 +497,7 @@ class SuggestionController(QObject):
         if suggestion.exhausted:
             self._suggestion = None
             self.ghostChanged.emit(None)
+            if suggestion.consumed:
+                # Typed through to its end while it streamed: the text has moved on since
+                # the request, so after a pause a new suggestion is due, as after any edit.
+                self._ask_after_the_pause()
