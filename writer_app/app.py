@@ -17,6 +17,7 @@ from PySide6.QtWidgets import QApplication
 from writer_app import __version__
 from writer_app.assets import demo_model_path, resources_dir
 from writer_app.engine.ggml import ModelFacts
+from writer_app.models.catalog import Catalog
 from writer_app.paths import AppPaths
 from writer_app.services.inference import EngineState, InferenceService, engine_threads
 from writer_app.services.suggestion_controller import (
@@ -42,10 +43,21 @@ def preferences_from(settings: Settings) -> SuggestionPreferences:
     )
 
 
-def model_label(facts: ModelFacts) -> str:
-    name = Path(facts.path).name
-    demo = " (demo)" if Path(facts.path) == demo_model_path() else ""
-    return f"{name}{demo} · {facts.quantization}"
+def model_label(facts: ModelFacts, catalog: Catalog | None = None) -> str:
+    """What the status bar calls a model: its catalog name if it has one."""
+    path = Path(facts.path)
+    if path == demo_model_path():
+        return f"Demo (Jane Austen) · {facts.quantization}"
+    entry = catalog.by_filename(path.name) if catalog is not None else None
+    return entry.label if entry is not None else f"{path.name} · {facts.quantization}"
+
+
+def model_details(facts: ModelFacts, context_tokens: int) -> str:
+    """The status bar's tooltip: the file, and the context the app gives the model."""
+    context = f"reads up to {context_tokens} tokens before the cursor"
+    if context_tokens < facts.n_ctx:
+        context += f" (of {facts.n_ctx}: capped to the memory budget)"
+    return f"{facts.path}\n{context}"
 
 
 @dataclass
@@ -84,7 +96,7 @@ class WriterApp:
         self._apply_settings(self.settings)
         self.window.keeper.changed.connect(self._apply_settings)
         self.service.stateChanged.connect(self._show_engine_state)
-        self.service.modelLoaded.connect(lambda facts: self.window.set_model_text(model_label(facts)))
+        self.service.modelLoaded.connect(self._show_model)
         self.service.modelLoaded.connect(freeze_long_lived_objects)
         self.service.modelFailed.connect(
             lambda path, message: self.window.messenger.warning("Model not loaded", message)
@@ -95,6 +107,12 @@ class WriterApp:
         self.models_ui = install_models(self)
         self.sampling_docks = install_sampling(self)
         self.suggestion_menu = SuggestionMenu(self)
+
+    def _show_model(self, facts: ModelFacts) -> None:
+        catalog = self.models_ui.manager.catalog if self.models_ui is not None else None
+        self.window.set_model_text(
+            model_label(facts, catalog), model_details(facts, self.service.context_tokens)
+        )
 
     def _apply_settings(self, settings: Settings) -> None:
         self.controller.set_settings(settings.sampling)

@@ -205,6 +205,8 @@ def test_status_bar_shows_model_engine_state_and_word_count(qtbot, cat_app, cat_
     bar = cat_app.window.status
     qtbot.waitUntil(lambda: "3 words" in bar.count_label.text(), timeout=5_000)
     assert cat_model.name in bar.model_label.text()
+    assert str(cat_model) in bar.model_label.toolTip()
+    assert f"{cat_app.service.context_tokens} tokens" in bar.model_label.toolTip()
     assert "tok/s" in bar.engine_label.text()
 
 

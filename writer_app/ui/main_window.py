@@ -147,8 +147,8 @@ class MainWindow(QMainWindow):
         self.addAction(toggle)  # shortcuts keep working while the menu bar is hidden
         return toggle
 
-    def set_model_text(self, text: str) -> None:
-        self.status.set_model_text(text)
+    def set_model_text(self, text: str, details: str = "") -> None:
+        self.status.set_model_text(text, details)
 
     def set_engine_state(self, text: str) -> None:
         self.status.set_engine_state(text)

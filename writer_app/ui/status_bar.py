@@ -68,8 +68,9 @@ class StatusBar(QStatusBar):
             self.addWidget(label)
         self.addPermanentWidget(self.count_label)
 
-    def set_model_text(self, text: str) -> None:
+    def set_model_text(self, text: str, details: str = "") -> None:
         self.model_label.setText(text)
+        self.model_label.setToolTip(details)
 
     def set_engine_state(self, text: str) -> None:
         self.engine_label.setText(f"· {text}" if text else "")
