@@ -9,7 +9,14 @@ from pathlib import Path
 import pytest
 
 from tests.support.fake_hub import random_bytes, tiny_gpt2_file
-from writer_app.models.errors import DiskFull, InvalidModel, ModelAlreadyInstalled, UnknownModel
+from writer_app.models import store as store_module
+from writer_app.models.errors import (
+    DiskFull,
+    ImportCancelled,
+    InvalidModel,
+    ModelAlreadyInstalled,
+    UnknownModel,
+)
 from writer_app.models.store import (
     ModelStore,
     PartialState,
@@ -152,6 +159,32 @@ def test_import_copies_when_linking_is_impossible(models_dir, outside, monkeypat
     assert not os.path.samefile(source, model.path)
     assert model.path.read_bytes() == source.read_bytes()
     assert sorted(p.name for p in models_dir.iterdir()) == ["mine.ggml.bin"]  # no temp left
+
+
+def test_a_copy_reports_its_progress(models_dir, outside, monkeypatch):
+    source = tiny_gpt2_file(outside / "mine.bin")
+    monkeypatch.setattr(os, "link", no_links)
+    monkeypatch.setattr(store_module, "COPY_BLOCK_BYTES", 4096)
+    seen: list[tuple[int, int]] = []
+    ModelStore(models_dir).import_file(source, progress=lambda done, total: seen.append((done, total)))
+    size = source.stat().st_size
+    assert len(seen) == -(-size // 4096)
+    assert [done for done, _ in seen] == sorted(done for done, _ in seen)
+    assert seen[-1] == (size, size)
+
+
+def test_a_cancelled_copy_leaves_nothing_behind(models_dir, outside, monkeypatch):
+    source = tiny_gpt2_file(outside / "mine.bin")
+    monkeypatch.setattr(os, "link", no_links)
+    monkeypatch.setattr(store_module, "COPY_BLOCK_BYTES", 4096)
+    copied: list[int] = []
+    with pytest.raises(ImportCancelled, match="cancelled"):
+        ModelStore(models_dir).import_file(
+            source, progress=lambda done, _total: copied.append(done),
+            should_cancel=lambda: len(copied) >= 3,
+        )
+    assert copied == [4096, 8192, 12288]
+    assert list(models_dir.iterdir()) == []
 
 
 def test_import_refuses_a_copy_that_does_not_fit(models_dir, outside, monkeypatch):

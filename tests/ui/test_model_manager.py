@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import shutil
+import threading
 from collections import deque
 
 import pytest
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtWidgets import QProgressDialog, QPushButton
 
 from tests.services.test_downloads import WAIT_MS, host_model, quick_downloader, ranges
 from tests.support.fake_hub import fake_hub, localhost_only, random_bytes, tiny_gpt2_file
+from writer_app.models import store as store_module
 from writer_app.models.catalog import REPO_ID, Catalog
-from writer_app.models.store import partial_path
+from writer_app.models.store import ModelStore, partial_path
 from writer_app.paths import AppPaths
 from writer_app.services.downloads import DownloadManager
 from writer_app.settings import ModelSettings, PrivacySettings, Settings, SettingsStore
@@ -193,6 +198,58 @@ def test_import_accepts_a_model_and_explains_a_rejected_file(qtbot, make_manager
 
     qtbot.mouseClick(manager.window.import_button, Qt.MouseButton.LeftButton)  # cancelled
     assert len(manager.messenger.log) == 1
+
+
+def no_links(source, destination):
+    raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+
+def test_a_model_from_another_disk_is_copied_off_the_gui_thread(qtbot, make_manager, tmp_path,
+                                                              app_home, monkeypatch):
+    source = tiny_gpt2_file(tmp_path / "usb" / "story.bin")
+    monkeypatch.setattr(os, "link", no_links)  # as from another disk: a real copy
+    monkeypatch.setattr(store_module, "COPY_BLOCK_BYTES", 4096)
+    copied_on: set[int] = set()
+    real_import = ModelStore.import_file
+
+    def recording_import(self, path, **options):
+        copied_on.add(threading.get_ident())
+        return real_import(self, path, **options)
+
+    monkeypatch.setattr(ModelStore, "import_file", recording_import)
+    manager = make_manager()
+    manager.chooser.answers = deque([str(source)])
+    qtbot.mouseClick(manager.window.import_button, Qt.MouseButton.LeftButton)
+    assert (app_home.models_dir / "story.bin").read_bytes() == source.read_bytes()
+    assert copied_on and threading.get_ident() not in copied_on
+    assert manager.messenger.log == []
+
+
+def test_cancelling_an_import_keeps_nothing_and_asks_nothing(qtbot, make_manager, tmp_path,
+                                                          app_home, monkeypatch):
+    source = tiny_gpt2_file(tmp_path / "usb" / "story.bin")
+    monkeypatch.setattr(os, "link", no_links)
+    clicked = threading.Event()
+    real_import = ModelStore.import_file
+
+    def import_after_cancel(self, path, **options):
+        assert clicked.wait(10)  # the copy starts once the writer has pressed Cancel
+        return real_import(self, path, **options)
+
+    monkeypatch.setattr(ModelStore, "import_file", import_after_cancel)
+    manager = make_manager()
+    manager.chooser.answers = deque([str(source)])
+
+    def press_cancel() -> None:
+        manager.window.findChild(QProgressDialog).findChild(QPushButton).click()
+        clicked.set()
+
+    QTimer.singleShot(0, press_cancel)
+    qtbot.mouseClick(manager.window.import_button, Qt.MouseButton.LeftButton)
+    assert clicked.is_set()
+    assert not (app_home.models_dir / "story.bin").exists()
+    assert [p.name for p in app_home.models_dir.glob("*")] == []
+    assert manager.messenger.log == []
 
 
 def test_a_file_dropped_into_the_folder_appears_without_a_restart(qtbot, make_manager,

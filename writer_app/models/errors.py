@@ -68,5 +68,9 @@ class UnknownModel(ModelsError):
     """No catalog entry or installed model has that name."""
 
 
+class ImportCancelled(ModelsError):
+    """The writer cancelled copying a model file in; nothing of it was kept."""
+
+
 class ModelAlreadyInstalled(ModelsError):
     """Importing would overwrite a different model file of the same name."""

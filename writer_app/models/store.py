@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from writer_app.models.catalog import Catalog, CatalogEntry, app_catalog
 from writer_app.models.errors import (
     DiskFull,
+    ImportCancelled,
     InvalidModel,
     ModelAlreadyInstalled,
     ModelsError,
@@ -40,6 +41,8 @@ IMPORT_SUFFIX = ".importing"
 DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)})
 
 Validator = Callable[[Path], Any]  # returns the engine's ModelFacts, raises InvalidModel
+ImportProgress = Callable[[int, int], None]  # bytes copied so far, bytes in all
+COPY_BLOCK_BYTES = 4 * 1024 * 1024
 
 
 def check_model_file(path: Path) -> Any:
@@ -216,8 +219,19 @@ class ModelStore:
         self._checked.pop(target, None)
         return freed
 
-    def import_file(self, source: Path, *, overwrite: bool = False) -> InstalledModel:
-        """Validate a local GGML file, then link or copy it into the store atomically."""
+    def import_file(
+        self,
+        source: Path,
+        *,
+        overwrite: bool = False,
+        progress: ImportProgress | None = None,
+        should_cancel: Callable[[], bool] | None = None,
+    ) -> InstalledModel:
+        """Validate a local GGML file, then link or copy it into the store atomically.
+
+        A copy (the file is on another disk) reports progress(bytes_done, total) as it
+        goes and stops with ImportCancelled once should_cancel() says so, leaving
+        nothing behind. Both are called from the thread that imports."""
         source = Path(source).expanduser()
         if not source.is_file():
             raise InvalidModel(f"{source} does not exist or is not a file.")
@@ -234,7 +248,7 @@ class ModelStore:
                 )
         temporary = self.models_dir / f".{name}{IMPORT_SUFFIX}"
         try:
-            self._link_or_copy(source, temporary)
+            self._link_or_copy(source, temporary, progress, should_cancel)
             os.replace(temporary, target)
         finally:
             temporary.unlink(missing_ok=True)
@@ -275,7 +289,13 @@ class ModelStore:
             catalog_entry=self.catalog.by_filename(model_name),
         )
 
-    def _link_or_copy(self, source: Path, temporary: Path) -> None:
+    def _link_or_copy(
+        self,
+        source: Path,
+        temporary: Path,
+        progress: ImportProgress | None,
+        should_cancel: Callable[[], bool] | None,
+    ) -> None:
         temporary.unlink(missing_ok=True)
         try:
             os.link(source, temporary)  # same filesystem: instant, and no second copy on disk
@@ -291,7 +311,14 @@ class ModelStore:
             )
         try:
             with open(source, "rb") as reader, open(temporary, "wb") as writer:
-                shutil.copyfileobj(reader, writer, 1024 * 1024)
+                done = 0
+                while block := reader.read(COPY_BLOCK_BYTES):
+                    if should_cancel is not None and should_cancel():
+                        raise ImportCancelled(f"Importing {source.name} was cancelled.")
+                    writer.write(block)
+                    done += len(block)
+                    if progress is not None:
+                        progress(done, size)
                 writer.flush()
                 os.fsync(writer.fileno())
         except OSError as exc:

@@ -12,13 +12,14 @@ The window opens no connection by itself: only "Download" and "Refresh from hub"
 from __future__ import annotations
 
 import math
+import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
 
-from PySide6.QtCore import QEvent, Qt, QTimer
+from PySide6.QtCore import QEvent, QEventLoop, QObject, Qt, QTimer, Signal
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -29,6 +30,7 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QProgressBar,
+    QProgressDialog,
     QPushButton,
     QTableWidget,
     QTableWidgetItem,
@@ -44,7 +46,7 @@ from writer_app.models.catalog import (
     system_memory_bytes,
 )
 from writer_app.models.downloader import DownloadPhase, Progress
-from writer_app.models.errors import ModelsError
+from writer_app.models.errors import ImportCancelled, ModelsError
 from writer_app.models.store import InstalledModel, ModelStore, StoreContents
 from writer_app.services.downloads import DownloadJob, DownloadManager, JobState
 from writer_app.ui.dialogs import Choice, Messenger
@@ -133,10 +135,60 @@ def import_chosen_model(chooser: ModelChooser, store: ModelStore, messenger: Mes
     if not chosen:
         return None
     try:
-        return store.import_file(Path(chosen))
+        return import_with_progress(store, Path(chosen), parent)
+    except ImportCancelled:
+        return None  # the writer's own choice: nothing to explain
     except ModelsError as error:
         messenger.warning("Model not imported", str(error))
         return None
+
+
+class _ImportRelay(QObject):
+    progressed = Signal(int, int)  # bytes copied, bytes in all
+    finished = Signal(object, object)  # InstalledModel or None, ModelsError or None
+
+
+def import_with_progress(store: ModelStore, source: Path,
+                         parent: QWidget | None) -> InstalledModel:
+    """store.import_file on a worker thread, so the window keeps painting while a model
+    from another disk is checked and copied (hundreds of MB); a progress dialog with
+    Cancel appears if it takes more than a moment. Raises what import_file raises."""
+    relay = _ImportRelay()
+    cancelled = threading.Event()
+    outcome: list[tuple[InstalledModel | None, ModelsError | None]] = []
+    dialog = QProgressDialog(f"Importing {source.name}…", "Cancel", 0, 1000, parent)
+    dialog.setWindowTitle("Import Model File")
+    dialog.setWindowModality(Qt.WindowModality.WindowModal)
+    dialog.setMinimumDuration(400)
+    dialog.setAutoClose(False)
+    dialog.setAutoReset(False)
+    dialog.canceled.connect(cancelled.set)
+    waiting = QEventLoop()
+    relay.progressed.connect(lambda done, total: dialog.setValue(done * 1000 // max(1, total)))
+    relay.finished.connect(lambda model, error: (outcome.append((model, error)), waiting.quit()))
+
+    def work() -> None:
+        try:
+            model = store.import_file(source, progress=relay.progressed.emit,
+                                      should_cancel=cancelled.is_set)
+        except ModelsError as error:
+            relay.finished.emit(None, error)
+        except OSError as error:
+            relay.finished.emit(None, ModelsError(f"Could not import {source.name}: {error}."))
+        else:
+            relay.finished.emit(model, None)
+
+    worker = threading.Thread(target=work, name="model-import", daemon=True)
+    worker.start()
+    waiting.exec()  # the finished signal is queued to this thread, so it can't be missed
+    worker.join()
+    dialog.close()
+    dialog.deleteLater()
+    [(model, error)] = outcome
+    if error is not None:
+        raise error
+    assert model is not None
+    return model
 
 
 # ---- what each row shows ----------------------------------------------------------------
