@@ -110,3 +110,23 @@ def test_version_is_printed_without_starting_anything():
     result = run_cli("--version", timeout=30)
     assert result.returncode == 0
     assert result.stdout.strip().startswith("writer-app 0.")
+
+
+def test_an_installed_model_is_found_by_name_in_the_folder_the_settings_choose(
+    cat_model, tmp_path, app_home, capsys
+):
+    import shutil
+    from dataclasses import replace
+
+    from writer_app.settings import Settings, SettingsStore
+
+    folder = tmp_path / "my models"
+    folder.mkdir()
+    shutil.copy(cat_model, folder / "cat-phrases.bin")
+    settings = Settings()
+    SettingsStore.for_paths(app_home).save(
+        replace(settings, models=replace(settings.models, models_dir=str(folder)))
+    )
+    code = main(["complete", "--model", "cat-phrases.bin", "--temperature", "0", "The cat sat"])
+    assert code == 0
+    assert capsys.readouterr().out.startswith(" on the mat.")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from dataclasses import asdict
@@ -58,15 +59,20 @@ def resolve_model(name: str | None) -> Path:
     candidate = Path(name).expanduser()
     if candidate.is_file():
         return candidate
-    if candidate.suffix or "/" in name:
+    if "/" in name or os.sep in name:
         raise CliError(f"model file not found: {name}")
     from writer_app.models.errors import ModelsError
     from writer_app.models.store import app_store
+    from writer_app.settings import SettingsStore
 
+    paths = AppPaths.default()
+    chosen_dir = SettingsStore.for_paths(paths).load().settings.models.models_dir
     try:
-        return app_store(AppPaths.default()).find(name).path
+        models_dir = Path(chosen_dir).expanduser() if chosen_dir else None
+        return app_store(paths, models_dir).find(name).path
     except ModelsError as error:
-        raise CliError(str(error)) from None
+        # "story.bin" may have meant a file here as much as an installed model.
+        raise CliError(f"model file not found: {name}" if candidate.suffix else str(error)) from None
 
 
 def _open_session(path: Path) -> TextSession:

@@ -77,7 +77,7 @@ class EditorSettings(_Section):
 
 @dataclass(frozen=True)
 class ModelSettings(_Section):
-    active_model: str | None = None  # a model id from the local model store
+    active_model: str | None = None  # the path of the model last chosen (None: the demo)
     models_dir: str | None = None  # None: AppPaths.models_dir
     hub_endpoint: str | None = None  # None: huggingface_hub's default (or HF_ENDPOINT)
     threads: int = 1  # for the engine; at most the CPUs but one (services.engine_threads)
