@@ -251,6 +251,29 @@ def test_switching_models_keeps_suggesting_until_the_new_one_is_ready(
     assert record.text[2] == OWL_PHRASE.removeprefix("An owl")
 
 
+def test_a_newer_prepare_stops_a_prewarm_still_running(qtbot, service, slow_model):
+    load(qtbot, service, slow_model)
+    reports: dict[int, int] = {}
+    service.prewarmed.connect(lambda pid, evaluated: reports.update({pid: evaluated}))
+    started = []
+    real_begin = service.begin_prewarm
+
+    def begin(prewarm_id: int) -> None:
+        real_begin(prewarm_id)
+        started.append(prewarm_id)
+
+    service.begin_prewarm = begin  # type: ignore[method-assign]
+    long_text = " ".join(f"word{i}" for i in range(250))  # a cold prompt of ~700 tokens
+    first = service.prepare(long_text, GREEDY)
+    qtbot.waitUntil(lambda: first in started, timeout=30_000)
+    second = service.prepare("A short, different text.", GREEDY)
+    qtbot.waitUntil(lambda: second in reports, timeout=30_000)
+    full = len(service._worker.session.prompt_ids(long_text))
+    assert full < 1024 - GREEDY.max_tokens - 4  # the whole prompt fits: nothing windowed
+    assert reports[first] < full  # stopped part-way, not finished
+    assert reports[second] > 0
+
+
 def test_a_memory_budget_caps_the_loaded_models_context(qtbot, service, tmp_path):
     path = random_gpt2(tmp_path / "wide.bin", n_layer=2, n_embd=64, n_head=4, n_ctx=512)
     service.memory_budget_bytes = app_resident_bytes(validate_model_file(path), 300)

@@ -680,3 +680,16 @@ def test_each_edit_asks_the_source_to_prepare_the_prompt_it_will_request(qtbot):
     editor.select(True)
     editor.type("x")  # an edit with a selection: no request will follow, so no prewarm
     assert len(source.prepared) == prepared
+
+
+def test_a_cursor_move_prepares_the_prompt_there_without_asking(qtbot):
+    source = PreparingSource()
+    controller = make_controller(source)
+    editor = Editor(controller, "The cat sat on the mat. It slept.")
+    editor.move_to(len("The cat sat"))
+    assert source.prepared[-1] == "The cat sat"
+    editor.select(True)
+    prepared = len(source.prepared)
+    editor.move_to(len("The cat"))  # with a selection: nothing will be asked there
+    assert len(source.prepared) == prepared
+    assert not controller.debounce_pending and source.requests == []

@@ -174,6 +174,7 @@ class _Worker(QObject):
         if session is None or self._service.is_stale_prewarm(prewarm_id):
             return
         try:
+            self._service.begin_prewarm(prewarm_id)
             evaluated = session.prewarm(prompt_text, max_tokens)
         except EngineCrashed as crash:
             self.state.emit(EngineState.RESTARTING.value, "")
@@ -184,6 +185,8 @@ class _Worker(QObject):
             return  # a prewarm is only an optimisation; the suggestion will say what's wrong
         else:
             self.prewarmed.emit(prewarm_id, evaluated)
+        finally:
+            self._service.finish_prewarm(prewarm_id)
 
     def _restart(self, session: TextSession) -> None:
         try:
@@ -285,6 +288,7 @@ class InferenceService(SuggestionSource):
         self._cancelled_probe_upto = 0
         self._active_probe: int | None = None
         self._latest_prewarm = 0
+        self._active_prewarm: int | None = None
         # Per-token probabilities cost ~15% of generation speed; the token-probability
         # panel turns them on while it is visible.
         self.step_probabilities = False
@@ -372,13 +376,30 @@ class InferenceService(SuggestionSource):
     # ---- used by the worker thread ----------------------------------------------------
 
     def prepare(self, prompt_text: str, settings: SamplingSettings) -> int:
-        """Prewarm the prompt while the writer types. Only the newest one runs: a burst of
-        keystrokes queues many, and the worker skips all but the last."""
+        """Prewarm the prompt while the writer types or moves the cursor. Only the newest
+        one matters: a burst of keystrokes queues many, the worker skips all but the
+        last, and a prewarm still running is stopped (within one batch of 8 tokens)
+        instead of finishing a prompt the writer has left; what it evaluated stays in
+        the cache for the next one to reuse."""
         with self._lock:
             self._latest_prewarm += 1
             prewarm_id = self._latest_prewarm
+            session = self._worker.session
+            if session is not None and self._active_prewarm is not None:
+                # Under the lock the worker can't have moved on to another command, so
+                # this stops the prewarm and nothing sent after it.
+                session.cancel()
         self._prewarm.emit(prewarm_id, prompt_text, settings.max_tokens)
         return prewarm_id
+
+    def begin_prewarm(self, prewarm_id: int) -> None:
+        with self._lock:
+            self._active_prewarm = prewarm_id
+
+    def finish_prewarm(self, prewarm_id: int) -> None:
+        with self._lock:
+            if self._active_prewarm == prewarm_id:
+                self._active_prewarm = None
 
     def is_stale_prewarm(self, prewarm_id: int) -> bool:
         with self._lock:

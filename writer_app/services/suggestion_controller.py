@@ -226,6 +226,7 @@ class SuggestionController(QObject):
             self._ask_after_the_pause()
         else:
             self._debounce.stop()
+            self._prepare_for_the_cursor()
 
     def set_composing(self, composing: bool) -> None:
         """An input method started or ended composing text: a ghost would collide with
@@ -334,6 +335,14 @@ class SuggestionController(QObject):
             or self._preferences.suggest_mid_word
             or not is_mid_word(context.before, context.after)
         )
+
+    def _prepare_for_the_cursor(self) -> None:
+        """The cursor moved without an edit: no suggestion is due, but typing or
+        Ctrl+Space may come next here, so the engine gets this prompt ready (in batches,
+        faster than a request's own one-token-at-a-time evaluation)."""
+        context = self._context
+        if self._preferences.auto_trigger and not context.has_selection and not self._composing:
+            self._source.prepare(prompt_for(context.before), self._settings)
 
     def _ask_after_the_pause(self) -> None:
         """Start (or restart) the typing pause, and prewarm the prompt meanwhile."""
