@@ -82,7 +82,7 @@ class ModelSettings(_Section):
     hub_endpoint: str | None = None  # None: huggingface_hub's default (or HF_ENDPOINT)
     threads: int = 1  # for the engine; at most the CPUs but one (services.engine_threads)
     # The whole app's resident memory, in MB (10^6 bytes), that the model's context is
-    # capped to fit (engine/memory.py); 0: no cap. 1000 keeps gpt2-large at 448 tokens.
+    # capped to fit (engine/memory.py); 0: no cap. 1000 keeps gpt2-large at 416 tokens.
     memory_budget_mb: int = 1000
 
     LIMITS: ClassVar[dict[str, tuple[int, int]]] = {

@@ -57,10 +57,11 @@ MAX_BATCH = 32  # more tokens per native call hardly speed up GPT-2 on a CPU
 # A generation's own prompt goes one token per native call, so an edit cancels it within
 # one token's time: a batch of 2 already takes ~1.4x one token here (gpt2 q4_0 at 800
 # tokens of context: 23 ms for 1, 33 for 2, 83 for 8). Prewarming, which nobody waits to
-# cancel, goes in batches of 8: as fast per token as larger ones, and 1.5-1.7x faster
-# than one at a time on a cold prompt (800 gpt2 tokens: 7.1 s vs 12.2 s).
+# cancel, goes in batches of 4: 1.4-1.7x faster than one at a time on a cold prompt, and
+# within 10-20% of batches of 8, whose scratch memory would cost gpt2-large 38 MiB more
+# (peak 808 MiB against 770 at 448 tokens of context; see engine/memory.py).
 GENERATION_CHUNK = 1
-PREWARM_CHUNK = 8
+PREWARM_CHUNK = 4
 # gpt2.cc evaluates in a static 256 MiB buffer (it only grows it from a per-token
 # estimate measured on the first call, which ignores the context length).
 EVAL_BUFFER_BYTES = 256 * 1024 * 1024

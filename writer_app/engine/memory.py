@@ -1,15 +1,17 @@
 """How much memory a loaded model takes, and how much context fits a memory budget.
 
-The engine process's resident memory, measured with one token per evaluation (as the app
-evaluates) on gpt2- and gpt2-large-shaped q4_0 files, is
+The engine process's resident memory, measured on gpt2- and gpt2-large-shaped q4_0
+files, is
     weights + ~46 MiB (interpreter, numpy, the ctransformers library)
-            + ~15 MiB (the first evaluation's scratch)
+            + up to ~34 MiB (the scratch of a 4-token prewarm evaluation; 1-token
+              evaluations touch ~15 MiB, 8-token ones ~86 MiB)
             + 12 bytes x n_layer x n_embd per token of context in use:
 f32 keys and values in the cache (8) and the transposed copy of V that gpt2.cc makes
 over the whole context on every evaluation (4). gpt2: 137 MiB after load, 226 MiB at 800
 tokens (0.105 MiB a token); gpt2-large: 503 MiB after load, 941 MiB at 800 tokens (0.53
-MiB a token). Pages of the cache are only touched as the context fills, so capping the
-context the engine uses (the backend's n_ctx) caps its memory.
+MiB a token); gpt2-large with prewarms at 448 tokens: 770 MiB at its peak. Pages of
+the cache are only touched as the context fills, so capping the context the engine uses
+(the backend's n_ctx) caps its memory.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from __future__ import annotations
 from writer_app.engine.ggml import ModelFacts
 
 MIB = 1024 * 1024
-ENGINE_BASE_BYTES = 64 * MIB  # interpreter, libraries, first evaluation's scratch
+ENGINE_BASE_BYTES = 80 * MIB  # interpreter, libraries, a prewarm evaluation's scratch
 CONTEXT_BYTES_PER_LAYER_WIDTH = 12
 # The app's own (GUI) process: 117-123 MiB before any model, 165-167 MiB at its peak
 # with a tokenizer loaded and a document open (benchmarks/README.md).
