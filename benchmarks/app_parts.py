@@ -8,7 +8,7 @@ has ctransformers load it) + the tokenizer built in the app process from the fil
 vocabulary. Loading twice into the same engine process separates the interpreter start
 from the load itself.
 
-Cold prompts: the app prewarms in batches of 8 and evaluates a generation's own prompt
+Cold prompts: the app prewarms in batches of 4 and evaluates a generation's own prompt
 one token per native call (so an edit cancels it within one token); what each costs
 against the largest batches, on a long prompt the cache has not seen, in the same
 loaded backend.
@@ -62,11 +62,11 @@ def measure_tokens(path: Path, tokens: int = 64, reps: int = 3) -> dict:
 
 def measure_cold_prompt(path: Path, context: int) -> dict:
     """Milliseconds to evaluate a long prompt from a cold cache, at the context the app
-    gives this model: as the app prewarms (batches of 8), as a generation's own prompt
+    gives this model: as the app prewarms (batches of 4), as a generation's own prompt
     is evaluated (one token per call, to cancel within a token), and in the largest
     batches the evaluation buffer allows."""
     from benchmarks.texts import document
-    from writer_app.engine.backend import GENERATION_CHUNK, CTransformersBackend
+    from writer_app.engine.backend import GENERATION_CHUNK, PREWARM_CHUNK, CTransformersBackend
     from writer_app.engine.ggml import read_vocab
     from writer_app.engine.tokenizer import Tokenizer
 
@@ -85,7 +85,7 @@ def measure_cold_prompt(path: Path, context: int) -> dict:
         timings[f"cold_prompt_{name}_ms"] = _ms(started)
         assert evaluated == len(ids), (name, evaluated)
     backend.close()
-    return {"cold_prompt_tokens": len(ids), **timings}
+    return {"cold_prompt_tokens": len(ids), "prewarm_chunk": PREWARM_CHUNK, **timings}
 
 
 def measure(path: Path) -> dict:

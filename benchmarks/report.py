@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass
 
 from benchmarks.stats import median, percentile
+from writer_app.engine.backend import PREWARM_CHUNK
 
 GB_MIB = 1e9 / 2**20  # the memory target is 1.0 GB (decimal): 953.7 MiB
 LATENCY_SLACK_MS = 15.0
@@ -230,9 +231,10 @@ def model_rows(name: str, raw: dict, app: dict, parts: dict | None = None) -> li
     if parts and "cold_prompt_generation_ms" in parts:
         prewarm, one = parts["cold_prompt_prewarm_ms"], parts["cold_prompt_generation_ms"]
         batched = parts["cold_prompt_batched_ms"]
+        chunk = parts.get("prewarm_chunk", PREWARM_CHUNK)
         rows.append(Row(
             f"  the price: a cold {parts['cold_prompt_tokens']}-token prompt: prewarmed (batches "
-            "of 8) / a generation's own (one token per call)", f"{_ms(prewarm)} / {_ms(one)}",
+            f"of {chunk}) / a generation's own (one token per call)", f"{_ms(prewarm)} / {_ms(one)}",
             f"{_ms(batched)} (largest batches)", f"{prewarm / batched:.2f}x / {one / batched:.2f}x time",
         ))
     load = app.get("load", {})
