@@ -9,6 +9,8 @@ import errno
 import os
 
 import pytest
+from PySide6.QtCore import QEvent
+from PySide6.QtWidgets import QApplication
 
 from tests.ui.window_fixtures import make_window, window_harness  # noqa: F401
 from writer_app.settings import MAX_RECENT_FILES, SettingsStore
@@ -256,6 +258,62 @@ def test_a_file_deleted_meanwhile_can_be_written_again(changed_elsewhere):
     assert h.window.documents.save()
     assert "moved or deleted" in h.messenger.texts("ask")[0]
     assert path.read_text(encoding="utf-8") == "mine: first version\n"
+
+
+def notices(h) -> list[str]:
+    bar = h.window.notice_bar
+    return [] if bar.isHidden() else bar.label.text().splitlines()
+
+
+def test_coming_back_reloads_a_file_changed_elsewhere_when_nothing_is_unsaved(
+    window_harness, tmp_path
+):
+    h = window_harness
+    path = tmp_path / "shared.txt"
+    path.write_text("first version\n", encoding="utf-8")
+    h.window.documents.open_path(str(path))
+    path.write_text("their version\n", encoding="utf-8")  # another program, while away
+    h.window.documents.check_disk()
+    assert h.editor.toPlainText() == "their version\n"
+    assert not h.window.isWindowModified()
+    assert any("changed by another program" in n for n in notices(h))
+    assert h.messenger.log == []  # nothing to decide: nothing of the writer's was lost
+
+
+def test_coming_back_keeps_unsaved_work_and_says_so_once(changed_elsewhere):
+    h, path = changed_elsewhere
+    h.window.documents.check_disk()
+    h.window.documents.check_disk()  # back again: the same outside version, no repeat
+    assert h.editor.toPlainText() == "mine: first version\n"
+    assert [n for n in notices(h) if "changed by another program" in n] == [
+        "“shared.txt” was changed by another program. Your unsaved version is kept; "
+        "saving will ask which one to keep."
+    ]
+    assert path.read_text(encoding="utf-8") == "their version\n"
+
+
+def test_coming_back_to_an_unchanged_file_says_nothing(window_harness, tmp_path):
+    h = window_harness
+    path = tmp_path / "quiet.txt"
+    path.write_text("as it was\n", encoding="utf-8")
+    h.window.documents.open_path(str(path))
+    h.type("more ")
+    h.window.documents.check_disk()
+    assert notices(h) == [] and h.editor.toPlainText() == "more as it was\n"
+
+
+def test_activating_the_window_checks_the_file(window_harness, tmp_path, qtbot):
+    h = window_harness
+    path = tmp_path / "shared.txt"
+    path.write_text("first version\n", encoding="utf-8")
+    h.window.documents.open_path(str(path))
+    h.window.show()
+    h.window.activateWindow()
+    qtbot.waitUntil(h.window.isActiveWindow, timeout=5_000)
+    path.write_text("their version\n", encoding="utf-8")
+    # What Qt sends when the writer switches back to the window:
+    QApplication.sendEvent(h.window, QEvent(QEvent.Type.ActivationChange))
+    assert h.editor.toPlainText() == "their version\n"
 
 
 def test_recent_files_keep_the_newest_ten_and_persist(window_harness, tmp_path):

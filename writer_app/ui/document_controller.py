@@ -34,6 +34,7 @@ from writer_app.documents.textfile import (
     UnencodableTextError,
     changed_on_disk,
     read_text_file,
+    stamp_file,
 )
 from writer_app.documents.textfile import write_text_file_atomic as _write_text_file_atomic
 from writer_app.settings import Settings
@@ -86,6 +87,8 @@ class DocumentController(QObject):
         self._chooser = file_chooser
         self._settings = settings
         self._parent = dialog_parent
+        # (path, sha256 or None if gone) of the outside change last told about
+        self._outside_change_told: tuple[str, str | None] | None = None
 
     # ----- state ---------------------------------------------------------------------
 
@@ -165,6 +168,32 @@ class DocumentController(QObject):
         if self.info.path is None:
             return False
         return self.open_path(self.info.path, ask_first=False)
+
+    def check_disk(self) -> None:
+        """The writer came back to the app: notice a file another program changed
+        meanwhile, instead of only at the next save. An unchanged document is reloaded
+        (nothing of the writer's can be lost); one with unsaved changes is kept as it
+        is, and the writer is told once per outside version (saving will ask)."""
+        path, stamp = self.info.path, self.info.stamp
+        if path is None or stamp is None or not changed_on_disk(path, stamp):
+            return
+        name = Path(path).name
+        if not os.path.exists(path):
+            seen = None
+            message = (f"“{name}” was moved or deleted by another program. Your text is "
+                       "still here; save it to keep it.")
+        else:
+            seen = stamp_file(path).sha256
+            if not self.is_modified():
+                if self.open_path(path, ask_first=False):
+                    self.notice.emit(f"“{name}” was changed by another program; "
+                                     "this is its new version.")
+                return
+            message = (f"“{name}” was changed by another program. Your unsaved version "
+                       "is kept; saving will ask which one to keep.")
+        if (path, seen) != self._outside_change_told:
+            self._outside_change_told = (path, seen)
+            self.notice.emit(message)
 
     def restore(self, entry: RecoveryEntry) -> None:
         """Show a recovered copy as an unsaved document, keeping its path and id."""

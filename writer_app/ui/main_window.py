@@ -232,8 +232,11 @@ class MainWindow(QMainWindow):
         self.closed.emit()
 
     def changeEvent(self, event: QEvent) -> None:
-        if event.type() == QEvent.Type.ActivationChange and not self.isActiveWindow():
-            self.autosaver.write_now()  # the writer went elsewhere: keep a fresh copy
+        if event.type() == QEvent.Type.ActivationChange:
+            if self.isActiveWindow():
+                self.documents.check_disk()  # back: did another program change the file?
+            else:
+                self.autosaver.write_now()  # the writer went elsewhere: keep a fresh copy
         super().changeEvent(event)
 
     def keyPressEvent(self, event: QKeyEvent) -> None:
