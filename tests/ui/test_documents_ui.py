@@ -260,6 +260,13 @@ def test_a_file_deleted_meanwhile_can_be_written_again(changed_elsewhere):
     assert path.read_text(encoding="utf-8") == "mine: first version\n"
 
 
+def open_file(h, path, text: str):
+    """Write `text` to `path` as another program would, and open it in the window."""
+    path.write_text(text, encoding="utf-8")
+    h.window.documents.open_path(str(path))
+    return path
+
+
 def notices(h) -> list[str]:
     bar = h.window.notice_bar
     return [] if bar.isHidden() else bar.label.text().splitlines()
@@ -269,9 +276,7 @@ def test_coming_back_reloads_a_file_changed_elsewhere_when_nothing_is_unsaved(
     window_harness, tmp_path
 ):
     h = window_harness
-    path = tmp_path / "shared.txt"
-    path.write_text("first version\n", encoding="utf-8")
-    h.window.documents.open_path(str(path))
+    path = open_file(h, tmp_path / "shared.txt", "first version\n")
     path.write_text("their version\n", encoding="utf-8")  # another program, while away
     h.window.documents.check_disk()
     assert h.editor.toPlainText() == "their version\n"
@@ -294,9 +299,7 @@ def test_coming_back_keeps_unsaved_work_and_says_so_once(changed_elsewhere):
 
 def test_coming_back_to_an_unchanged_file_says_nothing(window_harness, tmp_path):
     h = window_harness
-    path = tmp_path / "quiet.txt"
-    path.write_text("as it was\n", encoding="utf-8")
-    h.window.documents.open_path(str(path))
+    open_file(h, tmp_path / "quiet.txt", "as it was\n")
     h.type("more ")
     h.window.documents.check_disk()
     assert notices(h) == [] and h.editor.toPlainText() == "more as it was\n"
@@ -304,9 +307,7 @@ def test_coming_back_to_an_unchanged_file_says_nothing(window_harness, tmp_path)
 
 def test_activating_the_window_checks_the_file(window_harness, tmp_path, qtbot):
     h = window_harness
-    path = tmp_path / "shared.txt"
-    path.write_text("first version\n", encoding="utf-8")
-    h.window.documents.open_path(str(path))
+    path = open_file(h, tmp_path / "shared.txt", "first version\n")
     h.window.show()
     h.window.activateWindow()
     qtbot.waitUntil(h.window.isActiveWindow, timeout=5_000)
@@ -335,9 +336,7 @@ def test_recent_files_keep_the_newest_ten_and_persist(window_harness, tmp_path):
 
 def test_a_vanished_recent_file_is_explained_and_dropped(window_harness, tmp_path):
     h = window_harness
-    path = tmp_path / "gone.txt"
-    path.write_text("soon gone", encoding="utf-8")
-    h.window.documents.open_path(str(path))
+    path = open_file(h, tmp_path / "gone.txt", "soon gone")
     h.window.documents.new_document()
     path.unlink()
     entry = next(a for a in h.window.menus.recent.actions() if a.data() == str(path))
@@ -348,9 +347,7 @@ def test_a_vanished_recent_file_is_explained_and_dropped(window_harness, tmp_pat
 
 def test_clear_recent_files(window_harness, tmp_path):
     h = window_harness
-    path = tmp_path / "a.txt"
-    path.write_text("a", encoding="utf-8")
-    h.window.documents.open_path(str(path))
+    open_file(h, tmp_path / "a.txt", "a")
     h.window.menus.actions["clear_recent"].trigger()
     assert h.store.load().settings.window.recent_files == ()
     assert not h.window.menus.actions["clear_recent"].isEnabled()
