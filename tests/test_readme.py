@@ -20,6 +20,11 @@ def test_readme_has_exactly_two_setup_commands():
     assert "pytest" in commands[1]
 
 
-def test_ci_runs_the_readme_test_command_verbatim():
-    ci_script = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
-    assert readme_commands()[1] in ci_script.splitlines()
+def test_ci_runs_the_readme_test_command_one_step_per_line():
+    # Each step on its own line: under `set -e` a failure inside an && chain that is not
+    # its last command would not stop the script.
+    ci_lines = (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    steps = readme_commands()[1].split(" && ")
+    first = ci_lines.index(steps[0])
+    assert ci_lines[first : first + len(steps)] == steps
+    assert readme_commands()[1] not in ci_lines

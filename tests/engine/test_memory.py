@@ -82,7 +82,9 @@ def test_the_engine_grows_by_the_modelled_bytes_per_context_token(tmp_path):
         list(client.generate(2, prompt[:480], settings))
         grown = _resident_bytes(client.pid) - before
     expected = 448 * context_bytes_per_token(facts)
-    assert 0.8 * expected <= grown <= 1.25 * expected, (grown / MIB, expected / MIB)
+    # Deterministic here (31.67 MiB grown against 31.50 modelled, every run), so the
+    # claim in benchmarks/README.md ("within 2%") is what this asserts.
+    assert abs(grown - expected) <= 0.02 * expected, (grown / MIB, expected / MIB)
 
 
 def _resident_bytes(pid: int | None) -> int:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import subprocess
+import sys
 
 import pytest
 from huggingface_hub import constants
@@ -63,6 +66,22 @@ def test_only_the_hub_endpoints_are_called_no_telemetry(fake_hub, client):
         ("GET", f"/{REPO}/resolve/{commit}/model.bin"),
     ]
     assert constants.HF_HUB_DISABLE_TELEMETRY and constants.HF_HUB_DISABLE_XET
+
+
+@pytest.mark.parametrize("hub_first", [False, True], ids=["app-first", "hub-imported-first"])
+def test_the_app_turns_telemetry_and_xet_off_by_itself(hub_first):
+    # In a fresh interpreter without the variables conftest.py sets for the tests: the
+    # app's own module must switch both off, also when huggingface_hub came first.
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("HF_HUB_DISABLE_TELEMETRY", "HF_HUB_DISABLE_XET")}
+    code = (("import huggingface_hub.constants\n" if hub_first else "")
+            + "import writer_app.models.hub\n"
+            "from huggingface_hub import constants\n"
+            "print(constants.HF_HUB_DISABLE_TELEMETRY, constants.HF_HUB_DISABLE_XET)")
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["True", "True"]
 
 
 def test_missing_file_is_not_found_with_a_readable_message(fake_hub, client):

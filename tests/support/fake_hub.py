@@ -17,7 +17,9 @@ import hashlib
 import json
 import secrets
 import socket
+import sys
 import threading
+import traceback
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -88,6 +90,7 @@ class FakeHub:
         self._log: list[LoggedRequest] = []
         self._lock = threading.Lock()
         self.stopping = threading.Event()
+        self.handler_errors: list[str] = []  # tracebacks of the fake hub's own bugs
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -113,8 +116,12 @@ class FakeHub:
     def __enter__(self) -> FakeHub:
         return self.start()
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, *exc: object) -> None:
         self.stop()
+        if exc_type is None:  # the test's own failure, if any, says more
+            assert not self.handler_errors, "the fake hub itself failed:\n" + "\n".join(
+                self.handler_errors
+            )
 
     @property
     def endpoint(self) -> str:
@@ -195,8 +202,11 @@ class _Server(ThreadingHTTPServer):
     hub: FakeHub
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        # Clients that hang up mid-transfer (cancelled, killed) are part of the tests.
-        pass
+        # Clients that hang up mid-transfer (cancelled, killed) are part of the tests; any
+        # other exception is a bug in the fake hub, kept for the fixture to report.
+        error = sys.exc_info()[1]
+        if not isinstance(error, (ConnectionError, TimeoutError)):
+            self.hub.handler_errors.append("".join(traceback.format_exception(error)))
 
 
 class _Handler(BaseHTTPRequestHandler):
