@@ -9,7 +9,6 @@ import stat
 
 import pytest
 
-from writer_app.documents.atomic import CHUNK_SIZE
 from writer_app.documents.textfile import (
     OpenError,
     SaveError,
@@ -18,6 +17,7 @@ from writer_app.documents.textfile import (
     read_text_file,
     write_text_file_atomic,
 )
+from writer_app.safe_files import CHUNK_SIZE
 
 PROSE = "It is a truth universally acknowledged — café, naïve, 東京, 😀.\nSecond line.\n"
 

@@ -24,7 +24,6 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QTextCursor
 from PySide6.QtWidgets import QPlainTextEdit, QWidget
 
-from writer_app.documents.atomic import WriteChunk
 from writer_app.documents.recovery import RecoveryEntry, new_doc_id
 from writer_app.documents.textfile import (
     ENCODING_NAMES,
@@ -37,6 +36,7 @@ from writer_app.documents.textfile import (
     stamp_file,
 )
 from writer_app.documents.textfile import write_text_file_atomic as _write_text_file_atomic
+from writer_app.safe_files import WriteChunk
 from writer_app.settings import Settings
 from writer_app.ui.choosers import FileChooser
 from writer_app.ui.dialogs import Choice, Messenger
