@@ -177,7 +177,7 @@ def changed_on_disk(path: str | os.PathLike[str], stamp: FileStamp) -> bool:
         return True  # gone or unreadable: certainly not the file we saved
 
 
-def _still_as_stamped(path: Path, stamp: FileStamp) -> bool:
+def _still_as_stamped(stamp: FileStamp, path: Path) -> bool:
     """changed_on_disk's opposite, quick when nothing happened: the same size and mtime
     need no read; only a touched file is hashed to tell a real change from a touch."""
     try:
