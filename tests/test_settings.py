@@ -204,3 +204,11 @@ def test_removing_a_preset_forgets_models_that_used_it():
     trimmed = settings.without_preset("Fast")
     assert trimmed.presets == {} and trimmed.per_model_preset == {}
     assert trimmed.sampling_for_model("gpt2-small") == settings.sampling
+
+
+def test_saving_keeps_the_settings_files_permissions(store, app_home):
+    store.save(Settings())
+    app_home.settings_file.chmod(0o600)  # the writer made it private
+    store.save(_customised())
+    assert app_home.settings_file.stat().st_mode & 0o777 == 0o600
+    assert store.load().settings == _customised()

@@ -5,7 +5,8 @@ Layers (dependencies point downwards only):
     services/  QtCore only: inference worker thread, suggestion controller, downloads
     engine/    no Qt: GGML files, tokenizer, ctransformers backend in its own process
     models/    no Qt: catalog, local model store, hub downloader
-    documents/ no Qt: atomic saves, encodings, crash recovery
+    documents/ no Qt: saves, encodings, crash recovery
+    safe_files.py  below them all: atomic replace and OS file locks, used by every layer
 app.py is the one composition root that wires them together.
 """
 

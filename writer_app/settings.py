@@ -8,7 +8,7 @@ ValueError, so a bad value never travels further than the code that made it.
 On disk: settings.json, `{"schema_version": 1, "editor": {...}, "sampling": {...}, ...}`.
 Loading never fails: a missing file means defaults; a damaged file means defaults plus a
 notice, with the damaged file kept aside; a single bad value falls back to its default
-alone; unknown keys are ignored. Saving is atomic (documents/atomic.py).
+alone; unknown keys are ignored. Saving is atomic (safe_files.py).
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from pathlib import Path
 from types import UnionType
 from typing import Any, ClassVar, Union, get_args, get_origin, get_type_hints
 
-from writer_app.documents.atomic import WriteChunk, atomic_write_bytes, explain_write_failure
 from writer_app.engine.sampling import SamplingSettings
 from writer_app.paths import AppPaths
+from writer_app.safe_files import WriteChunk, explain_write_failure, write_bytes_atomic
 
 SCHEMA_VERSION = 1
 MAX_RECENT_FILES = 10
@@ -219,7 +219,7 @@ class SettingsStore:
         existed = self.path.exists()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_bytes(self.path, text.encode("utf-8"), write_chunk=self._write_chunk)
+            write_bytes_atomic(self.path, text.encode("utf-8"), write_chunk=self._write_chunk)
         except OSError as error:
             message = explain_write_failure(error, what="the settings file", existed=existed)
             raise SettingsSaveError(message) from error

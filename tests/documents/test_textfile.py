@@ -9,8 +9,8 @@ import stat
 
 import pytest
 
-from writer_app.documents.atomic import CHUNK_SIZE
 from writer_app.documents.textfile import (
+    ChangedDuringSave,
     OpenError,
     SaveError,
     UnencodableTextError,
@@ -18,6 +18,7 @@ from writer_app.documents.textfile import (
     read_text_file,
     write_text_file_atomic,
 )
+from writer_app.safe_files import CHUNK_SIZE
 
 PROSE = "It is a truth universally acknowledged — café, naïve, 東京, 😀.\nSecond line.\n"
 
@@ -228,3 +229,29 @@ def test_changes_by_another_program_are_detected(tmp_path):
     assert changed_on_disk(path, stamp)
     path.unlink()
     assert changed_on_disk(path, stamp)
+
+
+def test_a_file_rewritten_during_the_save_is_kept_and_reported(tmp_path):
+    path = tmp_path / "doc.txt"
+    path.write_text("mine\n", encoding="utf-8")
+    stamp = read_text_file(path).stamp
+
+    def other_program(target) -> None:
+        target.write_text("theirs, same size\n", encoding="utf-8")
+
+    with pytest.raises(ChangedDuringSave, match="changed by another program"):
+        write_text_file_atomic(path, "new\n", expected=stamp, before_replace=other_program)
+    assert path.read_text(encoding="utf-8") == "theirs, same size\n"
+    assert os.listdir(tmp_path) == ["doc.txt"]
+
+
+def test_a_file_only_touched_during_the_save_is_saved_over(tmp_path):
+    path = tmp_path / "doc.txt"
+    path.write_text("mine\n", encoding="utf-8")
+    stamp = read_text_file(path).stamp
+
+    def touch(target) -> None:
+        os.utime(target, ns=(stamp.mtime_ns + 10**9, stamp.mtime_ns + 10**9))
+
+    write_text_file_atomic(path, "new\n", expected=stamp, before_replace=touch)
+    assert path.read_text(encoding="utf-8") == "new\n"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 
 import pytest
 
@@ -114,3 +115,31 @@ def test_list_catalog_uses_the_app_cache_folder(app_home):
     items = {item.entry.id: item for item in list_catalog(app_home)}
     assert items["gpt2-q4_0"].size_bytes == 999 and items["gpt2-q4_0"].from_hub
     assert "gpt2-xl-q4_0" not in items
+
+
+def test_two_instances_saving_the_cache_at_once_never_clash(tmp_path):
+    """Two app instances share hub-metadata.json: each save has its own temp file, so
+    one never renames (or deletes) the other's half-written copy."""
+    import threading
+
+    cache_file = tmp_path / "hub-metadata.json"
+    errors: list[BaseException] = []
+
+    def refresh(instance: int) -> None:
+        cache = HubMetadataCache(cache_file)
+        try:
+            for n in range(40):
+                cache.put(REPO_ID, f"file-{instance}-{n}.bin", HubFileFacts(n, None, "c" * 40, 0.0))
+        except BaseException as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=refresh, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    # Each instance saves what it knows; the file is one of them whole, never a mix.
+    saved = json.loads(cache_file.read_text(encoding="utf-8"))["files"]
+    assert len(saved) == 40 and len({name.split("-")[1] for name in saved}) == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["hub-metadata.json"]

@@ -409,3 +409,116 @@ def test_a_file_that_appeared_under_a_new_documents_name_is_not_clobbered(make_w
     h.messenger.answers.append(Choice.CANCEL)
     assert not h.window.documents.save()
     assert path.read_text(encoding="utf-8") == "someone else's notes"
+
+
+def _folder(tmp_path):
+    """A folder of its own, so a test can see that no temp file is left in it."""
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    return folder
+
+
+def _another_program_saves(path, text: str):
+    """A before_replace hook: another program saves `path` (by its own atomic rename)
+    after our temp file was written and before it replaces the file."""
+    calls = []
+
+    def hook(target) -> None:
+        calls.append(target)
+        if len(calls) == 1:
+            theirs = path.with_name("their-temp")
+            theirs.write_text(text, encoding="utf-8")
+            os.replace(theirs, path)
+
+    return hook
+
+
+def test_a_file_replaced_during_the_save_is_not_overwritten_without_asking(window_harness, tmp_path):
+    h = window_harness
+    path = open_file(h, _folder(tmp_path) / "race.txt", "first version\n")
+    h.type("mine: ")
+    h.window.documents.before_replace = _another_program_saves(path, "their version\n")
+    _answer(h, Choice.CANCEL)
+    assert not h.window.documents.save()
+    assert path.read_text(encoding="utf-8") == "their version\n"
+    (question,) = h.messenger.texts("ask")
+    assert "changed by another program" in question
+    assert os.listdir(path.parent) == ["race.txt"]  # our temp file is gone too
+    assert h.editor.toPlainText() == "mine: first version\n"
+    assert h.window.isWindowModified()  # still unsaved, never lost
+
+
+def test_overwriting_a_file_replaced_during_the_save_writes_mine(window_harness, tmp_path):
+    h = window_harness
+    path = open_file(h, _folder(tmp_path) / "race.txt", "first version\n")
+    h.type("mine: ")
+    h.window.documents.before_replace = _another_program_saves(path, "their version\n")
+    _answer(h, Choice.SAVE)
+    assert h.window.documents.save()
+    assert path.read_text(encoding="utf-8") == "mine: first version\n"
+    assert len(h.messenger.texts("ask")) == 1
+    assert not h.window.isWindowModified()
+
+
+def test_a_file_created_during_the_first_save_is_not_overwritten(window_harness, tmp_path):
+    h = window_harness
+    path = _folder(tmp_path) / "new.txt"
+    h.type("my words")
+    h.files.answers.append(str(path))
+    h.window.documents.before_replace = _another_program_saves(path, "theirs\n")
+    _answer(h, Choice.CANCEL)
+    assert not h.window.documents.save()
+    assert path.read_text(encoding="utf-8") == "theirs\n"
+    assert os.listdir(path.parent) == ["new.txt"]
+
+
+def test_an_untouched_file_saves_without_questions(window_harness, tmp_path):
+    h = window_harness
+    path = open_file(h, tmp_path / "calm.txt", "one\n")
+    h.type("two ")
+    calls = []
+    h.window.documents.before_replace = calls.append
+    assert h.window.documents.save() and h.window.documents.save()
+    assert len(calls) == 2 and h.messenger.texts("ask") == []
+    assert path.read_text(encoding="utf-8") == "two one\n"
+
+
+@pytest.fixture
+def read_only_file(window_harness, tmp_path):
+    h = window_harness
+    path = open_file(h, _folder(tmp_path) / "locked.txt", "keep me\n")
+    path.chmod(0o444)
+    h.type("edit: ")
+    return h, path
+
+
+def test_saving_over_a_read_only_file_asks_and_cancel_writes_nothing(read_only_file):
+    h, path = read_only_file
+    _answer(h, Choice.CANCEL)
+    assert not h.window.documents.save()
+    (question,) = h.messenger.texts("ask")
+    assert "read-only" in question
+    assert path.read_text(encoding="utf-8") == "keep me\n"
+    assert os.listdir(path.parent) == ["locked.txt"]
+    assert h.editor.toPlainText() == "edit: keep me\n"
+    assert h.window.isWindowModified()  # unsaved, never lost
+
+
+def test_saving_over_a_read_only_file_when_the_writer_agrees_keeps_it_read_only(read_only_file):
+    h, path = read_only_file
+    _answer(h, Choice.SAVE)
+    assert h.window.documents.save()
+    assert path.read_text(encoding="utf-8") == "edit: keep me\n"
+    assert os.stat(path).st_mode & 0o777 == 0o444
+    assert not h.window.isWindowModified()
+    h.type("more ")
+    assert h.window.documents.save()  # agreed once for this file: no second question
+    assert len(h.messenger.texts("ask")) == 1
+
+
+def test_closing_with_a_read_only_file_and_cancel_keeps_the_window(read_only_file, qtbot):
+    h, path = read_only_file
+    _answer(h, Choice.SAVE, Choice.CANCEL)  # save before closing? yes; over read-only? no
+    assert not h.window.close()
+    assert h.window.isVisible() and h.window.isWindowModified()
+    assert path.read_text(encoding="utf-8") == "keep me\n"

@@ -27,8 +27,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from writer_app.documents.atomic import atomic_write_bytes, explain_write_failure
 from writer_app.paths import AppPaths
+from writer_app.safe_files import explain_write_failure, try_lock, unlock, write_bytes_atomic
 
 FORMAT_VERSION = 1
 _DOC_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -102,7 +102,7 @@ class RecoveryStore:
         data = json.dumps(payload).encode("ascii")
         target = self._entry_file(doc_id)
         try:
-            atomic_write_bytes(target, data)
+            write_bytes_atomic(target, data)
         except OSError as error:
             existed = target.exists()
             message = explain_write_failure(error, what="the recovery copy", existed=existed)
@@ -222,7 +222,7 @@ class _OwnerLock:
         # (Windows cannot rename an open file; there the tiny window stays open.)
         temp = path.with_suffix(".starting") if _CAN_RENAME_OPEN_FILES else path
         fd = os.open(temp, os.O_RDWR | os.O_CREAT, 0o644)
-        if not _try_lock(fd):
+        if not try_lock(fd):
             os.close(fd)
             raise OSError(f"{path.name} is locked by another process")
         os.write(fd, f"{os.getpid()}\n".encode())
@@ -237,8 +237,8 @@ class _OwnerLock:
         except OSError:
             return False  # no lock file: its owner is long gone
         try:
-            if _try_lock(fd):
-                _unlock(fd)
+            if try_lock(fd):
+                unlock(fd)
                 return False
             return True
         finally:
@@ -251,12 +251,12 @@ class _OwnerLock:
         except OSError:
             return
         try:
-            if not _try_lock(fd):
+            if not try_lock(fd):
                 return
             if _CAN_RENAME_OPEN_FILES:  # unlink while holding it: no one sees it unlocked
                 with contextlib.suppress(OSError):
                     path.unlink()
-            _unlock(fd)
+            unlock(fd)
         finally:
             os.close(fd)
         if not _CAN_RENAME_OPEN_FILES:
@@ -269,7 +269,7 @@ class _OwnerLock:
         if delete and _CAN_RENAME_OPEN_FILES:
             with contextlib.suppress(OSError):
                 self.path.unlink()
-        _unlock(self._fd)
+        unlock(self._fd)
         os.close(self._fd)
         self._fd = None
         if delete and not _CAN_RENAME_OPEN_FILES:
@@ -279,31 +279,3 @@ class _OwnerLock:
 
 _CAN_RENAME_OPEN_FILES = os.name != "nt"
 
-if os.name == "nt":
-    import msvcrt
-
-    def _try_lock(fd: int) -> bool:
-        try:
-            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-            return True
-        except OSError:
-            return False
-
-    def _unlock(fd: int) -> None:
-        os.lseek(fd, 0, os.SEEK_SET)
-        with contextlib.suppress(OSError):
-            msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
-
-else:
-    import fcntl
-
-    def _try_lock(fd: int) -> bool:
-        # flock, not lockf: flock locks conflict even between two stores in one process.
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return True
-        except BlockingIOError:
-            return False
-
-    def _unlock(fd: int) -> None:
-        fcntl.flock(fd, fcntl.LOCK_UN)

@@ -17,10 +17,17 @@ from __future__ import annotations
 import codecs
 import hashlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
-from writer_app.documents.atomic import WriteChunk, atomic_write_bytes, explain_write_failure
+from writer_app.safe_files import (
+    TargetChanged,
+    WriteChunk,
+    explain_write_failure,
+    write_bytes_atomic,
+)
 
 ENCODING_NAMES = {
     "utf-8": "UTF-8",
@@ -50,6 +57,11 @@ class OpenError(Exception):
 
 class SaveError(Exception):
     """The document was not saved; str() says why and that the old file is unchanged."""
+
+
+class ChangedDuringSave(SaveError):
+    """Another program created or replaced the file while it was being saved; theirs is
+    kept, ours was not written. The caller asks the writer which one to keep."""
 
 
 class UnencodableTextError(SaveError):
@@ -105,9 +117,18 @@ def write_text_file_atomic(
     encoding: str = "utf-8",
     newline: str = "\n",
     bom: bool = False,
+    expected: FileStamp | None = None,
+    create_only: bool = False,
     write_chunk: WriteChunk = os.write,
+    before_replace: Callable[[Path], None] | None = None,
 ) -> FileStamp:
-    """Save `text` (with "\\n" line endings) all-or-nothing; raises SaveError on failure."""
+    """Save `text` (with "\\n" line endings) all-or-nothing; raises SaveError on failure.
+
+    `expected` (the file as the caller last saw it) or `create_only` (the caller saw no
+    file there) is checked again right before the new file replaces the old, after the
+    slow write: if another program got there first, ChangedDuringSave is raised and its
+    file stays. `before_replace` is a test hook that runs just before that check.
+    """
     if encoding not in ENCODING_NAMES or newline not in NEWLINE_NAMES:
         raise ValueError(f"unsupported encoding {encoding!r} or newline {newline!r}")
     data = _encode(text, newline, encoding)
@@ -115,7 +136,19 @@ def write_text_file_atomic(
         data = _BOM_FOR[encoding] + data
     existed = os.path.exists(path)
     try:
-        info = atomic_write_bytes(path, data, write_chunk=write_chunk)
+        info = write_bytes_atomic(
+            path,
+            data,
+            write_chunk=write_chunk,
+            still_expected=None if expected is None else partial(_still_as_stamped, expected),
+            create_only=create_only,
+            before_replace=before_replace,
+        )
+    except TargetChanged as error:
+        raise ChangedDuringSave(
+            f"{Path(path).name} was changed by another program while it was being saved; "
+            "your document was NOT saved there, and the other version is kept."
+        ) from error
     except OSError as error:
         raise SaveError(
             explain_write_failure(error, what="your document", existed=existed)
@@ -142,6 +175,18 @@ def changed_on_disk(path: str | os.PathLike[str], stamp: FileStamp) -> bool:
         return stamp_file(path).sha256 != stamp.sha256
     except OSError:
         return True  # gone or unreadable: certainly not the file we saved
+
+
+def _still_as_stamped(stamp: FileStamp, path: Path) -> bool:
+    """changed_on_disk's opposite, quick when nothing happened: the same size and mtime
+    need no read; only a touched file is hashed to tell a real change from a touch."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return False
+    if (info.st_size, info.st_mtime_ns) == (stamp.size, stamp.mtime_ns):
+        return True
+    return not changed_on_disk(path, stamp)
 
 
 def _detect_encoding(data: bytes, name: str) -> tuple[str, bool]:

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import os
 import struct
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 
@@ -26,6 +24,7 @@ from writer_app.engine.ggml import (
     weight_type,
 )
 from writer_app.engine.quantize import quantize
+from writer_app.safe_files import AtomicWriter
 
 
 class WeightsError(ValueError):
@@ -103,33 +102,24 @@ def write_gpt2(
     )
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp_name = tempfile.mkstemp(prefix=path.name + ".", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            header = (n_vocab, n_ctx, n_embd, n_head, n_layer, file_ftype(wtype))
-            out.write(struct.pack("<I6i", GGML_MAGIC, *header))
-            _write_vocab(out, vocab)
-            for hf_name in hf_names(n_layer, lm_head=lm_head):
-                name = ggml_name(hf_name)
-                array = to_ggml_layout(hf_name, weights[hf_name])
-                if name == "model/wpe":
-                    array = array[:n_ctx]
-                ne = tuple(reversed(array.shape))
-                if ne != shapes[name]:
-                    raise WeightsError(
-                        f"{hf_name} has shape {list(np.shape(weights[hf_name]))}, which does "
-                        f"not fit n_embd={n_embd}, n_vocab={n_vocab}, n_ctx={n_ctx}"
-                    )
-                tensor_type = wtype if is_big_matrix(name) else F32
-                _write_tensor(
-                    out, name, ne, tensor_type.ggml_type, quantize(array, tensor_type.name)
+    # A failure part-way (a bad shape, a full disk) leaves no half-written model behind.
+    with AtomicWriter(path) as out:
+        header = (n_vocab, n_ctx, n_embd, n_head, n_layer, file_ftype(wtype))
+        out.write(struct.pack("<I6i", GGML_MAGIC, *header))
+        _write_vocab(out, vocab)
+        for hf_name in hf_names(n_layer, lm_head=lm_head):
+            name = ggml_name(hf_name)
+            array = to_ggml_layout(hf_name, weights[hf_name])
+            if name == "model/wpe":
+                array = array[:n_ctx]
+            ne = tuple(reversed(array.shape))
+            if ne != shapes[name]:
+                raise WeightsError(
+                    f"{hf_name} has shape {list(np.shape(weights[hf_name]))}, which does "
+                    f"not fit n_embd={n_embd}, n_vocab={n_vocab}, n_ctx={n_ctx}"
                 )
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
+            tensor_type = wtype if is_big_matrix(name) else F32
+            _write_tensor(out, name, ne, tensor_type.ggml_type, quantize(array, tensor_type.name))
     return path
 
 
@@ -140,7 +130,7 @@ def _count_layers(weights: Mapping[str, np.ndarray]) -> int:
     return len(layers)
 
 
-def _write_vocab(out: BinaryIO, vocab: Sequence[bytes]) -> None:
+def _write_vocab(out: AtomicWriter, vocab: Sequence[bytes]) -> None:
     pack_length = struct.Struct("<I").pack
     parts = [struct.pack("<i", len(vocab))]
     for token in vocab:
@@ -149,7 +139,7 @@ def _write_vocab(out: BinaryIO, vocab: Sequence[bytes]) -> None:
 
 
 def _write_tensor(
-    out: BinaryIO, name: str, ne: tuple[int, ...], type_id: int, data: np.ndarray
+    out: AtomicWriter, name: str, ne: tuple[int, ...], type_id: int, data: np.ndarray
 ) -> None:
     encoded = name.encode()
     out.write(struct.pack(f"<3i{len(ne)}i", len(ne), len(encoded), type_id, *ne))

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from writer_app.models.errors import UnknownModel
+from writer_app.safe_files import write_text_atomic
 
 if TYPE_CHECKING:
     from writer_app.models.hub import HubClient, RemoteFile
@@ -172,9 +173,7 @@ class HubMetadataCache:
     def _save(self) -> None:
         data = {"version": 1, "files": {k: vars(v) for k, v in self._facts.items()}}
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.path.with_name(self.path.name + ".tmp")
-        temporary.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
-        os.replace(temporary, self.path)
+        write_text_atomic(self.path, json.dumps(data, indent=1, sort_keys=True))
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,6 @@ import math
 import os
 import re
 import shutil
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -49,6 +48,7 @@ from writer_app.models.store import (
     partial_path,
     state_path,
 )
+from writer_app.safe_files import replace_file, try_lock
 
 if TYPE_CHECKING:
     from writer_app.paths import AppPaths
@@ -188,13 +188,11 @@ class _PartialFile:
     def __init__(self, path: Path, filename: str) -> None:
         self.path = path
         self._file: IO[bytes] = open(path, "r+b" if path.exists() else "w+b")  # noqa: SIM115
-        try:
-            _lock(self._file)
-        except OSError as exc:
+        if not try_lock(self._file.fileno()):
             self._file.close()
             raise DownloadInProgress(
                 f"{filename} is already being downloaded by another window or app instance."
-            ) from exc
+            )
 
     @property
     def size(self) -> int:
@@ -221,23 +219,6 @@ class _PartialFile:
         if not self._file.closed:
             self._file.flush()
             self._file.close()  # also releases the lock
-
-
-def _lock(file: IO[bytes]) -> None:
-    if sys.platform == "win32":
-        import msvcrt
-
-        # Lock one byte far past any model's end, so readers of the data are never blocked.
-        position = file.tell()
-        file.seek(1 << 40)
-        try:
-            msvcrt.locking(file.fileno(), msvcrt.LK_NBLCK, 1)  # type: ignore[attr-defined]
-        finally:
-            file.seek(position)
-    else:
-        import fcntl
-
-        fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
 class _RestartNeeded(Exception):
@@ -485,14 +466,13 @@ class Downloader:
                     "The file was deleted."
                 ) from exc
         try:
-            os.replace(part, target)
+            replace_file(part, target)
         except OSError as exc:
             raise ModelsError(
                 f"Could not put {target.name} in place: {exc.strerror or exc}. "
                 "Close anything using the old file and try again."
             ) from exc
         state_path(target).unlink(missing_ok=True)
-        _fsync_directory(target.parent)
 
     def _discard(self, target: Path) -> None:
         partial_path(target).unlink(missing_ok=True)
@@ -548,16 +528,6 @@ def _same_file(saved: PartialState | None, remote: RemoteFile) -> bool:
     if saved.sha256 or remote.sha256:
         return saved.sha256 == remote.sha256
     return saved.etag is not None and saved.etag == remote.etag
-
-
-def _fsync_directory(directory: Path) -> None:
-    if sys.platform == "win32":
-        return  # directories cannot be opened for fsync there; the rename is still atomic
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _size_text(size: int) -> str:

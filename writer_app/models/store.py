@@ -4,7 +4,7 @@ Layout of the folder (the downloader writes the partial files):
     gpt2-124M.q4_0.bin            an installed model: only listed once it passes validation
     gpt2-774M.q4_0.bin.part       bytes downloaded so far
     gpt2-774M.q4_0.bin.part.json  what those bytes are (PartialState), for resuming later
-    .name.bin.importing           an import being copied in; never listed
+    .name.bin.<random>.tmp        an import being copied in (safe_files); never listed
 Every scan re-reads the folder, so files dropped in by hand appear without a restart;
 validation results are cached by (path, size, mtime) to keep rescans cheap.
 """
@@ -29,6 +29,7 @@ from writer_app.models.errors import (
     ModelsError,
     UnknownModel,
 )
+from writer_app.safe_files import AtomicWriter, link_into_place, write_text_atomic
 
 if TYPE_CHECKING:
     from writer_app.paths import AppPaths
@@ -36,7 +37,6 @@ if TYPE_CHECKING:
 MODEL_SUFFIX = ".bin"
 PARTIAL_SUFFIX = ".part"
 STATE_SUFFIX = ".part.json"
-IMPORT_SUFFIX = ".importing"
 # ENOSPC, and EDQUOT (over quota) where the platform has it.
 DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)})
 
@@ -80,9 +80,7 @@ class PartialState:
     catalog_id: str | None = None
 
     def save(self, path: Path) -> None:
-        temporary = path.with_name(path.name + ".tmp")
-        temporary.write_text(json.dumps(asdict(self), indent=1), encoding="utf-8")
-        os.replace(temporary, path)
+        write_text_atomic(path, json.dumps(asdict(self), indent=1))
 
     @classmethod
     def load(cls, path: Path) -> PartialState | None:
@@ -246,12 +244,7 @@ class ModelStore:
                 raise ModelAlreadyInstalled(
                     f"A different model called {name} is already installed; remove it first."
                 )
-        temporary = self.models_dir / f".{name}{IMPORT_SUFFIX}"
-        try:
-            self._link_or_copy(source, temporary, progress, should_cancel)
-            os.replace(temporary, target)
-        finally:
-            temporary.unlink(missing_ok=True)
+        self._link_or_copy(source, target, progress, should_cancel)
         self._checked.pop(target, None)
         return self._installed(target, facts)
 
@@ -292,16 +285,15 @@ class ModelStore:
     def _link_or_copy(
         self,
         source: Path,
-        temporary: Path,
+        target: Path,
         progress: ImportProgress | None,
         should_cancel: Callable[[], bool] | None,
     ) -> None:
-        temporary.unlink(missing_ok=True)
         try:
-            os.link(source, temporary)  # same filesystem: instant, and no second copy on disk
-            return
-        except OSError:
-            pass  # other filesystem, or links not allowed there: copy instead
+            if link_into_place(source, target):  # same filesystem: instant, no second copy
+                return
+        except OSError as exc:
+            raise ModelsError(f"Could not import {source.name}: {exc.strerror or exc}.") from exc
         size = source.stat().st_size
         free = self._free_space(self.models_dir)
         if free < size:
@@ -310,7 +302,8 @@ class ModelStore:
                 f"in {self.models_dir}."
             )
         try:
-            with open(source, "rb") as reader, open(temporary, "wb") as writer:
+            # A cancel raises inside the writer: the temp copy is removed, nothing is left.
+            with open(source, "rb") as reader, AtomicWriter(target) as writer:
                 done = 0
                 while block := reader.read(COPY_BLOCK_BYTES):
                     if should_cancel is not None and should_cancel():
@@ -319,8 +312,6 @@ class ModelStore:
                     done += len(block)
                     if progress is not None:
                         progress(done, size)
-                writer.flush()
-                os.fsync(writer.fileno())
         except OSError as exc:
             if exc.errno in DISK_FULL_ERRNOS:
                 raise DiskFull(f"The disk filled up while importing {source.name}.") from exc

@@ -5,7 +5,10 @@ Rules that keep every word safe:
   - Saving is atomic (documents/textfile.py): a failed save leaves the old file
     byte-identical, and the writer is told why in a sentence.
   - Before overwriting, the file is compared with what we last read or wrote; if another
-    program changed it the writer chooses: overwrite it, reload it, or cancel.
+    program changed it the writer chooses: overwrite it, reload it, or cancel. The same
+    check runs again right before the new file replaces the old, so a program that
+    saves while ours is being written is asked about too, not overwritten.
+  - A read-only file is only saved over when the writer agrees (it stays read-only).
   - Before the document is replaced or the window closes, unsaved changes are offered
     for saving (Save / Discard / Cancel).
   - The file's encoding, BOM and line endings are kept; the editor only sees "\\n".
@@ -16,6 +19,7 @@ whoever watches it (ghost text, word count, autosave) never has to re-attach.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -24,10 +28,10 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QTextCursor
 from PySide6.QtWidgets import QPlainTextEdit, QWidget
 
-from writer_app.documents.atomic import WriteChunk
 from writer_app.documents.recovery import RecoveryEntry, new_doc_id
 from writer_app.documents.textfile import (
     ENCODING_NAMES,
+    ChangedDuringSave,
     FileStamp,
     OpenError,
     SaveError,
@@ -37,6 +41,7 @@ from writer_app.documents.textfile import (
     stamp_file,
 )
 from writer_app.documents.textfile import write_text_file_atomic as _write_text_file_atomic
+from writer_app.safe_files import WriteChunk, is_read_only
 from writer_app.settings import Settings
 from writer_app.ui.choosers import FileChooser
 from writer_app.ui.dialogs import Choice, Messenger
@@ -64,6 +69,24 @@ class DocumentInfo:
         return Path(self.path).name if self.path else UNTITLED
 
 
+@dataclass(frozen=True)
+class _Expected:
+    """What the save may replace, checked again right before it does: the file as we
+    last saw it (`stamp`), or no file at all (`create`); neither means "don't check"."""
+
+    stamp: FileStamp | None
+    create: bool = False
+
+
+def _as_it_is_now(path: str) -> _Expected:
+    try:
+        return _Expected(stamp_file(path))
+    except FileNotFoundError:
+        return _Expected(None, create=True)
+    except OSError:
+        return _Expected(None)  # unreadable now: the write itself will say why
+
+
 class DocumentController(QObject):
     info_changed = Signal(object)  # DocumentInfo: path/title may have changed
     notice = Signal(str)  # a remark for the writer that needs no answer (encoding etc.)
@@ -83,6 +106,9 @@ class DocumentController(QObject):
         self.editor = editor
         self.info = DocumentInfo()
         self.write_chunk = write_chunk  # tests swap in a failing writer (disk full)
+        # Runs between the temp file's write and the replace: tests play another program.
+        self.before_replace: Callable[[Path], None] | None = None
+        self._read_only_agreed: str | None = None  # the read-only file the writer said yes to
         self._messenger = messenger
         self._chooser = file_chooser
         self._settings = settings
@@ -233,12 +259,15 @@ class DocumentController(QObject):
 
     def _save_to(self, path: str, *, check_disk: bool) -> bool:
         if check_disk and self._changed_since_read(path):
-            decision = self._ask_about_outside_change(path)
-            if decision == Choice.DISCARD:
-                self.reload_from_disk()
+            if not self._overwrite_outside_change(path):
                 return False
-            if decision != Choice.SAVE:
-                return False
+            expected = _as_it_is_now(path)  # the version the writer agreed to overwrite
+        elif check_disk:
+            expected = _Expected(self.info.stamp, create=self.info.stamp is None)
+        else:
+            expected = _as_it_is_now(path)  # Save As: what the file dialog showed
+        if not self._agree_to_read_only(path):
+            return False
         info = self.info
         text = self.text()
         while True:
@@ -249,9 +278,18 @@ class DocumentController(QObject):
                     encoding=info.encoding,
                     newline=info.newline,
                     bom=info.had_bom,
+                    expected=expected.stamp,
+                    create_only=expected.create,
                     write_chunk=self.write_chunk,
+                    before_replace=self.before_replace,
                 )
                 break
+            except ChangedDuringSave:
+                # Another program saved while our temp file was being written: theirs is
+                # still there, untouched. Ask again, about the version that is there now.
+                if not self._overwrite_outside_change(path):
+                    return False
+                expected = _as_it_is_now(path)
             except UnencodableTextError as error:
                 if not self._agree_to_utf8(error):
                     return False
@@ -264,6 +302,31 @@ class DocumentController(QObject):
         self.discard_recovery.emit(self.info.doc_id)
         self._remember(path)
         self.info_changed.emit(self.info)
+        return True
+
+    def _overwrite_outside_change(self, path: str) -> bool:
+        """Ask about another program's change; True means overwrite it with ours."""
+        decision = self._ask_about_outside_change(path)
+        if decision == Choice.DISCARD:
+            self.reload_from_disk()
+        return decision == Choice.SAVE
+
+    def _agree_to_read_only(self, path: str) -> bool:
+        """A read-only file is the writer's (or a colleague's) "do not change this":
+        ask before saving over it, once per file while it stays open. Agreeing saves and
+        keeps the file read-only, as Vim's :w! does; the mode is the owner's decision."""
+        if self._read_only_agreed == path or not is_read_only(path):
+            return True
+        answer = self._messenger.ask(
+            "Read-only file",
+            f"“{Path(path).name}” is read-only. Save your changes over it anyway?\n\n"
+            "It stays read-only afterwards. Cancel keeps your changes here, unsaved.",
+            [Choice.SAVE, Choice.CANCEL],
+            Choice.CANCEL,
+        )
+        if answer != Choice.SAVE:
+            return False
+        self._read_only_agreed = path
         return True
 
     def _changed_since_read(self, path: str) -> bool:
@@ -307,6 +370,7 @@ class DocumentController(QObject):
         # so listeners that drop the old recovery copy never touch the new one's.
         self.editor.setPlainText(text)
         self.info = info
+        self._read_only_agreed = None  # another document, or a fresh read: ask again
         self.editor.moveCursor(QTextCursor.MoveOperation.Start)
         self.editor.document().setModified(modified)
         if old_id != info.doc_id:
