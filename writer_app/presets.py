@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from writer_app.engine.sampling import SamplingSettings, StopAt
+from writer_app.safe_files import write_text_atomic
 from writer_app.settings import Settings
 
 FILE_FORMAT = "writer-app-preset"
@@ -155,7 +156,7 @@ def preset_to_json(name: str, sampling: SamplingSettings) -> dict[str, Any]:
 def export_preset(path: str | os.PathLike[str], name: str, sampling: SamplingSettings) -> None:
     text = json.dumps(preset_to_json(name, sampling), indent=2, ensure_ascii=False) + "\n"
     try:
-        Path(path).write_text(text, encoding="utf-8")
+        write_text_atomic(path, text)  # an interrupted export never leaves half a file
     except OSError as error:
         raise PresetFileError(
             f"The preset could not be saved as {Path(path).name}: {error.strerror or error}."
