@@ -23,6 +23,7 @@ from writer_app.engine.process import EngineClient, EngineClosed, EngineCrashed
 from writer_app.engine.protocol import (
     FinishEvent,
     FinishReason,
+    GenerationRequest,
     InvalidTokenError,
     NoModelLoaded,
     TokenEvent,
@@ -78,6 +79,10 @@ def own_engine():
     client.close()
 
 
+def ask(request_id: int, prompt_ids, settings: SamplingSettings, **kwargs) -> GenerationRequest:
+    return GenerationRequest(request_id, tuple(prompt_ids), settings, **kwargs)
+
+
 def collect(events) -> tuple[list[TokenEvent], FinishEvent]:
     *tokens, finish = list(events)
     assert isinstance(finish, FinishEvent)
@@ -118,7 +123,7 @@ def test_phrase_model_continues_its_phrase_for_every_weight_type(
     assert facts.quantization == ftype
     prompt = "The cat sat"
     tokens, finish = collect(
-        own_engine.generate(1, tokenizer.encode(prompt), GREEDY.with_changes(stop_at="length"))
+        own_engine.generate(ask(1, tokenizer.encode(prompt), GREEDY.with_changes(stop_at="length")))
     )
     assert suggestion(tokens, finish) == CAT[len(prompt) :]
     assert finish.reason is FinishReason.EOS
@@ -127,7 +132,7 @@ def test_phrase_model_continues_its_phrase_for_every_weight_type(
 
 def test_sentence_rule_ends_the_suggestion_at_the_period(engine, tokenizer):
     tokens, finish = collect(
-        engine.generate(7, tokenizer.encode("The cat sat"), GREEDY, preceding_text="The cat sat")
+        engine.generate(ask(7, tokenizer.encode("The cat sat"), GREEDY, preceding_text="The cat sat"))
     )
     assert suggestion(tokens, finish) == " on the mat."
     assert finish.reason is FinishReason.STOP and finish.request_id == 7
@@ -136,18 +141,18 @@ def test_sentence_rule_ends_the_suggestion_at_the_period(engine, tokenizer):
 
 def test_paragraph_rule_ends_at_the_newline(engine, tokenizer):
     settings = GREEDY.with_changes(stop_at=StopAt.PARAGRAPH)
-    tokens, finish = collect(engine.generate(2, tokenizer.encode("Snow"), settings))
+    tokens, finish = collect(engine.generate(ask(2, tokenizer.encode("Snow"), settings)))
     assert suggestion(tokens, finish) == " fell softly"
     assert finish.reason is FinishReason.STOP
     # Sentence ends do not stop a paragraph.
-    tokens, finish = collect(engine.generate(3, tokenizer.encode("The cat"), settings))
+    tokens, finish = collect(engine.generate(ask(3, tokenizer.encode("The cat"), settings)))
     assert suggestion(tokens, finish) == " sat on the mat. Then it slept all day!"
     assert finish.reason is FinishReason.EOS
 
 
 def test_sampling_follows_a_confident_model(engine, tokenizer):
     settings = SamplingSettings(temperature=1.0, top_k=0, seed=5, stop_at=StopAt.SENTENCE)
-    tokens, finish = collect(engine.generate(4, tokenizer.encode("The cat sat"), settings))
+    tokens, finish = collect(engine.generate(ask(4, tokenizer.encode("The cat sat"), settings)))
     assert suggestion(tokens, finish) == " on the mat."
 
 
@@ -161,7 +166,7 @@ def test_next_token_probabilities(engine, tokenizer):
 
 def test_probabilities_stream_with_the_tokens(engine, tokenizer):
     tokens, _ = collect(
-        engine.generate(5, tokenizer.encode("The cat sat"), GREEDY, with_probs=True, top_n=2)
+        engine.generate(ask(5, tokenizer.encode("The cat sat"), GREEDY, with_probs=True, top_n=2))
     )
     assert tokens and all(event.probability > 0.99 for event in tokens)
     assert all(event.alternatives[0].token_id == event.token_id for event in tokens)
@@ -170,14 +175,14 @@ def test_probabilities_stream_with_the_tokens(engine, tokenizer):
 def test_prewarm_makes_the_prompt_free(engine, tokenizer):
     prompt = tokenizer.encode("Then it slept all")
     assert engine.prewarm(prompt, max_tokens=GREEDY.max_tokens) == len(prompt)
-    _, finish = collect(engine.generate(6, prompt, GREEDY))
+    _, finish = collect(engine.generate(ask(6, prompt, GREEDY)))
     assert finish.evaluated_tokens == 0 and finish.prompt_tokens == len(prompt)
 
 
 def test_long_prompt_is_windowed_inside_the_context(engine, tokenizer):
     filler = tokenizer.encode(" lorem ipsum dolor sit amet," * 200)
     prompt = filler + tokenizer.encode(" The cat sat")
-    tokens, finish = collect(engine.generate(8, prompt, GREEDY))
+    tokens, finish = collect(engine.generate(ask(8, prompt, GREEDY)))
     assert finish.window_start > 0
     assert finish.prompt_tokens == len(prompt) - finish.window_start
     assert finish.prompt_tokens + finish.generated_tokens <= engine.facts.n_ctx
@@ -192,7 +197,7 @@ def test_greedy_equals_the_reference_argmax_chain(own_engine, random_model):
     weights = read_weights(random_model)  # dequantized from the file as ggml stores it
     prompt = [464, 3797, 3332, 319]
     tokens, _ = collect(
-        own_engine.generate(1, prompt, GREEDY.with_changes(max_tokens=6, stop_at=StopAt.LENGTH))
+        own_engine.generate(ask(1, prompt, GREEDY.with_changes(max_tokens=6, stop_at=StopAt.LENGTH)))
     )
     chain = list(prompt)
     for _ in range(6):
@@ -209,7 +214,7 @@ def test_seeds_reproduce_and_top_k_off_still_samples(own_engine, random_model):
     prompt = [464, 3797]
 
     def ids(s: SamplingSettings) -> list[int]:
-        return [event.token_id for event in collect(own_engine.generate(1, prompt, s))[0]]
+        return [event.token_id for event in collect(own_engine.generate(ask(1, prompt, s)))[0]]
 
     first = ids(settings)
     assert ids(settings) == first  # same seed, settings and prompt: same tokens
@@ -234,7 +239,7 @@ def test_bad_files_are_rejected_before_the_engine_sees_them(
         with pytest.raises(InvalidModelFile):
             own_engine.load(bad)
     assert own_engine.running and own_engine.pid == pid
-    _, finish = collect(own_engine.generate(1, tokenizer.encode("The cat sat"), GREEDY))
+    _, finish = collect(own_engine.generate(ask(1, tokenizer.encode("The cat sat"), GREEDY)))
     assert finish.text == " on the mat."  # the previous model is still there
 
 
@@ -242,7 +247,7 @@ def test_bad_files_are_rejected_before_the_engine_sees_them(
 def test_invalid_token_ids_never_reach_the_engine(engine, bad):
     pid = engine.pid
     with pytest.raises(InvalidTokenError):
-        engine.generate(1, bad, GREEDY)
+        engine.generate(ask(1, bad, GREEDY))
     with pytest.raises(InvalidTokenError):
         engine.next_token_probs(bad, 1.0, 3)
     assert engine.running and engine.pid == pid
@@ -250,7 +255,7 @@ def test_invalid_token_ids_never_reach_the_engine(engine, bad):
 
 def test_generating_before_loading_is_a_clear_error(own_engine):
     with pytest.raises(NoModelLoaded):
-        own_engine.generate(1, [464], GREEDY)
+        own_engine.generate(ask(1, [464], GREEDY))
 
 
 def test_cancel_from_another_thread_stops_within_a_token(own_engine, random_model):
@@ -260,7 +265,7 @@ def test_cancel_from_another_thread_stops_within_a_token(own_engine, random_mode
     canceller.start()
     seen_at_cancel = None
     tokens = []
-    for event in own_engine.generate(1, [464, 3797], LONG):
+    for event in own_engine.generate(ask(1, [464, 3797], LONG)):
         if isinstance(event, FinishEvent):
             finish = event
             break
@@ -278,17 +283,17 @@ def test_cancel_from_another_thread_stops_within_a_token(own_engine, random_mode
 
 def test_abandoned_generation_is_cancelled_and_drained(own_engine, random_model):
     own_engine.load(random_model)
-    stream = own_engine.generate(1, [464, 3797], LONG)
+    stream = own_engine.generate(ask(1, [464, 3797], LONG))
     next(stream)
     stream.close()
-    tokens, finish = collect(own_engine.generate(2, [464], LONG.with_changes(max_tokens=3)))
+    tokens, finish = collect(own_engine.generate(ask(2, [464], LONG.with_changes(max_tokens=3))))
     assert finish.request_id == 2 and len(tokens) == 3
 
 
 def test_killed_engine_raises_crashed_and_restarts(own_engine, cat_model, tokenizer):
     own_engine.load(cat_model)
     old_pid = own_engine.pid
-    stream = own_engine.generate(1, tokenizer.encode("The"), LONG)
+    stream = own_engine.generate(ask(1, tokenizer.encode("The"), LONG))
     os.kill(old_pid, signal.SIGKILL)
     with pytest.raises(EngineCrashed, match="SIGKILL") as crash:
         list(stream)
@@ -298,7 +303,7 @@ def test_killed_engine_raises_crashed_and_restarts(own_engine, cat_model, tokeni
         own_engine.next_token_probs([464], 1.0, 3)
     facts = own_engine.restart()
     assert facts is not None and facts.path == cat_model and own_engine.pid != old_pid
-    tokens, finish = collect(own_engine.generate(2, tokenizer.encode("The cat sat"), GREEDY))
+    tokens, finish = collect(own_engine.generate(ask(2, tokenizer.encode("The cat sat"), GREEDY)))
     assert finish.text == " on the mat."
 
 
@@ -319,12 +324,12 @@ def test_close_with_a_generation_in_flight_does_not_hang(random_model):
     client.start()
     client.load(random_model)
     pid = client.pid
-    stream = client.generate(1, [464, 3797], LONG)
+    stream = client.generate(ask(1, [464, 3797], LONG))
     next(stream)
     client.close(timeout=5.0)
     assert not client.running and process_gone(pid)
     with pytest.raises(EngineClosed):
-        client.generate(2, [464], LONG)
+        client.generate(ask(2, [464], LONG))
 
 
 @pytest.mark.timeout(60)
@@ -336,7 +341,7 @@ def test_close_from_another_thread_ends_the_stream(random_model):
     finishes: list[FinishEvent] = []
 
     def worker() -> None:
-        for event in client.generate(1, [464], LONG.with_changes(max_tokens=256)):
+        for event in client.generate(ask(1, [464], LONG.with_changes(max_tokens=256))):
             first_token.set()
             if isinstance(event, FinishEvent):
                 finishes.append(event)
@@ -354,10 +359,11 @@ def test_the_app_process_never_imports_ctransformers_or_qt_in_the_engine(cat_mod
     script = f"""
 import sys
 from writer_app.engine.process import EngineClient
+from writer_app.engine.protocol import GenerationRequest
 from writer_app.engine.sampling import SamplingSettings
 with EngineClient() as client:
     client.load({str(cat_model)!r})
-    events = list(client.generate(1, [464], SamplingSettings(max_tokens=2)))
+    events = list(client.generate(GenerationRequest(1, (464,), SamplingSettings(max_tokens=2))))
 assert "ctransformers" not in sys.modules, "ctransformers imported in the app process"
 assert not any(name.startswith("PySide6") for name in sys.modules), "Qt imported"
 print(len(events))
@@ -418,7 +424,7 @@ def _fill_the_context_in_batches(path: str, results: multiprocessing.Queue) -> N
     model = CTransformersBackend.load(path)
     prompt = [(i * 7919) % 50000 for i in range(1000)]
     settings = SamplingSettings(temperature=0.0, max_tokens=20, stop_at=StopAt.LENGTH)
-    events = list(model.generate(1, prompt, settings))
+    events = list(model.generate(ask(1, prompt, settings)))
     results.put((model.n_ctx, events[-1], len(events) - 1))
 
 
