@@ -255,17 +255,9 @@ def test_a_newer_prepare_stops_a_prewarm_still_running(qtbot, service, slow_mode
     load(qtbot, service, slow_model)
     reports: dict[int, int] = {}
     service.prewarmed.connect(lambda pid, evaluated: reports.update({pid: evaluated}))
-    started = []
-    real_begin = service.begin_prewarm
-
-    def begin(prewarm_id: int) -> None:
-        real_begin(prewarm_id)
-        started.append(prewarm_id)
-
-    service.begin_prewarm = begin  # type: ignore[method-assign]
     long_text = " ".join(f"word{i}" for i in range(250))  # a cold prompt of ~700 tokens
     first = service.prepare(long_text, GREEDY)
-    qtbot.waitUntil(lambda: first in started, timeout=30_000)
+    qtbot.waitUntil(lambda: service.prewarms.active == first, timeout=30_000)
     second = service.prepare("A short, different text.", GREEDY)
     qtbot.waitUntil(lambda: second in reports, timeout=30_000)
     full = len(service._worker.session.prompt_ids(long_text))
@@ -398,7 +390,7 @@ def test_a_cancelled_probe_stops_and_suggestions_go_on(qtbot, service, slow_mode
     load(qtbot, service, slow_model)
     long_text = "It was a dark and stormy night, and the rain fell in torrents. " * 12
     service.request_probabilities(1, long_text, 1.0, 5)
-    qtbot.waitUntil(lambda: service._active_probe == 1, timeout=30_000)
+    qtbot.waitUntil(lambda: service.probes.active == 1, timeout=30_000)
     service.cancel_probabilities(1)
     service.request(1, "Once upon a time", GREEDY.with_changes(max_tokens=3), seed=1)
     qtbot.waitUntil(lambda: 1 in record.finished, timeout=30_000)
