@@ -299,6 +299,21 @@ def test_a_killed_engine_is_one_plain_sentence_and_restarts(qtbot, service, slow
     assert record.finished[100] == "length" and record.text[100]
 
 
+def test_an_engine_killed_while_idle_is_restarted_silently_for_the_next_request(
+    qtbot, service, cat_model
+):
+    record = Recorder(service)
+    load(qtbot, service, cat_model)
+    client = service._worker.session.client
+    old_pid = client.pid
+    os.kill(old_pid, signal.SIGKILL)
+    qtbot.waitUntil(lambda: not client.running, timeout=10_000)
+    service.request(1, "The cat sat", GREEDY, seed=1)
+    qtbot.waitUntil(lambda: 1 in record.finished, timeout=30_000)
+    assert record.text[1] == " on the mat."  # nothing was lost, so nothing to say
+    assert record.failures == [] and client.pid != old_pid
+
+
 def test_a_model_too_small_to_generate_ends_each_request_with_a_message(
     qtbot, service, tmp_path, cat_model
 ):
