@@ -22,6 +22,7 @@ from tests.support.reference import read_weights, reference_logits
 from writer_app.engine.ggml import InvalidModelFile
 from writer_app.engine.process import EngineClient, EngineClosed, EngineCrashed
 from writer_app.engine.protocol import (
+    EngineError,
     FinishEvent,
     FinishReason,
     GenerationRequest,
@@ -242,6 +243,16 @@ def test_bad_files_are_rejected_before_the_engine_sees_them(
     assert own_engine.running and own_engine.pid == pid
     _, finish = collect(own_engine.generate(ask(1, tokenizer.encode("The cat sat"), GREEDY)))
     assert finish.text == " on the mat."  # the previous model is still there
+
+
+def test_an_unknown_engine_is_refused_and_the_model_stays(own_engine, cat_model, tokenizer):
+    own_engine.load(cat_model)
+    pid = own_engine.pid
+    with pytest.raises(EngineError, match="no engine called 'nonesuch'"):
+        own_engine.load(cat_model, engine="nonesuch")
+    assert own_engine.pid == pid
+    _, finish = collect(own_engine.generate(ask(1, tokenizer.encode("The cat sat"), GREEDY)))
+    assert finish.text == " on the mat."
 
 
 @pytest.mark.parametrize("bad", [[-1], [50257], [10**12], [464, 3.0], [True]])

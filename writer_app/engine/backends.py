@@ -25,11 +25,16 @@ _OPENERS: dict[str, Callable[[LoadCommand], Backend]] = {
 ENGINES: tuple[str, ...] = tuple(_OPENERS)
 
 
+def check_engine(name: str) -> None:
+    """EngineError unless an engine of this name is registered (checked before the model
+    in use is let go, so a typo never leaves the engine without one)."""
+    if name not in _OPENERS:
+        known = ", ".join(ENGINES)
+        raise EngineError(f"There is no engine called {name!r} (known: {known}).")
+
+
 def open_backend(command: LoadCommand) -> Backend:
     """Load command.path with the engine named command.engine. Raises InvalidModelFile,
     ModelLoadError, or EngineError for an engine name nobody registered."""
-    opener = _OPENERS.get(command.engine)
-    if opener is None:
-        known = ", ".join(ENGINES)
-        raise EngineError(f"There is no engine called {command.engine!r} (known: {known}).")
-    return opener(command)
+    check_engine(command.engine)
+    return _OPENERS[command.engine](command)

@@ -55,7 +55,7 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Protocol
 
-from writer_app.engine.backends import open_backend
+from writer_app.engine.backends import check_engine, open_backend
 from writer_app.engine.ggml import InvalidModelFile, ModelFacts, validate_model_file
 from writer_app.engine.protocol import (
     Alternative,
@@ -139,6 +139,7 @@ def engine_main(conn: Connection, cancel_epoch: _Counter, progress: _Counter | N
             return
         try:
             if isinstance(command, LoadCommand):
+                check_engine(command.engine)
                 if backend is not None:
                     backend.close()
                     backend = None
@@ -297,12 +298,20 @@ class EngineClient:
             self._cancel_epoch.value += 1
 
     def load(
-        self, path: str | os.PathLike[str], *, threads: int = 1, context_length: int | None = None
+        self,
+        path: str | os.PathLike[str],
+        *,
+        threads: int = 1,
+        context_length: int | None = None,
+        engine: str = "ctransformers",
     ) -> ModelFacts:
-        """Load a model (replacing the current one). Raises InvalidModelFile for a bad file
-        before the child ever sees it, ModelLoadError if ctransformers refuses it."""
+        """Load a model (replacing the current one) with the named engine (see
+        engine/backends.py). Raises InvalidModelFile for a bad file before the child ever
+        sees it, ModelLoadError if the engine refuses it, EngineError for an unknown
+        engine."""
+        check_engine(engine)
         validate_model_file(path)
-        return self._load(LoadCommand(Path(path), max(1, threads), context_length))
+        return self._load(LoadCommand(Path(path), max(1, threads), context_length, engine))
 
     def _load(self, command: LoadCommand) -> ModelFacts:
         facts = self._request(command)
