@@ -17,8 +17,10 @@ def test_a_stopped_engine_says_it_isnt_responding_and_restart_brings_it_back(
     writer = build_app(qtbot, app_home, slow_model, ENDLESS)
     writer.service.watchdog.seconds = 1.0  # the app waits 5 s
     bar = writer.window.notice_bar
-    pid = writer.service._worker.session.client.pid
+    pid = None
     try:
+        qtbot.waitUntil(lambda: writer.service._worker.session is not None, timeout=10_000)
+        pid = writer.service._worker.session.client.pid
         pieces: list[str] = []
         writer.service.token.connect(lambda rid, piece: pieces.append(piece))
         type_text(qtbot, writer, "Once upon a time ")
@@ -41,8 +43,9 @@ def test_a_stopped_engine_says_it_isnt_responding_and_restart_brings_it_back(
         type_text(qtbot, writer, " then")
         qtbot.waitUntil(lambda: len(pieces) >= 2, timeout=30_000)
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGCONT)
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
         writer.editor.document().setModified(False)
         writer.window.close()
         writer.shutdown()
