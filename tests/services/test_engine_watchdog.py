@@ -69,3 +69,20 @@ def test_the_end_of_the_stalled_work_is_a_recovery(qtbot, setup):
     watchdog.done()  # e.g. the engine was killed and the command ended
     with qtbot.waitSignal(watchdog.recovered, timeout=5_000):
         pass
+
+
+def test_while_progress_cannot_be_judged_there_is_no_stall(qtbot):
+    judged = False  # e.g. False while the engine loads a model
+    watchdog = EngineWatchdog(lambda: 0 if judged else None, seconds=0.3)
+    events: list[str] = []
+    watchdog.stalled.connect(lambda: events.append("stalled"))
+    try:
+        watchdog.sent()
+        watchdog.started()
+        qtbot.wait(700)
+        assert events == []
+        judged = True
+        with qtbot.waitSignal(watchdog.stalled, timeout=5_000):
+            pass
+    finally:
+        watchdog.stop()

@@ -205,6 +205,7 @@ class EngineClient:
         self._closing = False
         self._streaming = False  # a generation's events may still be in the pipe
         self._last_load: LoadCommand | None = None
+        self._loading = False
         self.facts: ModelFacts | None = None
 
     # ---- lifecycle -------------------------------------------------------------------
@@ -236,6 +237,11 @@ class EngineClient:
     def progress(self) -> int:
         """A counter the child bumps between prompt chunks and tokens (any thread)."""
         return int(self._progress.value)
+
+    @property
+    def loading(self) -> bool:
+        """A model is being loaded (also by a restart), which shows no progress."""
+        return self._loading
 
     def kill(self) -> None:
         """End the child at once, even a stopped or hung one. Safe from any thread: the
@@ -314,7 +320,11 @@ class EngineClient:
         return self._load(LoadCommand(Path(path), max(1, threads), context_length, engine))
 
     def _load(self, command: LoadCommand) -> ModelFacts:
-        facts = self._request(command)
+        self._loading = True
+        try:
+            facts = self._request(command)
+        finally:
+            self._loading = False
         assert isinstance(facts, ModelFacts)
         self._last_load, self.facts = command, facts
         return facts

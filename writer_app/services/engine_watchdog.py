@@ -9,7 +9,8 @@ without a change `stalled` fires (once), then `recovered` if it moves again.
 
 The GUI thread counts commands as it sends them (sent()); the worker marks when it
 starts one (started(), so a long idle time before does not count) and ends it (done()).
-excused() covers work that legitimately shows no progress (reloading a model).
+excused(), or progress() answering None, covers work that legitimately shows no progress
+(starting an engine process and loading a model into it).
 """
 
 from __future__ import annotations
@@ -30,12 +31,12 @@ class EngineWatchdog(QObject):
 
     def __init__(
         self,
-        progress: Callable[[], int | None],
+        progress: Callable[[], int | None],  # None: nothing to judge now (no engine, loading)
         seconds: float = NOT_RESPONDING_SECONDS,
         parent: QObject | None = None,
     ) -> None:
         super().__init__(parent)
-        self._progress = progress  # the engine's counter; None while there is no engine
+        self._progress = progress
         self.seconds = seconds
         self._lock = threading.Lock()
         self._pending = 0
@@ -66,7 +67,7 @@ class EngineWatchdog(QObject):
         value = self._progress()
         with self._lock:
             idle = self._pending <= 0
-            if idle or self._excused or value != self._last:
+            if idle or self._excused or value is None or value != self._last:
                 self._last, self._moved_at = value, now
                 moved = True
             else:

@@ -461,7 +461,9 @@ class InferenceService(SuggestionSource):
 
     def _engine_progress(self) -> int | None:
         session = self._worker.session
-        return session.client.progress if session is not None else None
+        if session is None or session.client.loading:
+            return None  # loading a model (e.g. an automatic restart) shows no progress
+        return session.client.progress
 
     def _on_worker_state(self, state: str, detail: str) -> None:
         self.engine_state = state
