@@ -38,6 +38,7 @@ def measure_tokens(path: Path, tokens: int = 64, reps: int = 3) -> dict:
     from benchmarks.texts import document
     from writer_app.engine.backend import CTransformersBackend
     from writer_app.engine.ggml import read_vocab
+    from writer_app.engine.protocol import GenerationRequest
     from writer_app.engine.sampling import SamplingSettings, StopAt
     from writer_app.engine.tokenizer import Tokenizer
 
@@ -47,7 +48,8 @@ def measure_tokens(path: Path, tokens: int = 64, reps: int = 3) -> dict:
 
     def cpu_ms_per_token(with_probs: bool) -> float:
         started = time.process_time()
-        for event in backend.generate(1, prompt, settings, with_probs=with_probs, top_n=8):
+        request = GenerationRequest(1, tuple(prompt), settings, with_probs=with_probs, top_n=8)
+        for event in backend.generate(request):
             generated = getattr(event, "generated_tokens", None)
         return (time.process_time() - started) * 1000 / max(1, generated or tokens)
 

@@ -18,7 +18,7 @@ from tests.support.gpt2_vocab import END_OF_TEXT_ID, GPT2_VOCAB_SIZE, gpt2_vocab
 from writer_app.assets import demo_model_path, resources_dir
 from writer_app.engine.ggml import read_vocab, validate_model_file
 from writer_app.engine.process import EngineClient
-from writer_app.engine.protocol import FinishEvent, TokenEvent
+from writer_app.engine.protocol import FinishEvent, GenerationRequest, TokenEvent
 from writer_app.engine.sampling import SamplingSettings, StopAt
 from writer_app.engine.tokenizer import Tokenizer
 
@@ -67,7 +67,9 @@ def continuation(
 ) -> tuple[list[int], str]:
     token_ids: list[int] = []
     finish = None
-    events = engine.generate(1, tokenizer.encode(prompt), settings, preceding_text=prompt)
+    events = engine.generate(
+        GenerationRequest(1, tuple(tokenizer.encode(prompt)), settings, preceding_text=prompt)
+    )
     for event in events:
         if isinstance(event, TokenEvent):
             token_ids.append(event.token_id)

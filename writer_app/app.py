@@ -26,6 +26,7 @@ from writer_app.services.suggestion_controller import (
 )
 from writer_app.settings import Settings
 from writer_app.ui.dialogs import Messenger
+from writer_app.ui.engine_notice import EngineNotice
 from writer_app.ui.ghost_editor import GhostTextEditor
 from writer_app.ui.main_window import MainWindow, build_main_window
 from writer_app.ui.model_menu import ModelsUi, install_models
@@ -102,6 +103,7 @@ class WriterApp:
             lambda path, message: self.window.messenger.warning("Model not loaded", message)
         )
         self.controller.errorOccurred.connect(self.window.notice_bar.show_notice)
+        EngineNotice(self.window.notice_bar, self.service)  # "isn't responding" + Restart
         self.window.closed.connect(self.shutdown)
         self.window.set_model_text("no model")
         self.models_ui = install_models(self)

@@ -23,7 +23,7 @@ from writer_app import __version__
 from writer_app.assets import demo_model_path
 from writer_app.engine.ggml import InvalidModelFile, ModelFacts, read_vocab
 from writer_app.engine.process import EngineClient
-from writer_app.engine.protocol import EngineError, FinishEvent, FinishReason
+from writer_app.engine.protocol import EngineError, FinishEvent, FinishReason, GenerationRequest
 from writer_app.engine.sampling import SamplingSettings, StopAt
 from writer_app.engine.tokenizer import Tokenizer, TokenizerError
 
@@ -117,7 +117,7 @@ def check(model_path: Path) -> SelfTestResult:
 
 
 def _generate(client: EngineClient, prompt_ids: list[int]) -> FinishEvent:
-    for event in client.generate(1, prompt_ids, SETTINGS, preceding_text=PROMPT):
+    for event in client.generate(GenerationRequest(1, tuple(prompt_ids), SETTINGS, preceding_text=PROMPT)):
         if isinstance(event, FinishEvent):
             return event
     raise SelfTestFailed("the engine ended the suggestion without finishing it")

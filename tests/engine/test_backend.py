@@ -20,18 +20,22 @@ from writer_app.engine.backend import (
     PREWARM_CHUNK,
     CTransformersBackend,
     ModelShape,
-    derive_seed,
     eval_buffer_bytes,
     library_path,
     safe_batch_size,
-    softmax,
 )
+from writer_app.engine.backends import open_backend
+from writer_app.engine.generation import derive_seed, softmax
 from writer_app.engine.ggml import InvalidModelFile
 from writer_app.engine.protocol import (
+    Backend,
     ContextOverflowError,
+    EngineError,
     FinishEvent,
     FinishReason,
+    GenerationRequest,
     InvalidTokenError,
+    LoadCommand,
     TokenEvent,
 )
 from writer_app.engine.sampling import SamplingSettings, StopAt
@@ -56,8 +60,14 @@ def backend(tiny_path) -> CTransformersBackend:
     loaded.close()
 
 
-def run(backend: CTransformersBackend, prompt: list[int], settings: SamplingSettings, **kwargs):
-    events = list(backend.generate(1, prompt, settings, **kwargs))
+def ask(prompt: list[int], settings: SamplingSettings, **kwargs) -> GenerationRequest:
+    return GenerationRequest(1, tuple(prompt), settings, **kwargs)
+
+
+def run(
+    backend: Backend, prompt: list[int], settings: SamplingSettings, should_cancel=None, **kwargs
+):
+    events = list(backend.generate(ask(prompt, settings, **kwargs), should_cancel))
     *tokens, finish = events
     assert isinstance(finish, FinishEvent)
     assert all(isinstance(event, TokenEvent) for event in tokens)
@@ -123,7 +133,7 @@ def test_a_generations_prompt_goes_one_token_per_native_call(backend, monkeypatc
     backend.evaluate([7])  # a different first token: nothing below is cached
     sizes = _native_chunks(backend, monkeypatch)
     settings = GREEDY.with_changes(max_tokens=1)
-    list(backend.generate(1, [11] * 40, settings, should_cancel=lambda: False))
+    list(backend.generate(ask([11] * 40, settings), lambda: False))
     assert sizes == [1] * 40
 
 
@@ -156,6 +166,31 @@ def test_softmax_applies_the_temperature():
     assert cold[0] > warm[0]
     assert warm[0] / warm[1] == pytest.approx(np.e)
     np.testing.assert_allclose(softmax(logits, 0.0), warm)  # greedy shows T = 1
+
+
+# ---- the seam: engines are opened by name ----------------------------------------------
+
+
+def test_the_ctransformers_engine_is_opened_by_name(tiny_path):
+    opened = open_backend(LoadCommand(tiny_path, threads=1, context_length=64))
+    try:
+        assert isinstance(opened, CTransformersBackend)
+        assert opened.n_ctx == 64 and opened.facts.n_ctx == TINY["n_ctx"]
+        tokens, finish = run(opened, PROMPT, GREEDY.with_changes(max_tokens=3))
+        assert len(tokens) == finish.generated_tokens == 3
+    finally:
+        opened.close()
+
+
+def test_an_unknown_engine_name_is_one_clear_error(tiny_path):
+    with pytest.raises(EngineError, match="no engine called 'gpt-9000'.*ctransformers"):
+        open_backend(LoadCommand(tiny_path, threads=1, context_length=None, engine="gpt-9000"))
+
+
+def test_a_request_keeps_only_the_prompt_end_the_stop_rule_reads():
+    request = GenerationRequest(3, [464, 3797], GREEDY, preceding_text="x" * 100 + "Dr.")
+    assert request.prompt_ids == (464, 3797)
+    assert len(request.preceding_text) == 64 and request.preceding_text.endswith("Dr.")
 
 
 # ---- loading, evaluation and the cache ------------------------------------------------
@@ -213,7 +248,7 @@ def test_token_ids_outside_the_vocabulary_are_refused(backend, bad_id):
     with pytest.raises(InvalidTokenError, match="not in this model's vocabulary|not an integer"):
         backend.evaluate([464, bad_id])
     with pytest.raises(InvalidTokenError):
-        list(backend.generate(1, [bad_id], GREEDY))
+        list(backend.generate(ask([bad_id], GREEDY)))
 
 
 def test_nothing_is_evaluated_past_the_context(backend):
@@ -300,7 +335,7 @@ def test_max_tokens_holds(backend, max_tokens):
 def test_cancel_check_stops_between_tokens(backend):
     seen: list[TokenEvent] = []
     events = backend.generate(
-        1, [11] * 20, GREEDY.with_changes(max_tokens=20), should_cancel=lambda: len(seen) >= 3
+        ask([11] * 20, GREEDY.with_changes(max_tokens=20)), lambda: len(seen) >= 3
     )
     for event in events:
         if isinstance(event, TokenEvent):
@@ -329,9 +364,7 @@ def test_cancel_during_the_prompt_stops_between_chunks(backend):
 def test_a_cancel_after_sampling_skips_that_tokens_evaluation(backend, monkeypatch):
     """The evaluation is the costly part of a step; once cancelled, it is not started."""
     cancelled = False
-    events = backend.generate(
-        1, PROMPT, GREEDY.with_changes(max_tokens=10), should_cancel=lambda: cancelled
-    )
+    events = backend.generate(ask(PROMPT, GREEDY.with_changes(max_tokens=10)), lambda: cancelled)
     first = next(events)
     assert isinstance(first, TokenEvent)
     sizes = _native_chunks(backend, monkeypatch)

@@ -19,6 +19,7 @@ from writer_app.engine.memory import (
     context_for_budget,
 )
 from writer_app.engine.process import EngineClient
+from writer_app.engine.protocol import GenerationRequest
 from writer_app.engine.sampling import SamplingSettings, StopAt
 
 BYTE_VOCAB = [bytes([b]) for b in range(256)] + [b"<|endoftext|>"]
@@ -77,9 +78,9 @@ def test_the_engine_grows_by_the_modelled_bytes_per_context_token(tmp_path):
     prompt = [(i * 37) % 256 for i in range(500)]
     with EngineClient() as client:
         client.load(path)
-        list(client.generate(1, prompt[:32], settings))
+        list(client.generate(GenerationRequest(1, tuple(prompt[:32]), settings)))
         before = _resident_bytes(client.pid)
-        list(client.generate(2, prompt[:480], settings))
+        list(client.generate(GenerationRequest(2, tuple(prompt[:480]), settings)))
         grown = _resident_bytes(client.pid) - before
     expected = 448 * context_bytes_per_token(facts)
     # Deterministic here (31.67 MiB grown against 31.50 modelled, every run), so the

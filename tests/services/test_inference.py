@@ -7,8 +7,10 @@ tokens are set by hand, so a sampling rule can be made to decide visibly between
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +23,7 @@ from tests.support.reference import reference_logits
 from writer_app.engine.ggml import validate_model_file
 from writer_app.engine.ggml_writer import write_gpt2
 from writer_app.engine.memory import app_resident_bytes
+from writer_app.engine.protocol import FinishEvent
 from writer_app.engine.sampling import SamplingSettings, StopAt
 from writer_app.engine.session import TextSession
 from writer_app.services.inference import (
@@ -30,6 +33,7 @@ from writer_app.services.inference import (
     engine_threads,
 )
 from writer_app.services.suggestion import TokenStep
+from writer_app.services.suggestion_controller import SuggestionController, SuggestionPreferences
 
 # ---- shared generated models ------------------------------------------------------------
 
@@ -166,6 +170,9 @@ def service(qtbot):
 def load(qtbot, service: InferenceService, path) -> None:
     with qtbot.waitSignal(service.modelLoaded, timeout=60_000):
         service.load_model(path)
+    # ...and the worker has adopted it (tests reach into the worker's session).
+    qtbot.waitUntil(lambda: service._worker.session is not None
+                    and service._worker.session.path == Path(path), timeout=10_000)
 
 
 def test_suggestion_streams_the_models_continuation(qtbot, service, cat_model):
@@ -179,16 +186,44 @@ def test_suggestion_streams_the_models_continuation(qtbot, service, cat_model):
     assert record.states[-1] == EngineState.IDLE.value
 
 
-def test_cancel_stops_a_long_generation(qtbot, service, slow_model):
+class EngineReads:
+    """What the worker reads from the engine: a pass-through around the real session's
+    generate() that counts token events and keeps the engine's own FinishEvents, and
+    may act at the moment the worker has read a given number of tokens."""
+
+    def __init__(self, service: InferenceService) -> None:
+        self.tokens = 0
+        self.finishes: list[FinishEvent] = []
+        self.at_token: dict[int, Callable[[], None]] = {}
+        session = service._worker.session
+        real = session.generate
+
+        def generate(*args, **kwargs):
+            self.tokens = 0
+            for event in real(*args, **kwargs):
+                if isinstance(event, FinishEvent):
+                    self.finishes.append(event)
+                else:
+                    self.tokens += 1
+                    self.at_token.pop(self.tokens, lambda: None)()
+                yield event
+
+        session.generate = generate
+
+
+def test_cancel_stops_a_long_generation_within_one_token(qtbot, service, slow_model):
     record = Recorder(service)
     load(qtbot, service, slow_model)
+    reads = EngineReads(service)
+    # Cancelled on the worker thread the moment it has read 3 tokens, so the count the
+    # engine reports can be compared with what was generated when the cancel came.
+    reads.at_token[3] = lambda: service.cancel(1)
     service.request(1, "Once upon a time", ENDLESS, seed=1)
-    qtbot.waitUntil(lambda: 1 in record.text, timeout=30_000)
-    service.cancel(1)
-    qtbot.waitUntil(lambda: 1 in record.finished, timeout=10_000)
+    qtbot.waitUntil(lambda: 1 in record.finished, timeout=30_000)
     assert record.finished[1] == "cancelled"
-    # Far fewer than the 256 tokens asked for reached us.
-    assert len(record.text[1]) < 200
+    (finish,) = reads.finishes
+    # At most the token the engine was working on when the cancel landed.
+    assert 3 <= finish.generated_tokens <= 3 + 1
 
 
 def test_a_superseded_request_never_runs(qtbot, service, slow_model):
@@ -220,19 +255,134 @@ def test_a_bad_model_file_is_reported_not_raised(qtbot, service, tmp_path):
     assert "GGUF" in blocker.args[1]
 
 
-def test_a_killed_engine_is_reported_and_restarted(qtbot, service, cat_model):
+class WriterView:
+    """The suggestion controller on the real service: what the writer is shown."""
+
+    def __init__(self, service: InferenceService, settings: SamplingSettings) -> None:
+        self.controller = SuggestionController(
+            service, settings, SuggestionPreferences(auto_trigger=False)
+        )
+        self.errors: list[str] = []
+        self.controller.errorOccurred.connect(self.errors.append)
+        self._revision = 0
+
+    def ask(self, text: str) -> None:
+        """Type `text` into an empty page and press Ctrl+Space."""
+        self._revision += 1
+        self.controller.update_context(text, "", len(text), self._revision)
+        assert self.controller.trigger()
+
+
+KILL_NOTICE = (
+    "The suggestion engine stopped unexpectedly (killed by signal SIGKILL); it is "
+    "restarting, your text is safe."
+)
+
+
+def test_a_killed_engine_is_one_plain_sentence_and_restarts(qtbot, service, slow_model):
+    record = Recorder(service)
+    load(qtbot, service, slow_model)
+    writer = WriterView(service, ENDLESS)
+    writer.ask("Once upon a time")
+    qtbot.waitUntil(lambda: bool(record.text), timeout=30_000)  # generating now
+    old_pid = service._worker.session.client.pid
+    os.kill(old_pid, signal.SIGKILL)
+    qtbot.waitUntil(lambda: bool(writer.errors), timeout=30_000)
+    assert writer.errors == [KILL_NOTICE]
+    assert EngineState.RESTARTING.value in record.states
+    qtbot.waitUntil(lambda: record.states[-1] == EngineState.IDLE.value, timeout=30_000)
+    assert not writer.controller.busy
+    # A new engine process with the model reloaded answers the next request.
+    assert service._worker.session.client.pid != old_pid
+    service.request(100, "The cat sat", GREEDY.with_changes(max_tokens=3), seed=1)
+    qtbot.waitUntil(lambda: 100 in record.finished, timeout=30_000)
+    assert record.finished[100] == "length" and record.text[100]
+
+
+def test_an_engine_killed_while_idle_is_restarted_silently_for_the_next_request(
+    qtbot, service, cat_model
+):
     record = Recorder(service)
     load(qtbot, service, cat_model)
+    client = service._worker.session.client
+    old_pid = client.pid
+    os.kill(old_pid, signal.SIGKILL)
+    qtbot.waitUntil(lambda: not client.running, timeout=10_000)
     service.request(1, "The cat sat", GREEDY, seed=1)
     qtbot.waitUntil(lambda: 1 in record.finished, timeout=30_000)
-    os.kill(service._worker.session.client.pid, signal.SIGKILL)
-    service.request(2, "The cat sat", GREEDY, seed=1)
-    # Either the kill is noticed mid-request (failure + restart) or before it (silent
-    # restart); in both cases a following request works with the model reloaded.
-    qtbot.waitUntil(lambda: 2 in record.finished or bool(record.failures), timeout=30_000)
-    service.request(3, "The cat sat", GREEDY, seed=1)
-    qtbot.waitUntil(lambda: 3 in record.finished, timeout=30_000)
-    assert record.text[3] == " on the mat."
+    assert record.text[1] == " on the mat."  # nothing was lost, so nothing to say
+    assert record.failures == [] and client.pid != old_pid
+
+
+def test_a_model_too_small_to_generate_ends_each_request_with_a_message(
+    qtbot, service, tmp_path, cat_model
+):
+    """A valid file whose context (5 tokens) leaves no room to generate: the engine
+    refuses with a WindowError, which used to escape the worker and leave the writer's
+    suggestion busy for good."""
+    tiny = random_gpt2(tmp_path / "context-5.bin", n_layer=1, n_embd=32, n_head=2, n_ctx=5)
+    record = Recorder(service)
+    load(qtbot, service, tiny)
+    writer = WriterView(service, GREEDY)
+    too_small = "The model's context (5 tokens) is too small to generate anything."
+    prewarm_id = service.prepare("The cat", GREEDY)
+    writer.ask("The cat sat")
+    qtbot.waitUntil(lambda: bool(writer.errors), timeout=30_000)
+    assert writer.errors == [too_small]
+    assert not writer.controller.busy
+    assert (-1, too_small) in record.failures  # the prewarm ended with a message too
+    assert prewarm_id not in record.finished
+    service.request_probabilities(1, "The cat", 1.0, 5)
+    qtbot.waitUntil(lambda: bool(record.probe_failures), timeout=30_000)
+    assert record.probe_failures == [(1, too_small)]
+    # The next request is answered too: by the same message, then by a usable model.
+    writer.ask("The cat sat on")
+    qtbot.waitUntil(lambda: len(writer.errors) == 2, timeout=30_000)
+    assert writer.errors[1] == too_small and not writer.controller.busy
+    load(qtbot, service, cat_model)
+    writer.ask("The cat sat")
+    qtbot.waitUntil(lambda: not writer.controller.busy, timeout=30_000)
+    assert writer.controller.suggestion.text == " on the mat."
+
+
+def test_a_stopped_engine_is_reported_not_responding_and_a_restart_recovers(qtbot, slow_model):
+    service = InferenceService(threads=1, not_responding_seconds=1.0)
+    try:
+        record = Recorder(service)
+        load(qtbot, service, slow_model)
+        writer = WriterView(service, ENDLESS)
+        # A cold prompt of ~700 tokens goes one token per call: busy, but progressing.
+        writer.ask(" ".join(f"word{i}" for i in range(250)))
+        qtbot.waitUntil(lambda: bool(record.text), timeout=60_000)
+        assert EngineState.NOT_RESPONDING.value not in record.states
+        pid = service._worker.session.client.pid
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            with qtbot.waitSignal(service.notResponding, timeout=10_000):
+                pass
+            assert record.states[-1] == EngineState.NOT_RESPONDING.value
+            assert writer.controller.busy and not writer.errors
+            os.kill(pid, signal.SIGCONT)  # it wakes up: back to work, and it says so
+            with qtbot.waitSignal(service.respondingAgain, timeout=10_000):
+                pass
+            assert record.states[-1] == EngineState.THINKING.value
+            os.kill(pid, signal.SIGSTOP)
+            with qtbot.waitSignal(service.notResponding, timeout=10_000):
+                pass
+            service.restart_engine()  # what the writer's "Restart" does
+            qtbot.waitUntil(lambda: bool(writer.errors), timeout=30_000)
+        finally:
+            with contextlib.suppress(ProcessLookupError):  # killed by the restart, as it should be
+                os.kill(pid, signal.SIGCONT)
+        assert writer.errors == ["The suggestion engine is restarting; your text is safe."]
+        qtbot.waitUntil(lambda: record.states[-1] == EngineState.IDLE.value, timeout=30_000)
+        assert not writer.controller.busy
+        assert service._worker.session.client.pid != pid
+        service.request(100, "Once upon a time", GREEDY.with_changes(max_tokens=3), seed=1)
+        qtbot.waitUntil(lambda: 100 in record.finished, timeout=30_000)
+        assert record.finished[100] == "length"
+    finally:
+        service.shutdown()
 
 
 def test_switching_models_keeps_suggesting_until_the_new_one_is_ready(
@@ -255,17 +405,9 @@ def test_a_newer_prepare_stops_a_prewarm_still_running(qtbot, service, slow_mode
     load(qtbot, service, slow_model)
     reports: dict[int, int] = {}
     service.prewarmed.connect(lambda pid, evaluated: reports.update({pid: evaluated}))
-    started = []
-    real_begin = service.begin_prewarm
-
-    def begin(prewarm_id: int) -> None:
-        real_begin(prewarm_id)
-        started.append(prewarm_id)
-
-    service.begin_prewarm = begin  # type: ignore[method-assign]
     long_text = " ".join(f"word{i}" for i in range(250))  # a cold prompt of ~700 tokens
     first = service.prepare(long_text, GREEDY)
-    qtbot.waitUntil(lambda: first in started, timeout=30_000)
+    qtbot.waitUntil(lambda: service.prewarms.active == first, timeout=30_000)
     second = service.prepare("A short, different text.", GREEDY)
     qtbot.waitUntil(lambda: second in reports, timeout=30_000)
     full = len(service._worker.session.prompt_ids(long_text))
@@ -398,7 +540,7 @@ def test_a_cancelled_probe_stops_and_suggestions_go_on(qtbot, service, slow_mode
     load(qtbot, service, slow_model)
     long_text = "It was a dark and stormy night, and the rain fell in torrents. " * 12
     service.request_probabilities(1, long_text, 1.0, 5)
-    qtbot.waitUntil(lambda: service._active_probe == 1, timeout=30_000)
+    qtbot.waitUntil(lambda: service.probes.active == 1, timeout=30_000)
     service.cancel_probabilities(1)
     service.request(1, "Once upon a time", GREEDY.with_changes(max_tokens=3), seed=1)
     qtbot.waitUntil(lambda: 1 in record.finished, timeout=30_000)

@@ -8,9 +8,10 @@ import gc
 from dataclasses import replace
 
 import pytest
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QTextCursor
 
+from benchmarks.probe import StallMonitor, own_lateness
 from writer_app.app import WriterApp
 from writer_app.engine.sampling import SamplingSettings, StopAt
 from writer_app.services.inference import engine_threads
@@ -210,6 +211,9 @@ def test_status_bar_shows_model_engine_state_and_word_count(qtbot, cat_app, cat_
     assert "tok/s" in bar.engine_label.text()
 
 
+STALL_LIMIT_MS = 50  # the README's promise for typing; the benchmark's target is 16
+
+
 def test_the_editor_stays_responsive_while_a_slow_generation_runs(qtbot, app_home, slow_model):
     writer = build_app(qtbot, app_home, slow_model, ENDLESS)
     try:
@@ -217,14 +221,16 @@ def test_the_editor_stays_responsive_while_a_slow_generation_runs(qtbot, app_hom
         writer.service.token.connect(lambda rid, piece: pieces.append(piece))
         type_text(qtbot, writer, "Once upon a time ")
         qtbot.waitUntil(lambda: len(pieces) >= 2, timeout=30_000)
-        ticks = []
-        heartbeat = QTimer(interval=5)
-        heartbeat.timeout.connect(lambda: ticks.append(len(pieces)))
-        heartbeat.start()
-        # The worker keeps generating while the GUI thread runs its event loop...
-        qtbot.waitUntil(lambda: len(pieces) >= 12, timeout=60_000)
-        heartbeat.stop()
-        assert len(set(ticks)) >= 5  # the loop turned between many different tokens
+        # The worker keeps generating while the GUI thread runs its event loop: a 1 ms
+        # timer, as the benchmark's, finds no gap longer than STALL_LIMIT_MS of the
+        # app's own making (the time the GUI thread only waited for a CPU, which other
+        # programs on a busy machine take, doesn't count).
+        stalls = StallMonitor()
+        stalls.start()
+        qtbot.waitUntil(lambda: len(pieces) >= 14, timeout=60_000)
+        stalls.stop()
+        assert len(stalls.ticks) > 50  # it ran all along
+        assert max(own_lateness(stalls.ticks)) < STALL_LIMIT_MS
         # ...and typing lands at once, cancelling the generation.
         assert writer.controller.busy
         type_text(qtbot, writer, "Hello")

@@ -1,5 +1,8 @@
 """The ctransformers backend: the only module that imports ctransformers.
 
+It implements the Backend Protocol (engine/protocol.py); the sampling, streaming and
+stopping helpers it shares with every other engine are in engine/generation.py.
+
 Runs inside the engine process (see process.py), from one thread. It never sees text:
 prompts arrive as token ids, and generated tokens are decoded from the vocabulary read
 out of the (validated) model file, because ctransformers' own tokenizer corrupts memory
@@ -18,41 +21,41 @@ Guards against the native library's known failure modes:
 
 Seeds: ctransformers_llm_sample seeds a fresh mt19937 with the given seed on every call,
 so one fixed seed would draw the same random number for every token. Each token gets
-its own seed derived from (request seed, step) instead: reproducible, yet independent.
+its own seed derived from (request seed, step) instead (generation.derive_seed):
+reproducible, yet independent.
 """
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
 import platform
-import secrets
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from ctypes import c_int
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from writer_app.engine.generation import GenerationRun, penalize, softmax, top_alternatives
 from writer_app.engine.ggml import ModelFacts, read_layout
 from writer_app.engine.protocol import (
     Alternative,
+    CancelCheck,
     ContextOverflowError,
     EvaluationError,
     FinishEvent,
     FinishReason,
+    GenerationRequest,
     ModelLoadError,
     TokenEvent,
     check_token_ids,
 )
 from writer_app.engine.sampling import SamplingSettings
-from writer_app.engine.stopping import StopScanner, Utf8Stream
 from writer_app.engine.window import Window, fit_window
 
-CancelCheck = Callable[[], bool]
 MAX_BATCH = 32  # more tokens per native call hardly speed up GPT-2 on a CPU
 # A generation's own prompt goes one token per native call, so an edit cancels it within
 # one token's time: a batch of 2 already takes ~1.4x one token here (gpt2 q4_0 at 800
@@ -178,22 +181,9 @@ def safe_batch_size(n_past: int, remaining: int, shape: ModelShape, max_batch: i
     return size
 
 
-def derive_seed(request_seed: int, step: int) -> int:
-    """An independent, reproducible 31-bit seed for one sampling step of a request."""
-    digest = hashlib.blake2b(f"{request_seed}:{step}".encode(), digest_size=4).digest()
-    return int.from_bytes(digest, "little") & 0x7FFFFFFF
-
-
-def softmax(logits: np.ndarray, temperature: float) -> np.ndarray:
-    """Probabilities at a temperature; 0 (greedy) is shown as the model's own distribution."""
-    scaled = logits.astype(np.float64) / (temperature if temperature > 0 else 1.0)
-    scaled -= scaled.max()
-    np.exp(scaled, out=scaled)
-    return scaled / scaled.sum()
-
-
 class CTransformersBackend:
-    """One GPT-2 model loaded into ctransformers, with a prefix-reusing KV cache."""
+    """One GPT-2 model loaded into ctransformers, with a prefix-reusing KV cache.
+    A protocol.Backend."""
 
     def __init__(
         self, llm: object, facts: ModelFacts, vocab: list[bytes], threads: int, n_ctx: int
@@ -317,20 +307,12 @@ class CTransformersBackend:
     def token_text(self, token_id: int) -> str:
         return self._vocab[token_id].decode("utf-8", errors="replace")
 
-    def top_alternatives(self, probs: np.ndarray, top_n: int) -> tuple[Alternative, ...]:
-        top_n = max(0, min(top_n, probs.size))
-        if top_n == 0:
-            return ()
-        best = np.argpartition(probs, -top_n)[-top_n:]
-        best = best[np.argsort(-probs[best], kind="stable")]
-        return tuple(Alternative(int(i), self.token_text(int(i)), float(probs[i])) for i in best)
-
     def next_token_probs(
         self, prompt_ids: Sequence[int], temperature: float, top_n: int
     ) -> tuple[Alternative, ...]:
         """The top_n most likely next tokens after the (windowed) prompt."""
         self.evaluate(self._window(prompt_ids, 1).tokens)
-        return self.top_alternatives(softmax(self.logits(), temperature), top_n)
+        return top_alternatives(softmax(self.logits(), temperature), top_n, self.token_text)
 
     def prewarm(
         self, prompt_ids: Sequence[int], max_tokens: int, should_cancel: CancelCheck | None = None
@@ -354,30 +336,20 @@ class CTransformersBackend:
     # ---- generation ------------------------------------------------------------------
 
     def generate(
-        self,
-        request_id: int,
-        prompt_ids: Sequence[int],
-        settings: SamplingSettings,
-        *,
-        with_probs: bool = False,
-        top_n: int = 5,
-        preceding_text: str = "",
-        should_cancel: CancelCheck | None = None,
+        self, request: GenerationRequest, should_cancel: CancelCheck | None = None
     ) -> Iterator[TokenEvent | FinishEvent]:
         """Stream the suggestion token by token; the last event is always a FinishEvent.
         should_cancel makes it interruptible between tokens (see evaluate())."""
-        window = self._window(prompt_ids, settings.max_tokens)
+        window = self._window(request.prompt_ids, request.settings.max_tokens)
         started = time.perf_counter()
         evaluated = self.evaluate(window.tokens, should_cancel, max_chunk=GENERATION_CHUNK)
         prompt_done = time.perf_counter()
-        run = _Run(request_id, settings, preceding_text)
+        run = GenerationRun(request)
         should_cancel = should_cancel or _never
         if should_cancel():
             run.reason = FinishReason.CANCELLED
         else:
-            yield from self._sample_loop(
-                run, window.max_new_tokens, with_probs, top_n, should_cancel
-            )
+            yield from self._sample_loop(run, window.max_new_tokens, should_cancel)
         yield run.finish(
             prompt_tokens=len(window.tokens),
             evaluated_tokens=evaluated,
@@ -387,30 +359,26 @@ class CTransformersBackend:
         )
 
     def _sample_loop(
-        self, run: _Run, max_new: int, with_probs: bool, top_n: int, should_cancel: CancelCheck
+        self, run: GenerationRun, max_new: int, should_cancel: CancelCheck
     ) -> Iterator[TokenEvent]:
+        request = run.request
         for step in range(max_new):
             if should_cancel():
                 run.reason = FinishReason.CANCELLED
                 return
-            token = self._sample(run.settings, derive_seed(run.seed, step))
+            token = self._sample(run.settings, run.step_seed(step))
             probability, alternatives = None, ()
-            if with_probs:
+            if request.with_probs:
                 probs = softmax(self.logits(), run.settings.temperature)
                 probability = float(probs[token])
-                alternatives = self.top_alternatives(probs, top_n)
+                alternatives = top_alternatives(probs, request.top_n, self.token_text)
             if token == self.eos_id:
                 run.reason = FinishReason.EOS
                 return
-            run.generated += 1
-            result = run.scanner.feed(run.utf8.push(self._vocab[token]))
-            if result.stopped and not result.piece_used:
-                run.tail += result.text
-            else:
-                run.text += result.text
-                yield TokenEvent(run.request_id, token, result.text, probability, alternatives)
-            if result.stopped:
-                run.reason = FinishReason.STOP
+            event = run.accept(token, self._vocab[token], probability, alternatives)
+            if event is not None:
+                yield event
+            if run.stopped:
                 return
             if should_cancel():  # before the token's evaluation, the one costly step
                 run.reason = FinishReason.CANCELLED
@@ -423,7 +391,7 @@ class CTransformersBackend:
         recent = self._context[-settings.repetition_window :] if settings.repetition_window else []
         if settings.greedy:
             logits = np.array(self.logits(), dtype=np.float64)
-            _penalize(logits, recent, settings.repetition_penalty)
+            penalize(logits, recent, settings.repetition_penalty)
             return int(np.argmax(logits))
         top_k = settings.top_k if 0 < settings.top_k <= self.n_vocab else self.n_vocab
         last = (c_int * len(recent))(*recent)
@@ -443,45 +411,9 @@ def _never() -> bool:
     return False
 
 
-def _penalize(logits: np.ndarray, recent: Sequence[int], penalty: float) -> None:
-    """ctransformers' repetition penalty: shrink positive logits, grow negative ones."""
-    if penalty == 1.0 or not recent:
-        return
-    ids = np.fromiter(set(recent), dtype=np.int64)
-    values = logits[ids]
-    logits[ids] = np.where(values <= 0, values * penalty, values / penalty)
-
-
 def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     n = min(len(a), len(b))
     i = 0
     while i < n and a[i] == b[i]:
         i += 1
     return i
-
-
-class _Run:
-    """The mutable state of one generation."""
-
-    def __init__(self, request_id: int, settings: SamplingSettings, preceding_text: str) -> None:
-        self.request_id = request_id
-        self.settings = settings
-        self.seed = settings.seed if settings.seed >= 0 else secrets.randbits(31)
-        self.utf8 = Utf8Stream()  # an unfinished character at the end is dropped, not shown
-        self.scanner = StopScanner(settings.stop_at, preceding_text)
-        self.reason = FinishReason.LENGTH
-        self.generated = 0
-        self.text = ""
-        self.tail = ""
-
-    def finish(self, **timing: object) -> FinishEvent:
-        if self.reason is not FinishReason.STOP:
-            self.tail += self.scanner.finish()
-        return FinishEvent(
-            request_id=self.request_id,
-            reason=self.reason,
-            text=self.text + self.tail,
-            tail_text=self.tail,
-            generated_tokens=self.generated,
-            **timing,  # type: ignore[arg-type]
-        )

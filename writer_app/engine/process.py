@@ -5,25 +5,35 @@ child process that costs a restart instead of the writer's document. The child i
 started with multiprocessing's "spawn" context (never fork: the app has Qt threads), its
 entry point engine_main() is a top-level function of this Qt-free module (so it also
 works in a frozen app, whose __main__ calls multiprocessing.freeze_support()), and it
-serves one command at a time, so all model calls are serialized on one thread.
+serves one command at a time, so all model calls are serialized on one thread. It opens
+models through engine/backends.py's open_backend() and drives them only through the
+Backend Protocol (engine/protocol.py), so any registered engine runs here alike.
 
 EngineClient (in the app process; never imports ctransformers):
 
     client = EngineClient()              # or: with EngineClient() as client:
     client.start()
     facts = client.load(path, threads=1)  # validated here first, then in the child
-    for event in client.generate(request_id, prompt_ids, settings, with_probs=False):
+    for event in client.generate(GenerationRequest(request_id, prompt_ids, settings)):
         ...                               # TokenEvent*, then one FinishEvent
     client.next_token_probs(prompt_ids, temperature, top_n) -> list[Alternative]
     client.prewarm(prompt_ids, max_tokens=24) -> tokens evaluated
     client.cancel()                       # from ANY thread
     client.restart()                      # after EngineCrashed: new child, same model
+    client.kill()                         # from ANY thread: end a child that hangs
+    client.progress                       # a counter the child bumps as it works
     client.close(timeout=5.0)
 
 Threading: drive it from one worker thread. cancel() is the exception: it bumps a
 shared counter the child reads between tokens and between prompt chunks, so it takes
 effect within one token even while the worker thread is blocked reading the stream.
 A generator abandoned half-way is cancelled and drained before the next command.
+kill() is the other: it ends the child at once (even a stopped one), and the call
+waiting on it raises EngineCrashed.
+
+Progress: the child bumps a shared counter at every cancel check, i.e. between prompt
+chunks and between tokens, so a watcher can tell a busy engine from one that stopped
+answering (SIGSTOP, a native hang) without a message through the pipe.
 
 Crashes: if the child dies (segfault, abort, kill) any call, including a generation
 in progress, raises EngineCrashed with the exit code or signal; the child is reaped
@@ -43,10 +53,13 @@ import threading
 from collections.abc import Iterator, Sequence
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
+from typing import Protocol
 
+from writer_app.engine.backends import check_engine, open_backend
 from writer_app.engine.ggml import InvalidModelFile, ModelFacts, validate_model_file
 from writer_app.engine.protocol import (
     Alternative,
+    Backend,
     ContextOverflowError,
     EngineError,
     ErrorReply,
@@ -54,6 +67,7 @@ from writer_app.engine.protocol import (
     FinishEvent,
     FinishReason,
     GenerateCommand,
+    GenerationRequest,
     InvalidTokenError,
     LoadCommand,
     ModelLoadError,
@@ -65,7 +79,6 @@ from writer_app.engine.protocol import (
     TokenEvent,
     check_token_ids,
 )
-from writer_app.engine.sampling import SamplingSettings
 from writer_app.engine.window import WindowError
 
 
@@ -82,6 +95,7 @@ class EngineCrashed(EngineError):
             how = f"exit code {exitcode}"
         super().__init__(f"The text engine stopped unexpectedly ({how}). Restart it to continue.")
         self.exitcode = exitcode
+        self.how = how  # "killed by signal SIGKILL", for messages worded by the caller
 
 
 class EngineClosed(EngineError):
@@ -105,13 +119,17 @@ _ERRORS: dict[str, type[Exception]] = {
 # ---- the child -------------------------------------------------------------------------
 
 
-def engine_main(conn: Connection, cancel_epoch: object) -> None:
+class _Counter(Protocol):
+    """A multiprocessing Value / RawValue of an integer."""
+
+    value: int
+
+
+def engine_main(conn: Connection, cancel_epoch: _Counter, progress: _Counter | None = None) -> None:
     """Entry point of the engine process: serve commands until shutdown or EOF."""
     # Ctrl+C in a terminal reaches the whole process group; the app decides when we stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    from writer_app.engine.backend import CTransformersBackend
-
-    backend: CTransformersBackend | None = None
+    backend: Backend | None = None
     while True:
         try:
             command = conn.recv()
@@ -121,48 +139,46 @@ def engine_main(conn: Connection, cancel_epoch: object) -> None:
             return
         try:
             if isinstance(command, LoadCommand):
+                check_engine(command.engine)
                 if backend is not None:
                     backend.close()
                     backend = None
-                backend = CTransformersBackend.load(
-                    command.path, threads=command.threads, context_length=command.context_length
-                )
+                backend = open_backend(command)
                 conn.send(Reply(backend.facts))
                 continue
             if backend is None:
                 raise NoModelLoaded("No model is loaded yet.")
-            _serve(conn, backend, command, cancel_epoch)
+            _serve(conn, backend, command, cancel_epoch, progress)
         except InvalidModelFile as error:
             conn.send(ErrorReply("InvalidModelFile", error.reason, {"path": str(error.path)}))
         except (EngineError, ValueError) as error:
             conn.send(ErrorReply(type(error).__name__, str(error)))
 
 
-def _serve(conn: Connection, backend: object, command: object, cancel_epoch: object) -> None:
+def _serve(
+    conn: Connection,
+    backend: Backend,
+    command: object,
+    cancel_epoch: _Counter,
+    progress: _Counter | None,
+) -> None:
     def cancelled_since(epoch: int) -> bool:
-        return cancel_epoch.value != epoch  # type: ignore[attr-defined]
+        # Called between prompt chunks and between tokens: the place to show progress.
+        if progress is not None:
+            progress.value += 1
+        return cancel_epoch.value != epoch
 
     if isinstance(command, GenerateCommand):
-        for event in backend.generate(  # type: ignore[attr-defined]
-            command.request_id,
-            command.prompt_ids,
-            command.settings,
-            with_probs=command.with_probs,
-            top_n=command.top_n,
-            preceding_text=command.preceding_text,
-            should_cancel=lambda: cancelled_since(command.cancel_epoch),
-        ):
+        epoch = command.cancel_epoch
+        for event in backend.generate(command.request, lambda: cancelled_since(epoch)):
             conn.send(event)
     elif isinstance(command, ProbsCommand):
-        probs = backend.next_token_probs(  # type: ignore[attr-defined]
-            command.prompt_ids, command.temperature, command.top_n
-        )
+        probs = backend.next_token_probs(command.prompt_ids, command.temperature, command.top_n)
         conn.send(Reply(list(probs)))
     elif isinstance(command, PrewarmCommand):
-        evaluated = backend.prewarm(  # type: ignore[attr-defined]
-            command.prompt_ids,
-            command.max_tokens,
-            should_cancel=lambda: cancelled_since(command.cancel_epoch),
+        epoch = command.cancel_epoch
+        evaluated = backend.prewarm(
+            command.prompt_ids, command.max_tokens, lambda: cancelled_since(epoch)
         )
         conn.send(Reply(evaluated))
     else:
@@ -181,12 +197,15 @@ class EngineClient:
         self._process: multiprocessing.process.BaseProcess | None = None
         self._conn: Connection | None = None
         self._cancel_epoch = self._context.Value("q", 0)
+        # Written by the child only, read here: no lock needed for a word-sized counter.
+        self._progress = self._context.RawValue("q", 0)
         self._send_lock = threading.Lock()
         self._recv_lock = threading.Lock()
         self._crashed: EngineCrashed | None = None
         self._closing = False
         self._streaming = False  # a generation's events may still be in the pipe
         self._last_load: LoadCommand | None = None
+        self._loading = False
         self.facts: ModelFacts | None = None
 
     # ---- lifecycle -------------------------------------------------------------------
@@ -197,7 +216,7 @@ class EngineClient:
         parent_conn, child_conn = self._context.Pipe(duplex=True)
         process = self._context.Process(
             target=engine_main,
-            args=(child_conn, self._cancel_epoch),
+            args=(child_conn, self._cancel_epoch, self._progress),
             name="writer-app-engine",
             daemon=True,  # never outlive the app
         )
@@ -213,6 +232,24 @@ class EngineClient:
     @property
     def pid(self) -> int | None:
         return self._process.pid if self._process is not None else None
+
+    @property
+    def progress(self) -> int:
+        """A counter the child bumps between prompt chunks and tokens (any thread)."""
+        return int(self._progress.value)
+
+    @property
+    def loading(self) -> bool:
+        """A model is being loaded (also by a restart), which shows no progress."""
+        return self._loading
+
+    def kill(self) -> None:
+        """End the child at once, even a stopped or hung one. Safe from any thread: the
+        call waiting on it raises EngineCrashed; restart() (or auto_restart) brings it
+        back with the model."""
+        process = self._process
+        if process is not None and process.is_alive():
+            process.kill()
 
     def close(self, timeout: float = 5.0) -> None:
         """Stop the child: cancel what runs, ask it to exit, kill it if it does not."""
@@ -267,49 +304,42 @@ class EngineClient:
             self._cancel_epoch.value += 1
 
     def load(
-        self, path: str | os.PathLike[str], *, threads: int = 1, context_length: int | None = None
+        self,
+        path: str | os.PathLike[str],
+        *,
+        threads: int = 1,
+        context_length: int | None = None,
+        engine: str = "ctransformers",
     ) -> ModelFacts:
-        """Load a model (replacing the current one). Raises InvalidModelFile for a bad file
-        before the child ever sees it, ModelLoadError if ctransformers refuses it."""
+        """Load a model (replacing the current one) with the named engine (see
+        engine/backends.py). Raises InvalidModelFile for a bad file before the child ever
+        sees it, ModelLoadError if the engine refuses it, EngineError for an unknown
+        engine."""
+        check_engine(engine)
         validate_model_file(path)
-        return self._load(LoadCommand(Path(path), max(1, threads), context_length))
+        return self._load(LoadCommand(Path(path), max(1, threads), context_length, engine))
 
     def _load(self, command: LoadCommand) -> ModelFacts:
-        facts = self._request(command)
+        self._loading = True
+        try:
+            facts = self._request(command)
+        finally:
+            self._loading = False
         assert isinstance(facts, ModelFacts)
         self._last_load, self.facts = command, facts
         return facts
 
-    def generate(
-        self,
-        request_id: int,
-        prompt_ids: Sequence[int],
-        settings: SamplingSettings,
-        *,
-        with_probs: bool = False,
-        top_n: int = 5,
-        preceding_text: str = "",
-    ) -> Iterator[TokenEvent | FinishEvent]:
+    def generate(self, request: GenerationRequest) -> Iterator[TokenEvent | FinishEvent]:
         """Start a generation; iterate for its events (TokenEvent*, then FinishEvent).
 
-        Checked before anything is sent: the token ids (InvalidTokenError). The prompt is
-        windowed in the engine to fit the context. preceding_text is the end of the
-        prompt as text, which the sentence rule needs to recognise "Dr." and the like.
+        Checked before anything is sent: the token ids (InvalidTokenError). The request
+        goes to the backend unchanged; the engine windows the prompt to fit the context.
         """
-        ids = self._checked_ids(prompt_ids)
+        self._checked_ids(request.prompt_ids)
         self._prepare()
-        command = GenerateCommand(
-            request_id,
-            ids,
-            settings,
-            with_probs,
-            top_n,
-            preceding_text[-64:],
-            self._cancel_epoch.value,
-        )
-        self._send(command)
+        self._send(GenerateCommand(request, self._cancel_epoch.value))
         self._streaming = True
-        return self._events(request_id)
+        return self._events(request.request_id)
 
     def next_token_probs(
         self, prompt_ids: Sequence[int], temperature: float = 1.0, top_n: int = 10

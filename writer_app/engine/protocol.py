@@ -1,17 +1,23 @@
-"""What the engine reports while generating, and the messages between the app and the
-engine process. Plain picklable dataclasses; no Qt, no ctransformers.
+"""The engine seam: what one generation is asked (GenerationRequest), what a loaded model
+must do (the Backend Protocol, where every engine plugs in), what it reports
+(TokenEvent, FinishEvent), and the messages between the app and the engine process.
+Plain picklable dataclasses and a Protocol; no Qt, no ctransformers.
 """
 
 from __future__ import annotations
 
 import operator
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
+from writer_app.engine.ggml import ModelFacts
 from writer_app.engine.sampling import SamplingSettings
+
+# The sentence stop rule needs only the end of the prompt ("Dr." and the like).
+PRECEDING_TEXT_CHARS = 64
 
 
 class EngineError(Exception):
@@ -106,6 +112,60 @@ class FinishEvent:
         return self.generated_tokens * 1000.0 / self.generation_ms
 
 
+# ---- the seam: one request, one backend Protocol ---------------------------------------
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """Everything one generation needs, built once (by the service or the CLI) and passed
+    unchanged down to the backend."""
+
+    request_id: int
+    prompt_ids: tuple[int, ...]  # the prompt tail as token ids (forced tokens already appended); the backend windows it
+    settings: SamplingSettings  # seed: >= 0 reproduces, -1 draws a fresh one
+    with_probs: bool = False  # per-token probability + alternatives on every TokenEvent
+    top_n: int = 5  # how many alternatives
+    preceding_text: str = ""  # the end of the prompt as text (<= 64 chars), for the sentence stop rule
+
+    def __post_init__(self) -> None:
+        # Normalised once here, so every engine sees the same thing: a tuple (hashable,
+        # picklable, not shared with the caller) and only the tail the stop rule reads.
+        object.__setattr__(self, "prompt_ids", tuple(self.prompt_ids))
+        if len(self.preceding_text) > PRECEDING_TEXT_CHARS:
+            object.__setattr__(self, "preceding_text", self.preceding_text[-PRECEDING_TEXT_CHARS:])
+
+
+CancelCheck = Callable[[], bool]
+
+
+class Backend(Protocol):
+    """One loaded model in one engine. Driven from one thread.
+
+    generate() streams TokenEvents and always ends with one FinishEvent; should_cancel is
+    polled between tokens and between prompt chunks. Token text is decoded from the model
+    file's own vocabulary through engine/generation.py's GenerationRun (Utf8Stream +
+    StopScanner), so every engine streams and stops identically. Failures are
+    EngineError (or WindowError) subclasses, never a crash of the process.
+    """
+
+    facts: ModelFacts  # from the project's own validator (GGML or GGUF)
+    n_ctx: int  # the context in use (the model's, or less for the memory budget)
+
+    def generate(
+        self, request: GenerationRequest, should_cancel: CancelCheck | None = None
+    ) -> Iterator[TokenEvent | FinishEvent]: ...
+
+    def next_token_probs(
+        self, prompt_ids: Sequence[int], temperature: float, top_n: int
+    ) -> tuple[Alternative, ...]: ...
+
+    def prewarm(
+        self, prompt_ids: Sequence[int], max_tokens: int, should_cancel: CancelCheck | None = None
+    ) -> int: ...
+
+    def close(self) -> None: ...
+
+
 # ---- messages from the app to the engine process -------------------------------------
 
 
@@ -114,16 +174,12 @@ class LoadCommand:
     path: Path
     threads: int
     context_length: int | None
+    engine: str = "ctransformers"  # a name open_backend() knows (engine/backends.py)
 
 
 @dataclass(frozen=True)
 class GenerateCommand:
-    request_id: int
-    prompt_ids: list[int]
-    settings: SamplingSettings
-    with_probs: bool
-    top_n: int
-    preceding_text: str  # the end of the prompt as text, for the stop rule
+    request: GenerationRequest
     cancel_epoch: int  # cancelled as soon as the shared epoch differs from this
 
 

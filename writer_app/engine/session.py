@@ -2,8 +2,9 @@
 
 The CLI and the app's inference worker both talk to the engine through this, so prompt
 handling is the same everywhere: only a bounded, prefix-stable tail of the document is
-tokenized (text_window_start), and the engine process cuts that to the context
-(fit_window) and streams back complete UTF-8 text.
+tokenized (text_window_start), turned into the one GenerationRequest that goes down to
+the backend unchanged, and the engine process cuts that to the context (fit_window) and
+streams back complete UTF-8 text.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 from writer_app.engine.ggml import ModelFacts, read_layout
 from writer_app.engine.memory import context_for_budget
 from writer_app.engine.process import EngineClient
-from writer_app.engine.protocol import Alternative, FinishEvent, TokenEvent
+from writer_app.engine.protocol import Alternative, FinishEvent, GenerationRequest, TokenEvent
 from writer_app.engine.sampling import SamplingSettings
 from writer_app.engine.tokenizer import Tokenizer, TokenizerCache
 from writer_app.engine.window import text_window_start
@@ -89,12 +90,26 @@ class TextSession:
         forced_ids: tuple[int, ...] = (),
     ) -> Iterator[TokenEvent | FinishEvent]:
         """Continue `text`. forced_ids are tokens the writer already chose to follow it."""
-        ids = self.prompt_ids(text) + list(forced_ids)
-        preceding = text + self.tokenizer.decode(list(forced_ids))
         return self.client.generate(
-            request_id, ids, settings, with_probs=with_probs, top_n=top_n,
-            preceding_text=preceding,
+            self.request(
+                request_id, text, settings, with_probs=with_probs, top_n=top_n, forced_ids=forced_ids
+            )
         )
+
+    def request(
+        self,
+        request_id: int,
+        text: str,
+        settings: SamplingSettings,
+        *,
+        with_probs: bool = False,
+        top_n: int = 5,
+        forced_ids: tuple[int, ...] = (),
+    ) -> GenerationRequest:
+        """The GenerationRequest that continues `text` (after forced_ids)."""
+        ids = self.prompt_ids(text) + list(forced_ids)
+        preceding = text[-64:] + self.tokenizer.decode(list(forced_ids))
+        return GenerationRequest(request_id, tuple(ids), settings, with_probs, top_n, preceding)
 
     def next_token_probs(self, text: str, temperature: float, top_n: int) -> list[Alternative]:
         return self.client.next_token_probs(self.prompt_ids(text), temperature, top_n)

@@ -11,13 +11,19 @@ Next-token probabilities for the cursor position ("probes") run on the same work
 with their own ids: a newer probe makes older ones stale, cancel_probabilities() stops
 one mid-prompt, and a probe evaluates exactly the window a suggestion of the given
 length would (fit_window depends on the length), so it never costs more than the prompt
-evaluation that suggestion needs anyway, and leaves the cache hot for it.
+evaluation that suggestion needs anyway, and leaves the cache hot for it. Suggestions,
+probes and prewarms each keep their ids in a RequestLedger (services/ledger.py).
 
 Only signals cross threads; no widget is touched off the GUI thread. Loading a model
 happens on a third thread in a NEW engine process, so the current model keeps
 suggesting until the new one is ready; then the worker swaps them and closes the old.
-If the engine process dies, the writer is told, the process is restarted and the model
-reloaded (EngineClient auto_restart), and the next suggestion works again.
+
+Failures: every command ends with a message whatever goes wrong, so nothing waits for
+ever. If the engine process dies, the writer is told in one sentence, the process is
+restarted and the model reloaded, and the next suggestion works again. If it stops
+answering (no progress for NOT_RESPONDING_SECONDS while it has work; see
+services/engine_watchdog.py), the state becomes NOT_RESPONDING and `notResponding`
+fires; restart_engine() then kills and restarts it.
 """
 
 from __future__ import annotations
@@ -25,6 +31,8 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
 
@@ -37,6 +45,8 @@ from writer_app.engine.sampling import SamplingSettings
 from writer_app.engine.session import TextSession
 from writer_app.engine.tokenizer import TokenizerCache
 from writer_app.engine.window import fit_window
+from writer_app.services.engine_watchdog import NOT_RESPONDING_SECONDS, EngineWatchdog
+from writer_app.services.ledger import RequestLedger
 from writer_app.services.suggestion import TokenStep
 from writer_app.services.suggestion_controller import SuggestionSource
 
@@ -51,10 +61,16 @@ class EngineState(str, Enum):
     IDLE = "idle"
     THINKING = "thinking"
     RESTARTING = "restarting"
+    NOT_RESPONDING = "not responding"  # it has work but shows no progress (hung, stopped)
 
 
 class _Worker(QObject):
-    """Lives on the worker thread; owns the TextSession in use."""
+    """Lives on the worker thread; owns the TextSession in use.
+
+    Every command ends with a message whatever goes wrong (_guarded): a suggestion with
+    `finished` or `failed`, a probe with `probed` or `probeFailed`, a prewarm with
+    `prewarmed` or `failed(-1, ...)`, so nothing waiting on one is left busy.
+    """
 
     token = Signal(int, str)
     step = Signal(int, object)  # request id, TokenStep
@@ -69,6 +85,9 @@ class _Worker(QObject):
         super().__init__()
         self._service = service
         self.session: TextSession | None = None
+        self._speed = ""  # of the last generation, for the IDLE state's detail
+        self._restart_lock = threading.Lock()
+        self._restart_asked = False  # the writer asked for a restart (restart_engine)
 
     @Slot(int, str, object, object)
     def generate(
@@ -78,120 +97,159 @@ class _Worker(QObject):
         settings: SamplingSettings,
         forced_ids: tuple[int, ...],
     ) -> None:
-        service = self._service
-        if service.is_stale(request_id):
-            self.finished.emit(request_id, FinishReason.CANCELLED.value)
-            return
-        session = self.session
-        if session is None:
-            self.failed.emit(request_id, "No model is loaded yet.")
-            return
-        self.state.emit(EngineState.THINKING.value, "")
-        speed = ""
-        try:
-            service.begin(request_id)
-            events = session.generate(
-                request_id,
-                prompt_text,
-                settings,
-                with_probs=service.step_probabilities,
-                top_n=STEP_CHOICES,
-                forced_ids=forced_ids,
-            )
-            for event in events:
-                if isinstance(event, FinishEvent):
-                    if event.tail_text and not service.is_stale(request_id):
-                        self.token.emit(request_id, event.tail_text)  # a held-back "."
-                    if event.generated_tokens:
-                        speed = f"{event.tokens_per_second:.0f} tok/s"
-                    self.finished.emit(request_id, event.reason.value)
-                elif service.is_stale(request_id):
-                    session.cancel()  # drains the rest of this generation quickly
-                else:
-                    own_text = session.tokenizer.decode([event.token_id])
-                    self.step.emit(
-                        request_id,
-                        TokenStep(event.token_id, own_text, event.probability, event.alternatives),
-                    )
-                    if event.text:
-                        self.token.emit(request_id, event.text)
-        except EngineCrashed as crash:
-            self.state.emit(EngineState.RESTARTING.value, "")
-            self.failed.emit(
-                request_id,
-                f"The suggestion engine stopped unexpectedly ({crash}). It is being "
-                "restarted; your text is safe.",
-            )
-            self._restart(session)
-        except EngineError as error:
-            self.failed.emit(request_id, str(error))
-        finally:
-            service.finish(request_id)
-            state = EngineState.IDLE if self.session else EngineState.NO_MODEL
-            self.state.emit(state.value, speed)
+        requests = self._service.requests
+        with self._command():
+            if requests.is_stale(request_id):
+                self.finished.emit(request_id, FinishReason.CANCELLED.value)
+                return
+            session = self.session
+            if session is None:
+                self.failed.emit(request_id, "No model is loaded yet.")
+                return
+            self.state.emit(EngineState.THINKING.value, "")
+            self._speed = ""
+            try:
+                with requests.running(request_id), self._guarded(
+                    session, lambda message: self.failed.emit(request_id, message)
+                ):
+                    self._stream(session, request_id, prompt_text, settings, forced_ids)
+            finally:
+                state = EngineState.IDLE if self.session else EngineState.NO_MODEL
+                self.state.emit(state.value, self._speed)
+
+    def _stream(
+        self,
+        session: TextSession,
+        request_id: int,
+        prompt_text: str,
+        settings: SamplingSettings,
+        forced_ids: tuple[int, ...],
+    ) -> None:
+        requests = self._service.requests
+        events = session.generate(
+            request_id,
+            prompt_text,
+            settings,
+            with_probs=self._service.step_probabilities,
+            top_n=STEP_CHOICES,
+            forced_ids=forced_ids,
+        )
+        for event in events:
+            if isinstance(event, FinishEvent):
+                if event.tail_text and not requests.is_stale(request_id):
+                    self.token.emit(request_id, event.tail_text)  # a held-back "."
+                if event.generated_tokens:
+                    self._speed = f"{event.tokens_per_second:.0f} tok/s"
+                self.finished.emit(request_id, event.reason.value)
+            elif requests.is_stale(request_id):
+                session.cancel()  # drains the rest of this generation quickly
+            else:
+                own_text = session.tokenizer.decode([event.token_id])
+                self.step.emit(
+                    request_id,
+                    TokenStep(event.token_id, own_text, event.probability, event.alternatives),
+                )
+                if event.text:
+                    self.token.emit(request_id, event.text)
 
     @Slot(int, str, float, int, int)
     def probe(
         self, probe_id: int, prompt_text: str, temperature: float, top_n: int, max_tokens: int
     ) -> None:
-        service = self._service
-        session = self.session
-        if service.is_stale_probe(probe_id):
-            return
-        if session is None:
-            self.probeFailed.emit(probe_id, "No model is loaded yet.")
-            return
-        try:
-            service.begin_probe(probe_id)
-            # The suggestion's window, in cancellable chunks first; the probabilities
-            # then cost one read (the engine's own window of these tokens is all of them).
-            ids = session.prompt_ids(prompt_text)
-            window = fit_window(ids, n_ctx=session.n_ctx, max_new_tokens=max_tokens)
-            session.client.prewarm(window.tokens, max_tokens=max_tokens)
-            if service.is_stale_probe(probe_id):
+        probes = self._service.probes
+        with self._command():
+            session = self.session
+            if probes.is_stale(probe_id):
                 return
-            choices = session.client.next_token_probs(window.tokens, temperature, top_n)
-        except EngineCrashed as crash:
-            self.state.emit(EngineState.RESTARTING.value, "")
-            self.probeFailed.emit(
-                probe_id, f"The suggestion engine stopped unexpectedly ({crash})."
-            )
-            self._restart(session)
-            self.state.emit(EngineState.IDLE.value, "")
-        except EngineError as error:
-            self.probeFailed.emit(probe_id, str(error))
-        else:
-            if not service.is_stale_probe(probe_id):
+            if session is None:
+                self.probeFailed.emit(probe_id, "No model is loaded yet.")
+                return
+            choices = None
+            with probes.running(probe_id), self._guarded(
+                session, lambda message: self.probeFailed.emit(probe_id, message)
+            ):
+                # The suggestion's window, in cancellable chunks first; the probabilities
+                # then cost one read (the engine's own window of these tokens is all of them).
+                ids = session.prompt_ids(prompt_text)
+                window = fit_window(ids, n_ctx=session.n_ctx, max_new_tokens=max_tokens)
+                session.client.prewarm(window.tokens, max_tokens=max_tokens)
+                if probes.is_stale(probe_id):
+                    return
+                choices = session.client.next_token_probs(window.tokens, temperature, top_n)
+            if choices is not None and not probes.is_stale(probe_id):
                 self.probed.emit(probe_id, tuple(choices))
-        finally:
-            service.finish_probe(probe_id)
 
     @Slot(int, str, int)
     def prewarm(self, prewarm_id: int, prompt_text: str, max_tokens: int) -> None:
         """Evaluate the prompt ahead of the suggestion, while the writer is still typing,
-        so that when the pause comes only the first new token is left to compute."""
+        so that when the pause comes only the first new token is left to compute. A
+        failure goes out as failed(-1, ...), which no suggestion waits for: a prewarm is
+        only an optimisation, and the suggestion that follows reports what's wrong."""
+        prewarms = self._service.prewarms
+        with self._command():
+            session = self.session
+            if session is None or prewarms.is_stale(prewarm_id):
+                return
+            evaluated = None
+            with prewarms.running(prewarm_id), self._guarded(
+                session, lambda message: self.failed.emit(-1, message)
+            ):
+                evaluated = session.prewarm(prompt_text, max_tokens)
+            if evaluated is not None:
+                self.prewarmed.emit(prewarm_id, evaluated)
+
+    @Slot()
+    def restart_if_asked(self) -> None:
+        """The writer asked for a restart while no command was running: the kill was not
+        noticed by one, so restart here (a command that noticed it restarted already)."""
         session = self.session
-        if session is None or self._service.is_stale_prewarm(prewarm_id):
+        if session is None or not self._take_restart_request():
             return
+        self.state.emit(EngineState.RESTARTING.value, "")
+        self._restart(session)
+        self.state.emit(EngineState.IDLE.value, "")
+
+    def ask_restart(self) -> None:
+        """Any thread: the next crash the worker sees is the restart the writer asked for."""
+        with self._restart_lock:
+            self._restart_asked = True
+
+    def _take_restart_request(self) -> bool:
+        with self._restart_lock:
+            asked, self._restart_asked = self._restart_asked, False
+            return asked
+
+    @contextmanager
+    def _command(self) -> Iterator[None]:
+        watchdog = self._service.watchdog
+        watchdog.started()
         try:
-            self._service.begin_prewarm(prewarm_id)
-            evaluated = session.prewarm(prompt_text, max_tokens)
+            yield
+        finally:
+            watchdog.done()
+
+    @contextmanager
+    def _guarded(self, session: TextSession, fail: Callable[[str], None]) -> Iterator[None]:
+        """Ends the command with one sentence through `fail`, whatever goes wrong; a
+        crashed engine is restarted (and the model reloaded) before the next command."""
+        try:
+            yield
         except EngineCrashed as crash:
             self.state.emit(EngineState.RESTARTING.value, "")
-            self.failed.emit(-1, f"The suggestion engine stopped unexpectedly ({crash}).")
+            fail(RESTARTING_ON_REQUEST if self._take_restart_request() else crash_notice(crash))
             self._restart(session)
             self.state.emit(EngineState.IDLE.value, "")
-        except EngineError:
-            return  # a prewarm is only an optimisation; the suggestion will say what's wrong
-        else:
-            self.prewarmed.emit(prewarm_id, evaluated)
-        finally:
-            self._service.finish_prewarm(prewarm_id)
+        except (EngineError, ValueError) as error:  # ValueError: e.g. a too-small context
+            fail(str(error))
+        except Exception as error:  # a bug: say so rather than leave the request hanging
+            logger.exception("The inference worker failed")
+            fail(f"The suggestion engine failed unexpectedly ({type(error).__name__}: {error}).")
 
     def _restart(self, session: TextSession) -> None:
         try:
-            session.client.restart()
-        except EngineError as error:
+            with self._service.watchdog.excused():  # reloading the model shows no progress
+                session.client.restart()
+        except (EngineError, OSError) as error:
             self.failed.emit(-1, f"The suggestion engine could not be restarted: {error}")
 
     @Slot(object)
@@ -206,6 +264,18 @@ class _Worker(QObject):
         if self.session is not None:
             self.session.close()
             self.session = None
+
+
+def crash_notice(crash: EngineCrashed) -> str:
+    """What the writer reads when the engine process died under a command."""
+    return (
+        f"The suggestion engine stopped unexpectedly ({crash.how}); it is restarting, "
+        "your text is safe."
+    )
+
+
+RESTARTING_ON_REQUEST = "The suggestion engine is restarting; your text is safe."
+NOT_RESPONDING_NOTICE = "The suggestion engine isn't responding."
 
 
 def engine_threads(requested: int, cpus: int | None = None) -> int:
@@ -258,6 +328,7 @@ class InferenceService(SuggestionSource):
     _load = Signal(str, int, object)
     _adopt = Signal(object)
     _shutdown = Signal()
+    _restart_if_asked = Signal()
 
     stateChanged = Signal(str, str)  # EngineState value, detail (e.g. "42 tok/s")
     modelLoaded = Signal(object)  # ModelFacts
@@ -265,12 +336,15 @@ class InferenceService(SuggestionSource):
     probabilities = Signal(int, object)  # probe id, tuple of protocol.Alternative, best first
     probabilitiesFailed = Signal(int, str)  # probe id, a sentence for the writer
     prewarmed = Signal(int, int)  # prewarm id, prompt tokens it had to evaluate
+    notResponding = Signal()  # the engine has work but made no progress for a while
+    respondingAgain = Signal()  # ...and now it moves again (or its work ended)
 
     def __init__(
         self,
         *,
         threads: int = 1,
         memory_budget_bytes: int | None = None,
+        not_responding_seconds: float = NOT_RESPONDING_SECONDS,
         parent: QObject | None = None,
     ) -> None:
         super().__init__(parent)
@@ -280,15 +354,13 @@ class InferenceService(SuggestionSource):
         self.memory_budget_bytes = memory_budget_bytes
         self.facts: ModelFacts | None = None
         self.context_tokens = 0  # of the loaded model: its own context, or the budget's cap
-        self._lock = threading.Lock()
-        self._latest_request = 0
-        self._cancelled_upto = 0
-        self._active_request: int | None = None
-        self._latest_probe = 0
-        self._cancelled_probe_upto = 0
-        self._active_probe: int | None = None
-        self._latest_prewarm = 0
-        self._active_prewarm: int | None = None
+        self.requests = RequestLedger()
+        self.probes = RequestLedger()
+        self.prewarms = RequestLedger()
+        self.watchdog = EngineWatchdog(self._engine_progress, not_responding_seconds, self)
+        self.watchdog.stalled.connect(self._on_stalled)
+        self.watchdog.recovered.connect(self._on_recovered)
+        self.engine_state = EngineState.NO_MODEL.value  # the worker's last reported state
         # Per-token probabilities cost ~15% of generation speed; the token-probability
         # panel turns them on while it is visible.
         self.step_probabilities = False
@@ -308,6 +380,7 @@ class InferenceService(SuggestionSource):
         self._worker.prewarmed.connect(self.prewarmed)
         self._adopt.connect(self._worker.adopt)
         self._shutdown.connect(self._worker.shutdown)
+        self._restart_if_asked.connect(self._worker.restart_if_asked)
         self._load.connect(self._loader.load)
         self._worker.token.connect(self.token)
         self._worker.step.connect(self.step)
@@ -315,7 +388,7 @@ class InferenceService(SuggestionSource):
         self._worker.probeFailed.connect(self.probabilitiesFailed)
         self._worker.failed.connect(self.failed)
         self._worker.finished.connect(self.finished)
-        self._worker.state.connect(self.stateChanged)
+        self._worker.state.connect(self._on_worker_state)
         self._loader.loaded.connect(self._on_loaded)
         self._loader.failed.connect(self._on_load_failed)
         self._worker_thread.start()
@@ -332,19 +405,14 @@ class InferenceService(SuggestionSource):
         seed: int,
         forced_ids: tuple[int, ...] = (),
     ) -> None:
-        with self._lock:
-            self._latest_request = max(self._latest_request, request_id)
+        self.requests.note(request_id)
+        self.watchdog.sent()
         self._generate.emit(
             request_id, prompt_text, settings.with_changes(seed=seed), tuple(forced_ids)
         )
 
     def cancel(self, request_id: int) -> None:
-        with self._lock:
-            self._cancelled_upto = max(self._cancelled_upto, request_id)
-            session = self._worker.session
-            running = self._active_request
-            if session is not None and running is not None and running <= request_id:
-                session.cancel()
+        self.requests.cancel(request_id, self._interrupt_engine)
 
     # ---- next-token probabilities at the cursor -----------------------------------------
 
@@ -360,77 +428,68 @@ class InferenceService(SuggestionSource):
         model's own distribution), answered by `probabilities` with the same id. Ids
         must increase; a newer probe makes older ones stale. max_tokens: the length of
         the suggestions being asked for, whose prompt window the probe shares."""
-        with self._lock:
-            self._latest_probe = max(self._latest_probe, probe_id)
+        self.probes.note(probe_id)
+        self.watchdog.sent()
         self._probe.emit(probe_id, prompt_text, float(temperature), int(top_n), int(max_tokens))
 
     def cancel_probabilities(self, probe_id: int) -> None:
         """Forget probe `probe_id` (and older): no answer will come for it."""
-        with self._lock:
-            self._cancelled_probe_upto = max(self._cancelled_probe_upto, probe_id)
-            session = self._worker.session
-            running = self._active_probe
-            if session is not None and running is not None and running <= probe_id:
-                session.cancel()  # stops the prompt evaluation between chunks
+        # Interrupting stops the prompt evaluation between chunks.
+        self.probes.cancel(probe_id, self._interrupt_engine)
 
-    # ---- used by the worker thread ----------------------------------------------------
+    # ---- prewarming ---------------------------------------------------------------------
 
     def prepare(self, prompt_text: str, settings: SamplingSettings) -> int:
         """Prewarm the prompt while the writer types or moves the cursor. Only the newest
         one matters: a burst of keystrokes queues many, the worker skips all but the
-        last, and a prewarm still running is stopped (within one batch of 8 tokens)
+        last, and a prewarm still running is stopped (within one batch of 4 tokens)
         instead of finishing a prompt the writer has left; what it evaluated stays in
         the cache for the next one to reuse."""
-        with self._lock:
-            self._latest_prewarm += 1
-            prewarm_id = self._latest_prewarm
-            session = self._worker.session
-            if session is not None and self._active_prewarm is not None:
-                # Under the lock the worker can't have moved on to another command, so
-                # this stops the prewarm and nothing sent after it.
-                session.cancel()
+        # Under the ledger's lock the worker can't have moved on to another command, so
+        # the interrupt stops the prewarm and nothing sent after it.
+        prewarm_id = self.prewarms.issue(self._interrupt_engine)
+        self.watchdog.sent()
         self._prewarm.emit(prewarm_id, prompt_text, settings.max_tokens)
         return prewarm_id
 
-    def begin_prewarm(self, prewarm_id: int) -> None:
-        with self._lock:
-            self._active_prewarm = prewarm_id
+    def _interrupt_engine(self) -> None:
+        session = self._worker.session
+        if session is not None:
+            session.cancel()
 
-    def finish_prewarm(self, prewarm_id: int) -> None:
-        with self._lock:
-            if self._active_prewarm == prewarm_id:
-                self._active_prewarm = None
+    # ---- an engine that stops answering ---------------------------------------------------
 
-    def is_stale_prewarm(self, prewarm_id: int) -> bool:
-        with self._lock:
-            return prewarm_id < self._latest_prewarm
+    def _engine_progress(self) -> int | None:
+        session = self._worker.session
+        if session is None or session.client.loading:
+            return None  # loading a model (e.g. an automatic restart) shows no progress
+        return session.client.progress
 
-    def is_stale_probe(self, probe_id: int) -> bool:
-        with self._lock:
-            return probe_id <= self._cancelled_probe_upto or probe_id < self._latest_probe
+    def _on_worker_state(self, state: str, detail: str) -> None:
+        self.engine_state = state
+        self.stateChanged.emit(state, detail)
 
-    def begin_probe(self, probe_id: int) -> None:
-        with self._lock:
-            self._active_probe = probe_id
+    def _on_stalled(self) -> None:
+        self.stateChanged.emit(EngineState.NOT_RESPONDING.value, "")
+        self.notResponding.emit()
 
-    def finish_probe(self, probe_id: int) -> None:
-        with self._lock:
-            if self._active_probe == probe_id:
-                self._active_probe = None
+    def _on_recovered(self) -> None:
+        self.stateChanged.emit(self.engine_state, "")
+        self.respondingAgain.emit()
 
-    def is_stale(self, request_id: int) -> bool:
-        with self._lock:
-            return request_id <= self._cancelled_upto or request_id < self._latest_request
+    @property
+    def not_responding(self) -> bool:
+        return self.watchdog.is_stalled
 
-    def begin(self, request_id: int) -> None:
-        """Mark the request that is running, so cancel() knows whether to interrupt it."""
-        with self._lock:
-            self._active_request = request_id
-
-    def finish(self, request_id: int) -> None:
-        with self._lock:
-            if self._active_request == request_id:
-                self._active_request = None
+    def restart_engine(self) -> None:
+        """Kill the engine process and start it again with the model (the writer asked,
+        e.g. because it isn't responding). What it was doing ends with a message."""
+        session = self._worker.session
+        if session is None:
+            return
+        self._worker.ask_restart()
+        session.client.kill()  # a blocked command sees the crash and restarts it...
+        self._restart_if_asked.emit()  # ...else the worker does, once it is free
 
     # ---- models -----------------------------------------------------------------------
 
@@ -459,9 +518,9 @@ class InferenceService(SuggestionSource):
 
     def shutdown(self, timeout_ms: int = 10_000) -> None:
         """Stop generating, close the engine process and the threads. Never hangs."""
-        with self._lock:
-            self._cancelled_upto = max(self._cancelled_upto, self._latest_request)
-            self._cancelled_probe_upto = max(self._cancelled_probe_upto, self._latest_probe)
+        self.requests.cancel_all()
+        self.probes.cancel_all()
+        self.watchdog.stop()
         session = self._worker.session
         if session is not None:
             session.cancel()

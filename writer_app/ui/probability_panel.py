@@ -2,11 +2,11 @@
 suggestion says what it says.
 
 Two views:
-    Next token   the likeliest tokens at the cursor, as horizontal bars. The engine
-                 computes them from the model's logits at the current temperature
-                 (InferenceService.request_probabilities, on the worker thread). A probe
-                 goes out after a short pause in typing or moving (PROBE_DELAY_MS); every
-                 edit or cursor move cancels the one in flight, so typing never waits.
+    Next token   the likeliest tokens at the cursor, as horizontal bars, from the
+                 NextTokenProbe (services/next_token_probe.py): computed from the model's
+                 logits at the current temperature after a short pause in typing or
+                 moving; every edit or cursor move cancels the one in flight, so typing
+                 never waits.
     Suggestion   the suggestion on screen, token by token, each tinted by how likely the
                  model made it. Selecting one lists the likeliest tokens at that step;
                  clicking another token there makes the suggestion continue from it
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from PySide6.QtCore import QModelIndex, QObject, QRect, QSize, Qt, QTimer, Signal
+from PySide6.QtCore import QModelIndex, QRect, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QPainter, QPalette, QPen
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -36,13 +36,12 @@ from PySide6.QtWidgets import (
 
 from writer_app.engine.protocol import Alternative as TokenChoice
 from writer_app.services.inference import InferenceService
-from writer_app.services.suggestion import TokenStep, prompt_for
-from writer_app.services.suggestion_controller import EditorContext, SuggestionController
+from writer_app.services.next_token_probe import NextTokenProbe
+from writer_app.services.suggestion import TokenStep
+from writer_app.services.suggestion_controller import SuggestionController
 from writer_app.settings import Settings
 from writer_app.ui.settings_keeper import SettingsKeeper
 
-PROBE_DELAY_MS = 150  # shorter than the suggestion's typing pause: it also warms the cache
-TOP_N = 10
 PROBABILITY_ROLE = Qt.ItemDataRole.UserRole + 1
 TOKEN_ID_ROLE = Qt.ItemDataRole.UserRole + 2
 
@@ -64,107 +63,6 @@ def probability_color(probability: float) -> QColor:
     """Pale red (unlikely) through amber to pale green (likely); dark text reads on all."""
     hue = 0.33 * max(0.0, min(1.0, probability)) ** 0.5
     return QColor.fromHsvF(hue, 0.38, 1.0)
-
-
-# ---- the probe ---------------------------------------------------------------------------------
-
-
-class NextTokenProbe(QObject):
-    """Asks the service for the next-token probabilities at the cursor, debounced."""
-
-    updated = Signal(object)  # tuple of TokenChoice, best first
-    failed = Signal(str)
-
-    def __init__(
-        self,
-        controller: SuggestionController,
-        service: InferenceService,
-        keeper: SettingsKeeper,
-        *,
-        top_n: int = TOP_N,
-        delay_ms: int = PROBE_DELAY_MS,
-        parent: QObject | None = None,
-    ) -> None:
-        super().__init__(parent)
-        self._controller = controller
-        self._service = service
-        self._keeper = keeper
-        self._top_n = top_n
-        self._active = False
-        self._probe_id = 0
-        self._waiting = False  # a probe is out and not answered yet
-        self._temperature = keeper.current.sampling.temperature
-        self.latest: tuple[TokenChoice, ...] | None = None
-        self._timer = QTimer(self)
-        self._timer.setSingleShot(True)
-        self._timer.setInterval(delay_ms)
-        self._timer.timeout.connect(self._ask)
-        controller.contextChanged.connect(self._context_changed)
-        keeper.changed.connect(self._settings_changed)
-        service.modelLoaded.connect(lambda _facts: self.schedule())
-        service.probabilities.connect(self._answered)
-        service.probabilitiesFailed.connect(self._failed)
-
-    @property
-    def temperature(self) -> float:
-        return self._temperature
-
-    @property
-    def pending(self) -> bool:
-        """A probe is waiting to go out or to be answered."""
-        return self._timer.isActive() or self._waiting
-
-    def set_active(self, active: bool) -> None:
-        self._active = active
-        if active:
-            self.schedule()
-        else:
-            self._timer.stop()
-            self._cancel()
-
-    def schedule(self) -> None:
-        if self._active:
-            self._cancel()
-            self._timer.start()
-
-    def _context_changed(self, _context: EditorContext) -> None:
-        self.schedule()
-
-    def _settings_changed(self, settings: Settings) -> None:
-        if settings.sampling.temperature != self._temperature:
-            self._temperature = settings.sampling.temperature
-            self.schedule()
-
-    def _cancel(self) -> None:
-        if self._waiting:
-            self._service.cancel_probabilities(self._probe_id)
-            self._waiting = False
-
-    def _ask(self) -> None:
-        if not self._active or self._service.facts is None:
-            return
-        self._probe_id += 1
-        self._waiting = True
-        before = self._controller.context.before
-        self._service.request_probabilities(
-            self._probe_id,
-            prompt_for(before),
-            self._temperature,
-            self._top_n,
-            max_tokens=self._keeper.current.sampling.max_tokens,  # the suggestion's window
-        )
-
-    def _answered(self, probe_id: int, choices: tuple[TokenChoice, ...]) -> None:
-        if probe_id != self._probe_id or not self._waiting:
-            return
-        self._waiting = False
-        self.latest = tuple(choices)
-        self.updated.emit(self.latest)
-
-    def _failed(self, probe_id: int, message: str) -> None:
-        if probe_id == self._probe_id and self._waiting:
-            self._waiting = False
-            self.failed.emit(message)
 
 
 # ---- views -------------------------------------------------------------------------------------
@@ -341,7 +239,8 @@ class ProbabilityPanel(QWidget):
         self.setObjectName("probabilityPanel")
         self.setMinimumWidth(300)
         self._controller = controller
-        self.probe = NextTokenProbe(controller, service, keeper, parent=self)
+        self.probe = NextTokenProbe(controller, service, keeper.current.sampling, parent=self)
+        keeper.changed.connect(self._settings_changed)
         self._steps: list[TokenStep] = []
 
         self.next_title = _heading("Next token at the cursor")
@@ -382,6 +281,9 @@ class ProbabilityPanel(QWidget):
 
     def set_active(self, active: bool) -> None:
         self.probe.set_active(active)
+
+    def _settings_changed(self, settings: Settings) -> None:
+        self.probe.set_sampling(settings.sampling)
 
     # ---- next token ---------------------------------------------------------------------
 
