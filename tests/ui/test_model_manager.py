@@ -14,22 +14,22 @@ from PySide6.QtWidgets import QProgressDialog, QPushButton
 
 from tests.services.test_downloads import WAIT_MS, host_model, quick_downloader, ranges
 from tests.support.fake_hub import fake_hub, localhost_only, random_bytes, tiny_gpt2_file
+from tests.support.scripted import ScriptedMessenger, ScriptedModelChooser
 from writer_app.models import store as store_module
 from writer_app.models.catalog import REPO_ID, Catalog
 from writer_app.models.store import ModelStore, partial_path
 from writer_app.paths import AppPaths
 from writer_app.services.downloads import DownloadManager
+from writer_app.services.settings_keeper import SettingsKeeper
 from writer_app.settings import ModelSettings, PrivacySettings, Settings, SettingsStore
-from writer_app.ui.dialogs import Choice, ScriptedMessenger
+from writer_app.ui.dialogs import Choice
 from writer_app.ui.model_manager import (
     TIGHT,
     WONT_FIT,
     ModelManagerWindow,
     RowStatus,
-    ScriptedModelChooser,
     human_size,
 )
-from writer_app.ui.settings_keeper import SettingsKeeper
 
 __all__ = ["fake_hub", "localhost_only"]
 pytestmark = pytest.mark.usefixtures("localhost_only")
@@ -44,7 +44,7 @@ class Manager:
     def __init__(self, qtbot, paths: AppPaths, settings: Settings, total_ram: int) -> None:
         self.messenger = ScriptedMessenger()
         self.chooser = ScriptedModelChooser()
-        self.keeper = SettingsKeeper(settings, SettingsStore.for_paths(paths), self.messenger)
+        self.keeper = SettingsKeeper(settings, SettingsStore.for_paths(paths))
         self.downloads = DownloadManager(paths, lambda: self.keeper.current,
                                          make_downloader=quick_downloader)
         self.window = ModelManagerWindow(self.downloads, self.keeper, self.messenger,

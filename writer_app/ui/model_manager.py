@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import math
 import threading
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
 
@@ -49,8 +48,8 @@ from writer_app.models.downloader import DownloadPhase, Progress
 from writer_app.models.errors import ImportCancelled, ModelsError
 from writer_app.models.store import InstalledModel, ModelStore, StoreContents
 from writer_app.services.downloads import DownloadJob, DownloadManager, JobState
+from writer_app.services.settings_keeper import SettingsKeeper
 from writer_app.ui.dialogs import Choice, Messenger
-from writer_app.ui.settings_keeper import SettingsKeeper
 
 MODEL_FILTERS = "GGML models (*.bin *.ggml);;All files (*)"
 WONT_FIT = QColor("#c62828")  # needs more memory than the computer has
@@ -105,26 +104,6 @@ class QtModelChooser(ModelChooser):
 
     def folder(self, parent: QWidget | None, start_dir: str) -> str | None:
         return QFileDialog.getExistingDirectory(parent, "Models Folder", start_dir) or None
-
-
-@dataclass
-class ScriptedModelChooser(ModelChooser):
-    """For tests: answers from `answers` (None = the writer cancelled); records requests."""
-
-    answers: deque[str | None] = field(default_factory=deque)
-    asked: list[tuple[str, str]] = field(default_factory=list)
-
-    def model_file(self, parent: QWidget | None, start_dir: str) -> str | None:
-        self.asked.append(("model_file", start_dir))
-        return self._next()
-
-    def folder(self, parent: QWidget | None, start_dir: str) -> str | None:
-        self.asked.append(("folder", start_dir))
-        return self._next()
-
-    def _next(self) -> str | None:
-        assert self.answers, "the test did not script an answer for this chooser"
-        return self.answers.popleft()
 
 
 def import_chosen_model(chooser: ModelChooser, store: ModelStore, messenger: Messenger,

@@ -36,10 +36,10 @@ from PySide6.QtWidgets import (
 
 from writer_app.engine.protocol import Alternative as TokenChoice
 from writer_app.services.inference import InferenceService
+from writer_app.services.settings_keeper import SettingsKeeper
 from writer_app.services.suggestion import TokenStep, prompt_for
 from writer_app.services.suggestion_controller import EditorContext, SuggestionController
 from writer_app.settings import Settings
-from writer_app.ui.settings_keeper import SettingsKeeper
 
 PROBE_DELAY_MS = 150  # shorter than the suggestion's typing pause: it also warms the cache
 TOP_N = 10

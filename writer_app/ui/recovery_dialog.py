@@ -12,9 +12,7 @@ tests answer with `ScriptedRecoveryChooser` and the dialog itself is tested dire
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 from PySide6.QtCore import Qt
@@ -139,17 +137,3 @@ class QtRecoveryChooser(RecoveryChooser):
         dialog = RecoveryDialog(entries, messenger, parent)
         dialog.exec()
         return dialog.decision()
-
-
-@dataclass
-class ScriptedRecoveryChooser(RecoveryChooser):
-    """For tests: each answer is a function of the offered entries; records the offers."""
-
-    answers: deque[Callable[[list[RecoveryEntry]], RecoveryDecision]] = field(default_factory=deque)
-    offered: list[list[RecoveryEntry]] = field(default_factory=list)
-
-    def choose(
-        self, parent: QWidget | None, entries: list[RecoveryEntry], messenger: Messenger
-    ) -> RecoveryDecision:
-        self.offered.append(entries)
-        return self.answers.popleft()(entries) if self.answers else RecoveryDecision()
