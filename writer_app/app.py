@@ -133,8 +133,7 @@ class WriterApp:
                 recovery = RecoveryStore.for_paths(paths)
             except RecoveryError as error:
                 notices.append(str(error))
-        downloads = DownloadManager(paths, lambda: keeper.current,
-                                    make_downloader=make_downloader)
+        downloads = DownloadManager(paths, keeper, make_downloader=make_downloader)
         service = InferenceService()
         controller = SuggestionController(service, loaded.settings.sampling,
                                           preferences_from(loaded.settings))

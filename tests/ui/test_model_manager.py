@@ -45,7 +45,7 @@ class Manager:
         self.messenger = ScriptedMessenger()
         self.chooser = ScriptedModelChooser()
         self.keeper = SettingsKeeper(settings, SettingsStore.for_paths(paths))
-        self.downloads = DownloadManager(paths, lambda: self.keeper.current,
+        self.downloads = DownloadManager(paths, self.keeper,
                                          make_downloader=quick_downloader)
         self.window = ModelManagerWindow(self.downloads, self.keeper, self.messenger,
                                          self.chooser, total_ram=total_ram)

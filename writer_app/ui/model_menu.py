@@ -97,7 +97,6 @@ class ModelsUi(QObject):
         menu.aboutToShow.connect(self.refresh_menu)
         service.modelLoaded.connect(self._on_loaded)
         service.modelFailed.connect(self._on_load_failed)
-        keeper.subscribe(self._on_settings_changed)
         self.manager.finished.connect(self._on_downloaded)
         self.manager.failed.connect(self._on_download_failed)
         self.manager.jobChanged.connect(self.refresh_menu)
@@ -288,6 +287,3 @@ class ModelsUi(QObject):
         if model is not None:
             self.manager.update_folder()
             self.load(model.path)
-
-    def _on_settings_changed(self, _settings: object) -> None:
-        self.manager.update_folder()

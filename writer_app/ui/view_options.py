@@ -70,8 +70,7 @@ class EditorLook(QObject):
         editor.setAutoFillBackground(True)
         editor.setFrameShape(QFrame.Shape.NoFrame)
         editor.installEventFilter(self)
-        keeper.changed.connect(self.apply)
-        self.apply(keeper.current)
+        keeper.subscribe(self.apply)
 
     # ----- what the menus call -------------------------------------------------------
 
