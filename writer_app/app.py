@@ -20,7 +20,7 @@ from writer_app import __version__
 from writer_app.assets import demo_model_path, resources_dir
 from writer_app.documents.recovery import RecoveryError, RecoveryStore
 from writer_app.engine.ggml import ModelFacts
-from writer_app.model_choice import DEMO_MODEL_NAME, chosen_model
+from writer_app.model_choice import DEMO_MODEL_NAME, chosen_model, memory_budget_bytes
 from writer_app.models.catalog import Catalog
 from writer_app.paths import AppPaths
 from writer_app.services.downloads import DownloaderFactory, DownloadManager
@@ -81,8 +81,7 @@ def model_details(facts: ModelFacts, context_tokens: int) -> str:
 
 def engine_settings(settings: Settings) -> tuple[int, int | None]:
     """The engine's threads and the app's memory budget in bytes (None: no budget)."""
-    models = settings.models
-    return engine_threads(models.threads), models.memory_budget_mb * 1_000_000 or None
+    return engine_threads(settings.models.threads), memory_budget_bytes(settings)
 
 
 @dataclass

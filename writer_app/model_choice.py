@@ -1,4 +1,4 @@
-"""Which model and which models folder the settings choose: the rules, stated once.
+"""Which model, models folder and memory budget the settings choose: the rules, stated once.
 
 The app, the Model menu and the command line all ask here, so they always agree.
 """
@@ -30,3 +30,8 @@ def chosen_model(settings: Settings, demo: Path | None = None) -> Path:
         return Path(chosen) if Path(chosen).is_file() else demo
     except OSError:  # a folder we may not enter, a name too long: not usable either
         return demo
+
+
+def memory_budget_bytes(settings: Settings) -> int | None:
+    """The whole app's memory budget the model's context is capped to fit (None: no cap)."""
+    return settings.models.memory_budget_mb * 1_000_000 or None

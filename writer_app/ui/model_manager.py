@@ -37,11 +37,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from writer_app.engine.memory import app_resident_within_budget
+from writer_app.model_choice import memory_budget_bytes
 from writer_app.models.catalog import (
     LICENSE,
     REPO_ID,
     Catalog,
     CatalogEntry,
+    ram_bytes_within,
     system_memory_bytes,
 )
 from writer_app.models.downloader import DownloadPhase, Progress
@@ -216,8 +219,9 @@ class ManagerRow:
 
 
 def build_rows(contents: StoreContents, catalog: Catalog, jobs: dict[str, DownloadJob],
-               *, include_extras: bool) -> list[ManagerRow]:
-    """Catalog rows (extras only when asked for or present), then imported models."""
+               *, include_extras: bool, budget_bytes: int | None) -> list[ManagerRow]:
+    """Catalog rows (extras only when asked for or present), then imported models; the
+    memory each needs is engine/memory.py's, at the context `budget_bytes` allows."""
     installed = {m.name: m for m in contents.models}
     partials = {p.name: p for p in contents.partials}
     rows = []
@@ -228,10 +232,12 @@ def build_rows(contents: StoreContents, catalog: Catalog, jobs: dict[str, Downlo
         if entry.extra and not include_extras and not (model or partial or job):
             continue
         row = ManagerRow(entry.id, entry.display_name, entry.quantization, item.size_bytes,
-                         entry.ram_bytes, RowStatus.NOT_INSTALLED, entry=entry)
+                         ram_bytes_within(entry, budget_bytes), RowStatus.NOT_INSTALLED,
+                         entry=entry)
         if model is not None:
             row = replace(row, status=RowStatus.INSTALLED, size_bytes=model.size_bytes,
-                          ram_bytes=model.facts.estimated_ram_bytes, path=model.path,
+                          ram_bytes=app_resident_within_budget(model.facts, budget_bytes),
+                          path=model.path,
                           detail=str(model.path))
         elif job is not None:
             status = {JobState.QUEUED: RowStatus.QUEUED, JobState.RUNNING: RowStatus.DOWNLOADING,
@@ -248,7 +254,8 @@ def build_rows(contents: StoreContents, catalog: Catalog, jobs: dict[str, Downlo
         if model.imported:
             facts = model.facts
             rows.append(ManagerRow(model.name, f"{model.display_name} (imported)",
-                                   facts.quantization, model.size_bytes, facts.estimated_ram_bytes,
+                                   facts.quantization, model.size_bytes,
+                                   app_resident_within_budget(facts, budget_bytes),
                                    RowStatus.INSTALLED, detail=str(model.path), path=model.path))
     return rows
 
@@ -363,7 +370,8 @@ class ModelManagerWindow(QDialog):
         contents = store.scan()
         jobs = {job.id: job for job in self.manager.jobs()}
         self.rows = build_rows(contents, self.manager.catalog, jobs,
-                               include_extras=self.more.isChecked())
+                               include_extras=self.more.isChecked(),
+                               budget_bytes=memory_budget_bytes(self.keeper.current))
         self._buttons.clear()
         self._bars.clear()
         self.table.setRowCount(len(self.rows))
