@@ -2,8 +2,8 @@
 
 Like `Messenger` (dialogs.py), the window never opens a QFileDialog or QFontDialog
 itself: it asks a `FileChooser` / `FontChooser`. The app passes the Qt ones; tests pass
-the scripted ones, which answer from a queue and remember what they were asked, so no
-test ever blocks on a modal dialog.
+the scripted ones (tests/support/scripted.py), which answer from a queue and remember
+what they were asked, so no test ever blocks on a modal dialog.
 """
 
 from __future__ import annotations

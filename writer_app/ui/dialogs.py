@@ -1,8 +1,9 @@
 """The one seam through which the app tells or asks the writer something.
 
 Widgets never call QMessageBox directly: they get a `Messenger`. The app passes
-`QtMessenger`; tests pass `ScriptedMessenger`, which records every message and answers
-questions from a script, so no test ever blocks on a modal dialog.
+`QtMessenger`; tests pass `ScriptedMessenger` (tests/support/scripted.py), which records
+every message and answers questions from a script, so no test ever blocks on a modal
+dialog.
 """
 
 from __future__ import annotations

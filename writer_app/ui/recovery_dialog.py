@@ -7,7 +7,8 @@ or decide later; whatever is left is offered again next time, and File > Recover
 Unsaved Work opens this dialog again at any time.
 
 As with the other dialogs, the window asks through a seam (`RecoveryChooser`), so
-tests answer with `ScriptedRecoveryChooser` and the dialog itself is tested directly.
+tests answer with `ScriptedRecoveryChooser` (tests/support/scripted.py) and the dialog
+itself is tested directly.
 """
 
 from __future__ import annotations
