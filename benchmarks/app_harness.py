@@ -19,10 +19,10 @@ from PySide6.QtTest import QTest
 
 from benchmarks.probe import BusySpans, EngineProbe, now_ms, wait_for, wait_until
 from benchmarks.procfs import Memory
+from tests.support.scripted import ScriptedMessenger
 from writer_app.app import WriterApp
 from writer_app.engine.sampling import SamplingSettings
 from writer_app.services.suggestion_controller import SuggestionPreferences
-from writer_app.ui.dialogs import ScriptedMessenger
 from writer_app.ui.keymap import GhostAction
 
 

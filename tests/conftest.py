@@ -14,7 +14,6 @@ import pytest  # noqa: E402
 
 from writer_app.paths import HOME_ENV, AppPaths  # noqa: E402
 
-
 # Tests that only run when asked (they take minutes or need the package index); every other
 # skip in CI is a missing tool or feature, and fails the run.
 OPT_IN_MARKERS = frozenset({"freeze", "install"})

@@ -1,7 +1,9 @@
 """The composition root: the one place that builds the app's objects and wires them.
 
-Nothing else creates services or windows; every object gets what it needs passed in,
-so tests can build the same graph with test doubles (e.g. a ScriptedMessenger).
+Nothing else creates services, stores or windows: the settings keeper, the recovery
+store, the download manager, the inference service and every window part are made here,
+and each object gets what it needs passed in (never the WriterApp), so tests can build
+the same graph with test doubles (e.g. a ScriptedMessenger, tests/support/scripted.py).
 """
 
 from __future__ import annotations
@@ -16,21 +18,28 @@ from PySide6.QtWidgets import QApplication
 
 from writer_app import __version__
 from writer_app.assets import demo_model_path, resources_dir
+from writer_app.documents.recovery import RecoveryError, RecoveryStore
 from writer_app.engine.ggml import ModelFacts
+from writer_app.model_choice import DEMO_MODEL_NAME, chosen_model, memory_budget_bytes
 from writer_app.models.catalog import Catalog
 from writer_app.paths import AppPaths
+from writer_app.services.downloads import DownloaderFactory, DownloadManager
 from writer_app.services.inference import EngineState, InferenceService, engine_threads
+from writer_app.services.settings_keeper import SettingsKeeper
 from writer_app.services.suggestion_controller import (
     SuggestionController,
     SuggestionPreferences,
 )
-from writer_app.settings import Settings
-from writer_app.ui.dialogs import Messenger
+from writer_app.settings import Settings, SettingsStore
+from writer_app.ui.choosers import FileChooser, FontChooser
+from writer_app.ui.dialogs import Messenger, QtMessenger
 from writer_app.ui.engine_notice import EngineNotice
 from writer_app.ui.ghost_editor import GhostTextEditor
-from writer_app.ui.main_window import MainWindow, build_main_window
-from writer_app.ui.model_menu import ModelsUi, install_models
-from writer_app.ui.sampling_panel import SamplingDocks, install_sampling
+from writer_app.ui.main_window import MainWindow
+from writer_app.ui.model_manager import ModelChooser
+from writer_app.ui.model_menu import ModelsUi
+from writer_app.ui.recovery_dialog import RecoveryChooser
+from writer_app.ui.sampling_panel import NameAsker, SamplingDocks, install_sampling
 from writer_app.ui.suggestion_menu import SuggestionMenu
 
 
@@ -44,13 +53,23 @@ def preferences_from(settings: Settings) -> SuggestionPreferences:
     )
 
 
-def model_label(facts: ModelFacts, catalog: Catalog | None = None) -> str:
-    """What the status bar calls a model: its catalog name if it has one."""
-    path = Path(facts.path)
-    if path == demo_model_path():
-        return f"Demo (Jane Austen) · {facts.quantization}"
+def model_name(path: Path, catalog: Catalog | None = None, demo: Path | None = None) -> str:
+    """What the app calls a model file before it is loaded: the demo, its catalog name,
+    else its file name."""
+    if path == (demo or demo_model_path()):
+        return DEMO_MODEL_NAME
     entry = catalog.by_filename(path.name) if catalog is not None else None
-    return entry.label if entry is not None else f"{path.name} · {facts.quantization}"
+    return entry.label if entry is not None else path.name
+
+
+def model_label(facts: ModelFacts, catalog: Catalog | None = None) -> str:
+    """What the status bar calls a loaded model: its catalog name (which names the
+    quantization) if it has one, else its name and quantization."""
+    path = Path(facts.path)
+    entry = catalog.by_filename(path.name) if catalog is not None else None
+    if entry is not None and path != demo_model_path():
+        return entry.label
+    return f"{model_name(path)} · {facts.quantization}"
 
 
 def model_details(facts: ModelFacts, context_tokens: int) -> str:
@@ -61,64 +80,161 @@ def model_details(facts: ModelFacts, context_tokens: int) -> str:
     return f"{facts.path}\n{context}"
 
 
+def engine_settings(settings: Settings) -> tuple[int, int | None]:
+    """The engine's threads and the app's memory budget in bytes (None: no budget)."""
+    return engine_threads(settings.models.threads), memory_budget_bytes(settings)
+
+
 @dataclass
 class WriterApp:
     """Everything the running editor is made of."""
 
     paths: AppPaths
+    keeper: SettingsKeeper  # the one live Settings; everything subscribes to it
+    recovery: RecoveryStore | None  # None: crash recovery is off (or its folder failed)
+    downloads: DownloadManager
     service: InferenceService
     controller: SuggestionController
     editor: GhostTextEditor
     window: MainWindow
-    models_ui: ModelsUi | None = None  # the Model menu, Model Manager and downloads
-    sampling_docks: SamplingDocks | None = None  # sampling sliders, token probabilities
-    suggestion_menu: SuggestionMenu | None = None  # Edit ▸ Suggestions
+    models_ui: ModelsUi  # the Model menu and the Model Manager
+    sampling_docks: SamplingDocks  # sampling sliders, token probabilities
+    suggestion_menu: SuggestionMenu  # Edit ▸ Suggestions
+    demo_path: Path
 
     @classmethod
-    def build(cls, *, paths: AppPaths | None = None, messenger: Messenger | None = None,
-              **window_seams) -> WriterApp:
+    def build(
+        cls,
+        *,
+        paths: AppPaths | None = None,
+        messenger: Messenger | None = None,
+        file_chooser: FileChooser | None = None,
+        font_chooser: FontChooser | None = None,
+        recovery_chooser: RecoveryChooser | None = None,
+        model_chooser: ModelChooser | None = None,
+        preset_file_chooser: FileChooser | None = None,
+        name_asker: NameAsker | None = None,
+        demo_path: Path | None = None,
+        total_ram: int | None = None,
+        make_downloader: DownloaderFactory | None = None,
+    ) -> WriterApp:
+        """The app with the real settings file, recovery folder and models folder; every
+        dialog is a seam (Qt's by default; tests pass scripted ones)."""
         paths = paths or AppPaths.default()
+        messenger = messenger or QtMessenger()
+        demo_path = demo_path or demo_model_path()
+        store = SettingsStore.for_paths(paths)
+        loaded = store.load()
+        notices = [loaded.notice] if loaded.notice else []
+        keeper = SettingsKeeper(loaded.settings, store)
+        recovery: RecoveryStore | None = None
+        if loaded.settings.privacy.crash_recovery:
+            try:
+                recovery = RecoveryStore.for_paths(paths)
+            except RecoveryError as error:
+                notices.append(str(error))
+        downloads = DownloadManager(paths, keeper, make_downloader=make_downloader)
         service = InferenceService()
-        controller = SuggestionController(service, Settings().sampling, SuggestionPreferences())
+        controller = SuggestionController(service, loaded.settings.sampling,
+                                          preferences_from(loaded.settings))
         editor = GhostTextEditor(controller)
-        window = build_main_window(editor, paths=paths, messenger=messenger, **window_seams)
-        app = cls(paths, service, controller, editor, window)
+        window = MainWindow(
+            editor,
+            keeper=keeper,
+            recovery=recovery,
+            messenger=messenger,
+            file_chooser=file_chooser,
+            font_chooser=font_chooser,
+            recovery_chooser=recovery_chooser,
+            startup_notices=tuple(notices),
+        )
+        for helper in (keeper, downloads):
+            helper.setParent(window)  # they live and die with the window
+        if isinstance(messenger, QtMessenger):
+            messenger.set_parent(window)
+        models_ui = ModelsUi(
+            manager=downloads,
+            service=service,
+            keeper=keeper,
+            messenger=messenger,
+            menu=window.model_menu,
+            parent_window=window,
+            chooser=model_chooser,
+            demo_path=demo_path,
+            total_ram=total_ram,
+        )
+        sampling_docks = install_sampling(
+            window,
+            keeper=keeper,
+            service=service,
+            controller=controller,
+            messenger=messenger,
+            file_chooser=preset_file_chooser,
+            name_asker=name_asker,
+        )
+        suggestion_menu = SuggestionMenu(
+            keeper,
+            messenger,
+            suggest_now=controller.trigger,
+            keymap=editor.keymap,
+            edit_menu=window.menus.edit,
+            help_menu=window.menus.help,
+        )
+        app = cls(paths, keeper, recovery, downloads, service, controller, editor, window,
+                  models_ui, sampling_docks, suggestion_menu, demo_path)
         app._wire()
         return app
 
     @property
     def settings(self) -> Settings:
-        return self.window.keeper.current
+        return self.keeper.current
 
     def _wire(self) -> None:
-        models = self.settings.models
-        self.service.threads = engine_threads(models.threads)
-        self.service.memory_budget_bytes = models.memory_budget_mb * 1_000_000 or None
-        self._apply_settings(self.settings)
-        self.window.keeper.changed.connect(self._apply_settings)
+        self._engine_stale = False  # settings changed while a model was loading
+        self.keeper.subscribe(self._apply_settings)
+        self.keeper.subscribe(self._apply_engine_settings)
         self.service.stateChanged.connect(self._show_engine_state)
-        self.service.modelLoaded.connect(self._show_model)
+        self.service.modelLoaded.connect(self._on_model_loaded)
         self.service.modelLoaded.connect(freeze_long_lived_objects)
-        self.service.modelFailed.connect(
-            lambda path, message: self.window.messenger.warning("Model not loaded", message)
-        )
+        self.service.modelFailed.connect(self._on_model_failed)
         self.controller.errorOccurred.connect(self.window.notice_bar.show_notice)
         EngineNotice(self.window.notice_bar, self.service)  # "isn't responding" + Restart
         self.window.closed.connect(self.shutdown)
+        if self.recovery is not None:
+            self.window.closed.connect(self.recovery.close)
         self.window.set_model_text("no model")
-        self.models_ui = install_models(self)
-        self.sampling_docks = install_sampling(self)
-        self.suggestion_menu = SuggestionMenu(self)
-
-    def _show_model(self, facts: ModelFacts) -> None:
-        catalog = self.models_ui.manager.catalog if self.models_ui is not None else None
-        self.window.set_model_text(
-            model_label(facts, catalog), model_details(facts, self.service.context_tokens)
-        )
 
     def _apply_settings(self, settings: Settings) -> None:
         self.controller.set_settings(settings.sampling)
         self.controller.set_preferences(preferences_from(settings))
+
+    def _apply_engine_settings(self, settings: Settings) -> None:
+        """Threads and the memory budget are fixed when the engine process starts, so a
+        change reloads the model in use (it keeps suggesting until the reload is done)."""
+        threads, budget = engine_settings(settings)
+        service = self.service
+        if (threads, budget) == (service.threads, service.memory_budget_bytes):
+            return
+        service.threads, service.memory_budget_bytes = threads, budget
+        if service.loading:
+            self._engine_stale = True  # that load started with the old values
+        elif service.facts is not None:
+            service.load_model(service.facts.path)
+
+    def _on_model_loaded(self, facts: ModelFacts) -> None:
+        if self._engine_stale:
+            self._engine_stale = False
+            self.service.load_model(facts.path)
+        self.window.set_model_text(
+            model_label(facts, self.downloads.catalog),
+            model_details(facts, self.service.context_tokens),
+        )
+
+    def _on_model_failed(self, _path: str, message: str) -> None:
+        self._engine_stale = False
+        if self.service.facts is None:
+            self.window.set_model_text("no model")
+        self.window.messenger.warning("Model not loaded", message)
 
     def _show_engine_state(self, state: str, detail: str) -> None:
         text = {
@@ -128,19 +244,18 @@ class WriterApp:
         }.get(state, state)
         self.window.set_engine_state(f"{text} · {detail}" if detail else text)
 
-    def active_model_path(self) -> Path:
-        """The model the writer last chose, if it is still there; else the demo model."""
-        chosen = self.settings.models.active_model
-        if chosen and Path(chosen).is_file():
-            return Path(chosen)
-        return demo_model_path()
-
     def start(self, open_path: str | None = None, *, model_path: Path | None = None) -> None:
+        """Start loading the model, then show the window (which may offer crashed work
+        back in a dialog: the model loads meanwhile, and the status bar says which)."""
+        path = model_path or chosen_model(self.settings, self.demo_path)
+        self.window.set_model_text(
+            f"loading {model_name(path, self.downloads.catalog, self.demo_path)}…", str(path))
+        self.service.load_model(path)
         self.window.start(open_path)
-        self.service.load_model(model_path or self.active_model_path())
         freeze_long_lived_objects()
 
     def shutdown(self) -> None:
+        self.downloads.shutdown()  # a running download pauses; it resumes next time
         self.service.shutdown()
 
 

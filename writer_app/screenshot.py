@@ -51,10 +51,9 @@ def save_screenshot(target: Path, *, width: int = 1280, height: int = 800) -> in
         writer = WriterApp.build(paths=AppPaths.default())
         editor = writer.editor
         try:
-            writer.window.keeper.update(lambda s: replace(s, sampling=SCREENSHOT_SAMPLING))
+            writer.keeper.update(lambda s: replace(s, sampling=SCREENSHOT_SAMPLING))
             docks = writer.sampling_docks
-            if docks is not None:
-                docks.probability_dock.show()
+            docks.probability_dock.show()
             writer.start()
             writer.window.resize(width, height)
             editor.setPlainText(SAMPLE_TEXT)
@@ -71,9 +70,8 @@ def save_screenshot(target: Path, *, width: int = 1280, height: int = 800) -> in
             ):
                 print("error: no suggestion appeared in time", file=sys.stderr)
                 return 1
-            if docks is not None:  # show one step's alternatives in the probability panel
-                docks.probabilities.select_step(1)
-                run_event_loop_until(lambda: docks.probabilities.next_list.count() > 0, 10_000)
+            docks.probabilities.select_step(1)  # show one step's alternatives
+            run_event_loop_until(lambda: docks.probabilities.next_list.count() > 0, 10_000)
             qt_app.processEvents()
             if not writer.window.grab().save(str(target)):
                 print(f"error: could not write {target}", file=sys.stderr)

@@ -24,6 +24,7 @@ from pathlib import Path
 from types import UnionType
 from typing import Any, ClassVar, Union, get_args, get_origin, get_type_hints
 
+from writer_app.engine.memory import DEFAULT_BUDGET_BYTES
 from writer_app.engine.sampling import SamplingSettings
 from writer_app.paths import AppPaths
 from writer_app.safe_files import WriteChunk, explain_write_failure, write_bytes_atomic
@@ -83,7 +84,7 @@ class ModelSettings(_Section):
     threads: int = 1  # for the engine; at most the CPUs but one (services.engine_threads)
     # The whole app's resident memory, in MB (10^6 bytes), that the model's context is
     # capped to fit (engine/memory.py); 0: no cap. 1000 keeps gpt2-large at 416 tokens.
-    memory_budget_mb: int = 1000
+    memory_budget_mb: int = DEFAULT_BUDGET_BYTES // 1_000_000
 
     LIMITS: ClassVar[dict[str, tuple[int, int]]] = {
         "threads": (1, 64),

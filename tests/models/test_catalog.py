@@ -7,7 +7,16 @@ import json
 
 import pytest
 
+from tests.engine.test_memory import GPT2, GPT2_LARGE
 from tests.support.fake_hub import fake_hub, localhost_only, random_bytes
+from writer_app.engine import memory
+from writer_app.engine.memory import (
+    DEFAULT_BUDGET_BYTES,
+    MIB,
+    app_resident_bytes,
+    context_for_budget,
+)
+from writer_app.models import catalog
 from writer_app.models.catalog import (
     CATALOG,
     GIB,
@@ -17,10 +26,12 @@ from writer_app.models.catalog import (
     HubMetadataCache,
     list_catalog,
     metadata_cache_path,
+    ram_bytes_within,
     system_memory_bytes,
 )
 from writer_app.models.errors import UnknownModel
 from writer_app.models.hub import HubClient, HubSettings
+from writer_app.settings import Settings
 
 __all__ = ["fake_hub", "localhost_only"]
 pytestmark = pytest.mark.usefixtures("localhost_only")
@@ -63,10 +74,36 @@ def test_unknown_id_says_which_models_exist():
         Catalog().get("gpt5")
 
 
-def test_ram_estimates_match_the_measured_resident_memory():
-    # Measured with ctransformers: gpt2 q4_0 ~230 MB resident, gpt2-large q4_0 ~890 MB.
-    assert Catalog().get("gpt2-q4_0").ram_bytes == pytest.approx(230e6, rel=0.05)
-    assert Catalog().get("gpt2-large-q4_0").ram_bytes == pytest.approx(890e6, rel=0.05)
+def test_the_memory_figures_are_the_engines_memory_model_at_the_default_budget():
+    large, small = Catalog().get("gpt2-large-q4_0"), Catalog().get("gpt2-q4_0")
+    # The weights gpt2.cc will hold, from the file size and the family's shape, agree with
+    # what it held for the benchmark's files (tests/engine/test_memory.py): within 1 MiB.
+    for entry, measured in ((large, GPT2_LARGE), (small, GPT2)):
+        facts = entry_facts(entry)
+        assert abs(facts.weight_bytes - measured.weight_bytes) < MIB
+        context = context_for_budget(facts, DEFAULT_BUDGET_BYTES)
+        assert context == context_for_budget(measured, DEFAULT_BUDGET_BYTES)
+        assert entry.ram_bytes == app_resident_bytes(facts, context)
+    assert context_for_budget(entry_facts(large), DEFAULT_BUDGET_BYTES) == 416
+    assert large.ram_bytes <= DEFAULT_BUDGET_BYTES < ram_bytes_within(large, None)
+    assert Settings().models.memory_budget_mb * 10**6 == DEFAULT_BUDGET_BYTES
+
+
+def test_the_catalog_has_no_memory_constants_of_its_own(monkeypatch):
+    entry = Catalog().get("gpt2-q4_0")  # its full context fits the default budget
+    before = ram_bytes_within(entry, None)
+    assert before == app_resident_bytes(entry_facts(entry), 1024)
+    monkeypatch.setattr(memory, "ENGINE_BASE_BYTES", memory.ENGINE_BASE_BYTES + 7 * MIB)
+    monkeypatch.setattr(memory, "GUI_RESERVE_BYTES", memory.GUI_RESERVE_BYTES + 3 * MIB)
+    monkeypatch.setattr(memory, "CONTEXT_BYTES_PER_LAYER_WIDTH", 13)
+    extra_context = 1 * entry_facts(entry).n_layer * entry_facts(entry).n_embd * 1024
+    assert ram_bytes_within(entry, None) == before + 10 * MIB + extra_context
+    assert not [name for name in vars(catalog) if "OVERHEAD" in name or "RAM_BYTES" in name]
+
+
+def entry_facts(entry):
+    family = next(f for f in catalog._FAMILIES if f.family == entry.family)
+    return catalog.expected_facts(family, entry.quantization, entry.approx_size_bytes)
 
 
 def test_recommendation_follows_the_machines_memory():

@@ -15,6 +15,7 @@ from writer_app.models.hub import HubClient
 from writer_app.models.store import partial_path, state_path
 from writer_app.paths import AppPaths
 from writer_app.services.downloads import DownloadManager, FailureKind, JobState
+from writer_app.services.settings_keeper import SettingsKeeper
 from writer_app.settings import ModelSettings, PrivacySettings, Settings
 
 __all__ = ["fake_hub", "localhost_only"]
@@ -25,17 +26,14 @@ SMALL_Q8 = Catalog().get("gpt2-q8_0")
 WAIT_MS = 20_000
 
 
-class SettingsHolder:
-    """What the window's SettingsKeeper is to the manager: the one current Settings."""
+class SettingsHolder(SettingsKeeper):
+    """The app's SettingsKeeper, in memory only, with a shortcut for the models section."""
 
     def __init__(self, settings: Settings) -> None:
-        self.current = settings
-
-    def __call__(self) -> Settings:
-        return self.current
+        super().__init__(settings, None)
 
     def change_models(self, **changes) -> None:
-        self.current = replace(self.current, models=replace(self.current.models, **changes))
+        self.update(lambda s: replace(s, models=replace(s.models, **changes)))
 
 
 def quick_downloader(hub: HubClient, catalog: Catalog) -> Downloader:
@@ -241,7 +239,7 @@ def test_a_failed_download_can_be_retried(qtbot, fake_hub, settings, make_manage
 def test_offline_mode_refuses_without_any_connection(qtbot, fake_hub, settings, make_manager,
                                                      tmp_path):
     host_model(fake_hub, SMALL, tmp_path)
-    settings.current = replace(settings.current, privacy=PrivacySettings(offline=True))
+    settings.update(lambda s: replace(s, privacy=PrivacySettings(offline=True)))
     manager = make_manager(settings)
     events = Events(manager)
     refused: list[str] = []
@@ -291,9 +289,8 @@ def test_the_models_folder_follows_the_setting(qtbot, settings, make_manager, tm
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     tiny_gpt2_file(elsewhere / "mine.bin")
-    settings.change_models(models_dir=str(elsewhere))
-    with qtbot.waitSignal(manager.folderChanged, timeout=1_000):
-        manager.update_folder()
+    with qtbot.waitSignal(manager.folderChanged, timeout=1_000):  # it subscribes
+        settings.change_models(models_dir=str(elsewhere))
     assert manager.models_dir == elsewhere
     assert [m.name for m in manager.store.installed()] == ["mine.bin"]
     with qtbot.waitSignal(manager.folderChanged, timeout=WAIT_MS):

@@ -19,8 +19,8 @@ import secrets
 import socket
 import sys
 import threading
-import traceback
 import time
+import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer

@@ -19,12 +19,13 @@ import pytest
 from PySide6.QtCore import QCoreApplication, QEvent, Qt
 
 from tests.support.dummy_suggestion_source import DummySuggestionSource
+from tests.support.scripted import ScriptedMessenger
 from tests.ui.window_fixtures import make_window, window_harness  # noqa: F401
 from writer_app.documents.recovery import RecoveryError, RecoveryStore
 from writer_app.engine.sampling import SamplingSettings, StopAt
 from writer_app.services.suggestion_controller import SuggestionController, SuggestionPreferences
 from writer_app.settings import Settings, SettingsStore
-from writer_app.ui.dialogs import Choice, ScriptedMessenger
+from writer_app.ui.dialogs import Choice
 from writer_app.ui.ghost_editor import GhostTextEditor
 from writer_app.ui.keymap import GhostKeymap
 from writer_app.ui.recovery_dialog import RecoveryDecision, RecoveryDialog
@@ -232,12 +233,20 @@ APP_SCRIPT = """
 import sys
 from PySide6.QtWidgets import QApplication, QPlainTextEdit
 from PySide6.QtTest import QTest
-from writer_app.ui.dialogs import ScriptedMessenger
-from writer_app.ui.main_window import build_main_window
+from tests.support.scripted import ScriptedMessenger
+from writer_app.documents.recovery import RecoveryStore
+from writer_app.paths import AppPaths
+from writer_app.services.settings_keeper import SettingsKeeper
+from writer_app.settings import SettingsStore
+from writer_app.ui.main_window import MainWindow
 
 app = QApplication([])
 editor = QPlainTextEdit()
-window = build_main_window(editor, messenger=ScriptedMessenger())
+paths = AppPaths.default()  # WRITER_APP_HOME: the test's folder
+store = SettingsStore.for_paths(paths)
+keeper = SettingsKeeper(store.load().settings, store)
+window = MainWindow(editor, keeper=keeper, recovery=RecoveryStore.for_paths(paths),
+                    messenger=ScriptedMessenger())
 window.start(sys.argv[1])
 QTest.keyClicks(editor, sys.argv[2])  # typed key by key
 editor.insertPlainText(sys.argv[3])  # text no keyboard here can type

@@ -8,10 +8,10 @@ from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QFont, QKeySequence, QPalette, QTextCursor
 from PySide6.QtWidgets import QApplication, QDockWidget, QLabel
 
+from tests.support.scripted import ScriptedMessenger
 from tests.ui.window_fixtures import make_window, window_harness  # noqa: F401
+from writer_app.app import WriterApp
 from writer_app.settings import SettingsSaveError, Theme
-from writer_app.ui.dialogs import ScriptedMessenger
-from writer_app.ui.main_window import build_main_window
 from writer_app.ui.status_bar import count_text, describe_count
 from writer_app.ui.themes import is_dark
 
@@ -248,17 +248,16 @@ def test_a_corrupt_settings_file_is_survived_with_a_notice(app_home, qtbot):
     app_home.config_dir.mkdir(parents=True)
     app_home.settings_file.write_bytes(b"{ this is not json")
     messenger = ScriptedMessenger()
-    from PySide6.QtWidgets import QPlainTextEdit
-
-    window = build_main_window(QPlainTextEdit(), paths=app_home, messenger=messenger)
+    writer = WriterApp.build(paths=app_home, messenger=messenger)  # as the app starts
     try:
-        window.start()
+        writer.window.start()
         (warning,) = messenger.texts("warning")
         assert "damaged" in warning and "default settings" in warning
-        window.look.zoom_in()  # and the window saves good settings again
+        writer.window.look.zoom_in()  # and the window saves good settings again
         assert '"zoom": 110' in app_home.settings_file.read_text(encoding="utf-8")
     finally:
-        window.close()
+        writer.window.close()
+        writer.shutdown()
 
 
 def test_about_goes_through_the_messenger(window_harness):

@@ -7,6 +7,7 @@ import os
 import shutil
 import threading
 from collections import deque
+from dataclasses import replace
 
 import pytest
 from PySide6.QtCore import Qt, QTimer
@@ -14,27 +15,28 @@ from PySide6.QtWidgets import QProgressDialog, QPushButton
 
 from tests.services.test_downloads import WAIT_MS, host_model, quick_downloader, ranges
 from tests.support.fake_hub import fake_hub, localhost_only, random_bytes, tiny_gpt2_file
+from tests.support.scripted import ScriptedMessenger, ScriptedModelChooser
 from writer_app.models import store as store_module
-from writer_app.models.catalog import REPO_ID, Catalog
+from writer_app.models.catalog import REPO_ID, Catalog, ram_bytes_within
 from writer_app.models.store import ModelStore, partial_path
 from writer_app.paths import AppPaths
 from writer_app.services.downloads import DownloadManager
+from writer_app.services.settings_keeper import SettingsKeeper
 from writer_app.settings import ModelSettings, PrivacySettings, Settings, SettingsStore
-from writer_app.ui.dialogs import Choice, ScriptedMessenger
+from writer_app.ui.dialogs import Choice
 from writer_app.ui.model_manager import (
     TIGHT,
     WONT_FIT,
     ModelManagerWindow,
     RowStatus,
-    ScriptedModelChooser,
     human_size,
 )
-from writer_app.ui.settings_keeper import SettingsKeeper
 
 __all__ = ["fake_hub", "localhost_only"]
 pytestmark = pytest.mark.usefixtures("localhost_only")
 
 SMALL = Catalog().get("gpt2-q4_0")
+LARGE = Catalog().get("gpt2-large-q4_0")
 MB = 1_000_000
 
 
@@ -44,8 +46,8 @@ class Manager:
     def __init__(self, qtbot, paths: AppPaths, settings: Settings, total_ram: int) -> None:
         self.messenger = ScriptedMessenger()
         self.chooser = ScriptedModelChooser()
-        self.keeper = SettingsKeeper(settings, SettingsStore.for_paths(paths), self.messenger)
-        self.downloads = DownloadManager(paths, lambda: self.keeper.current,
+        self.keeper = SettingsKeeper(settings, SettingsStore.for_paths(paths))
+        self.downloads = DownloadManager(paths, self.keeper,
                                          make_downloader=quick_downloader)
         self.window = ModelManagerWindow(self.downloads, self.keeper, self.messenger,
                                          self.chooser, total_ram=total_ram)
@@ -78,20 +80,27 @@ def make_manager(qtbot, app_home, fake_hub):
         manager.downloads.shutdown()
 
 
-def test_the_catalog_shows_sizes_memory_and_status_without_going_online(make_manager,
+def test_the_catalog_shows_sizes_memory_and_status_without_going_online(qtbot, make_manager,
                                                                         fake_hub):
-    manager = make_manager(total_ram=600 * MB)
+    manager = make_manager(total_ram=900 * MB)
     window = manager.window
     keys = [row.key for row in window.rows]
     assert keys == [f"{family}-{q}" for family in ("gpt2", "gpt2-large")
                     for q in ("q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "f16")]
     assert {row.status for row in window.rows} == {RowStatus.NOT_INSTALLED}
     assert window.table.item(0, 2).text() == human_size(SMALL.approx_size_bytes) == "73.6 MB"
-    # gpt2 q4_0 needs ~230 MB: fine; f16 ~406 MB: most of 600 MB; gpt2-large: too much.
+    # The whole app with gpt2 q4_0 needs ~494 MB: fine; f16 ~727 MB: most of 900 MB;
+    # gpt2-large (at the 1 GB budget's context) ~994 MB: too much.
     assert window.ram_colour("gpt2-q4_0") is None
     assert window.ram_colour("gpt2-f16") == TIGHT
     assert window.ram_colour("gpt2-large-q4_0") == WONT_FIT
-    assert "600.0 MB of memory" in window.intro.text()
+    assert "900.0 MB of memory" in window.intro.text()
+    ram = {row.key: row.ram_bytes for row in window.rows}
+    assert ram["gpt2-large-q4_0"] == LARGE.ram_bytes  # one memory model, as in the catalog
+    # A bigger budget gives gpt2-large its full context, and the window says what that costs.
+    manager.keeper.update(lambda s: replace(s, models=replace(s.models, memory_budget_mb=0)))
+    qtbot.waitUntil(lambda: window.rows and {r.key: r.ram_bytes for r in window.rows}[
+        "gpt2-large-q4_0"] == ram_bytes_within(LARGE, None), timeout=5_000)
     assert window.folder_label.text() == str(manager.downloads.models_dir)
     assert "free on disk" in window.usage_label.text()
     assert not window.isModal()

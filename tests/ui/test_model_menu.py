@@ -13,16 +13,21 @@ import pytest
 from tests.conftest import OWL_PHRASE
 from tests.services.test_downloads import WAIT_MS, quick_downloader
 from tests.support.fake_hub import FakeHub, fake_hub, free_port, localhost_only, random_bytes
+from tests.support.scripted import (
+    ScriptedFileChooser,
+    ScriptedFontChooser,
+    ScriptedMessenger,
+    ScriptedModelChooser,
+    ScriptedRecoveryChooser,
+)
 from writer_app.app import WriterApp
 from writer_app.engine.sampling import SamplingSettings
+from writer_app.model_choice import DEMO_MODEL_NAME, chosen_model
 from writer_app.models.catalog import REPO_ID, Catalog
 from writer_app.services.downloads import JobState
 from writer_app.settings import Settings, SettingsStore
-from writer_app.ui.choosers import ScriptedFileChooser, ScriptedFontChooser
-from writer_app.ui.dialogs import Choice, ScriptedMessenger
-from writer_app.ui.model_manager import ScriptedModelChooser
-from writer_app.ui.model_menu import DEMO_LABEL, ModelsUi, install_models
-from writer_app.ui.recovery_dialog import ScriptedRecoveryChooser
+from writer_app.ui.dialogs import Choice
+from writer_app.ui.model_menu import ModelsUi
 
 __all__ = ["fake_hub", "localhost_only"]
 pytestmark = pytest.mark.usefixtures("localhost_only")
@@ -95,16 +100,16 @@ def make_app(qtbot, app_home, fake_hub: FakeHub, cat_model):
 
     def make() -> Harness:
         messenger = FixingMessenger()
+        chooser = ScriptedModelChooser()
         writer = WriterApp.build(
             paths=app_home, messenger=messenger, file_chooser=ScriptedFileChooser(),
-            font_chooser=ScriptedFontChooser(), recovery_chooser=ScriptedRecoveryChooser())
-        writer.window.keeper.update(lambda s: replace(
+            font_chooser=ScriptedFontChooser(), recovery_chooser=ScriptedRecoveryChooser(),
+            model_chooser=chooser, demo_path=cat_model, total_ram=8 * 10**9,
+            make_downloader=quick_downloader)
+        writer.keeper.update(lambda s: replace(
             s, models=replace(s.models, hub_endpoint=fake_hub.endpoint)))
         writer.window.start()
-        chooser = ScriptedModelChooser()
-        ui = install_models(writer, chooser=chooser, demo_path=cat_model, total_ram=8 * 10**9,
-                            make_downloader=quick_downloader)
-        made.append(Harness(writer, ui, messenger, chooser))
+        made.append(Harness(writer, writer.models_ui, messenger, chooser))
         return made[-1]
 
     yield make
@@ -129,7 +134,7 @@ def test_the_menu_lists_demo_catalog_and_imported_models(make_app, installed, ca
                                                          fake_hub):
     app = make_app()
     assert app.labels() == [
-        DEMO_LABEL,
+        DEMO_MODEL_NAME,
         "GPT-2 Small (124M), q4_0 — not downloaded (73.6 MB)",
         "GPT-2 Small (124M), q8_0",
         "GPT-2 Large (774M), q4_0 — not downloaded (442.5 MB)",
@@ -141,7 +146,7 @@ def test_the_menu_lists_demo_catalog_and_imported_models(make_app, installed, ca
     assert all(a.isCheckable() for a in models)
     assert {a.actionGroup() for a in models} == {app.ui._group}
     assert app.ui._group.isExclusive()
-    assert app.checked() == DEMO_LABEL  # nothing chosen yet: the app starts with the demo
+    assert app.checked() == DEMO_MODEL_NAME  # nothing chosen yet: the app starts with the demo
     assert fake_hub.requests == []
 
 
@@ -171,19 +176,19 @@ def test_switching_keeps_the_old_model_suggesting_until_the_new_one_is_ready(
     assert app.settings.models.active_model == str(installed["imported"])
     assert SettingsStore.for_paths(app_home).load().settings.models.active_model == \
         str(installed["imported"])
-    assert app.writer.active_model_path() == installed["imported"]
+    assert chosen_model(app.settings) == installed["imported"]
 
 
 def test_a_failed_load_keeps_the_previous_model_checked(qtbot, make_app, installed,
                                                         cat_model):
     app = make_app()
-    app.load_via_menu(qtbot, DEMO_LABEL)
+    app.load_via_menu(qtbot, DEMO_MODEL_NAME)
     owl = app.ui.action("owl-story")
     installed["imported"].write_bytes(b"GGUF" + random_bytes(64))  # broken since listed
     with qtbot.waitSignal(app.writer.service.modelFailed, timeout=LOAD_MS) as failed:
         owl.trigger()
     assert "GGUF" in failed.args[1]
-    assert app.checked() == DEMO_LABEL
+    assert app.checked() == DEMO_MODEL_NAME
     assert app.settings.models.active_model == str(cat_model)  # still the demo
     assert any("GGUF" in text for text in app.messenger.texts())  # the reason, told
 
@@ -200,14 +205,14 @@ def test_choosing_a_model_not_downloaded_offers_it_and_loads_it_when_done(
         qtbot, make_app, fake_hub, owl_model, app_home):
     host_owl_as_large(fake_hub, owl_model, bytes_per_second=3_000_000)
     app = make_app()
-    app.load_via_menu(qtbot, DEMO_LABEL)
+    app.load_via_menu(qtbot, DEMO_MODEL_NAME)
     assert fake_hub.requests == []
     app.messenger.answers = deque([Choice.YES])
 
     app.ui.action("GPT-2 Large (774M), q4_0 — not downloaded").trigger()
     [question] = app.messenger.texts("ask")
     assert f"Download it from {fake_hub.endpoint.removeprefix('http://')} now" in question
-    assert app.checked() == DEMO_LABEL  # still the model in use
+    assert app.checked() == DEMO_MODEL_NAME  # still the model in use
     qtbot.waitUntil(lambda: (job := app.ui.manager.job(LARGE.id)) is not None
                     and job.state is JobState.RUNNING and job.percent > 0, timeout=WAIT_MS)
     app.ui.refresh_menu()
@@ -228,7 +233,7 @@ def test_declining_the_download_changes_nothing(make_app, fake_hub, owl_model):
     app.messenger.answers = deque([Choice.NO])
     app.ui.action("GPT-2 Large (774M), q4_0").trigger()
     assert app.ui.manager.jobs() == [] and fake_hub.requests == []
-    assert app.checked() == DEMO_LABEL
+    assert app.checked() == DEMO_MODEL_NAME
 
 
 @pytest.mark.parametrize(
@@ -308,16 +313,3 @@ def test_import_model_file_adds_and_loads_it(qtbot, make_app, owl_model, tmp_pat
     assert loaded.args[0].n_embd == 96
     assert app.checked() == "my-owls (imported)"
     assert app.settings.models.active_model == str(app_home.models_dir / "my-owls.bin")
-
-
-def test_installing_again_replaces_the_first_installation(make_app, installed):
-    app = make_app()
-    first = app.ui
-    again = install_models(app.writer, chooser=app.chooser, demo_path=first.demo_path)
-    app.writer.window.model_menu.aboutToShow.emit()  # only the new one rebuilds the menu
-    assert app.labels().count(DEMO_LABEL) == 1 and app.labels()[-1] == "Import Model File…"
-    menu_actions = set(app.writer.window.model_menu.actions())
-    assert {action for action, _ in again.actions()} <= menu_actions
-    assert first.actions() == []  # the detached one did not rebuild anything
-    assert app.writer.window.findChildren(ModelsUi) == [again]
-    again.shutdown()

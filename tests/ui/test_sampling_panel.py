@@ -25,23 +25,25 @@ from tests.services.test_inference import (
     token,
 )
 from tests.support.gpt2_vocab import encode
+from tests.support.scripted import (
+    ScriptedFileChooser,
+    ScriptedFontChooser,
+    ScriptedMessenger,
+    ScriptedNameAsker,
+    ScriptedRecoveryChooser,
+)
 from writer_app import presets
 from writer_app.app import WriterApp
 from writer_app.engine.sampling import SamplingSettings, StopAt
 from writer_app.paths import AppPaths
 from writer_app.screenshot import run_event_loop_until
+from writer_app.services.settings_keeper import SettingsKeeper
 from writer_app.settings import SettingsStore
-from writer_app.ui.choosers import ScriptedFileChooser, ScriptedFontChooser
-from writer_app.ui.dialogs import ScriptedMessenger
-from writer_app.ui.recovery_dialog import ScriptedRecoveryChooser
 from writer_app.ui.sampling_panel import (
     CONTROLS,
     SamplingDocks,
     SamplingPanel,
-    ScriptedNameAsker,
-    install_sampling,
 )
-from writer_app.ui.settings_keeper import SettingsKeeper
 
 ONE_TOKEN = {"max_tokens": 1, "stop_at": StopAt.LENGTH}
 
@@ -129,15 +131,17 @@ def rig(qapp, tmp_path_factory) -> Iterator[Rig]:
     root = tmp_path_factory.mktemp("sampling-app")
     paths = AppPaths(root / "config", root / "data", root / "cache", root / "state")
     messenger = ScriptedMessenger()
+    files, names = ScriptedFileChooser(), ScriptedNameAsker()
     writer = WriterApp.build(
         paths=paths,
         messenger=messenger,
         file_chooser=ScriptedFileChooser(),
         font_chooser=ScriptedFontChooser(),
         recovery_chooser=ScriptedRecoveryChooser(),
+        preset_file_chooser=files,
+        name_asker=names,
     )
-    files, names = ScriptedFileChooser(), ScriptedNameAsker()
-    docks = install_sampling(writer, file_chooser=files, name_asker=names)
+    docks = writer.sampling_docks
     table = shared_model(tmp_path_factory, "table")
     writer.window.keeper.update(
         lambda s: replace(s, models=replace(s.models, active_model=str(table)))
@@ -215,7 +219,7 @@ def test_each_control_reaches_the_service_and_survives_a_restart(qtbot, rig, tab
     stored = SettingsStore.for_paths(rig.paths).load().settings
     assert stored.sampling == wanted
     again = SamplingPanel(
-        SettingsKeeper(stored, None, ScriptedMessenger()),
+        SettingsKeeper(stored, None),
         ScriptedMessenger(),
         active_model=lambda: None,
     )  # the panel a restarted app builds
@@ -533,13 +537,3 @@ def test_both_panels_toggle_from_view_and_remember_it(qtbot, rig):
     probabilities.trigger()
     assert rig.keeper.current.window.show_sampling_panel
     assert not rig.keeper.current.window.show_probability_panel
-
-
-def test_installing_again_returns_the_docks_already_there(rig):
-    names = ScriptedNameAsker()
-    again = install_sampling(rig.writer, name_asker=names)
-    assert again.sampling is rig.panel and again.probabilities is rig.docks.probabilities
-    assert rig.panel.name_asker is names and rig.panel.file_chooser is rig.files
-    titles = [action.text() for action in rig.writer.window.view_menu.actions()]
-    assert titles.count("Sampling") == 1 and titles.count("Token probabilities") == 1
-    rig.panel.name_asker = rig.names

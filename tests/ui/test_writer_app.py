@@ -6,18 +6,26 @@ from __future__ import annotations
 
 import gc
 from dataclasses import replace
+from datetime import datetime, timezone
 
 import pytest
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QTextCursor
 
 from benchmarks.probe import StallMonitor, own_lateness
+from tests.support.scripted import (
+    ScriptedFileChooser,
+    ScriptedFontChooser,
+    ScriptedMessenger,
+    ScriptedRecoveryChooser,
+)
 from writer_app.app import WriterApp
+from writer_app.documents.recovery import RecoveryStore
+from writer_app.engine.memory import MIN_CONTEXT
 from writer_app.engine.sampling import SamplingSettings, StopAt
+from writer_app.services import inference
 from writer_app.services.inference import engine_threads
-from writer_app.ui.choosers import ScriptedFileChooser, ScriptedFontChooser
-from writer_app.ui.dialogs import ScriptedMessenger
-from writer_app.ui.recovery_dialog import ScriptedRecoveryChooser
+from writer_app.ui.recovery_dialog import RecoveryDecision
 
 CTRL = Qt.KeyboardModifier.ControlModifier
 ALT = Qt.KeyboardModifier.AltModifier
@@ -40,7 +48,7 @@ def build_app(qtbot, app_home, model, sampling: SamplingSettings = PHRASES,
     )
     # Not qtbot.addWidget: pytest-qt would close it before our teardown marks the
     # document saved, and the unsaved-changes prompt would ask the test a question.
-    writer.window.keeper.update(lambda s: replace(
+    writer.keeper.update(lambda s: replace(
         s, sampling=sampling, editor=replace(s.editor, debounce_ms=debounce_ms)))
     with qtbot.waitSignal(writer.service.modelLoaded, timeout=60_000):
         writer.start(model_path=model)
@@ -83,6 +91,61 @@ def test_the_engine_gets_the_settings_memory_budget_and_spares_a_cpu(cat_app):
     assert models.memory_budget_mb == 1000
     assert cat_app.service.memory_budget_bytes == 10**9
     assert cat_app.service.threads == engine_threads(models.threads) == 1
+
+
+def test_a_new_memory_budget_or_thread_count_reloads_the_model_with_it(
+    qtbot, app_home, slow_model, monkeypatch
+):
+    monkeypatch.setattr(inference.os, "cpu_count", lambda: 8)  # room for more threads
+    writer = build_app(qtbot, app_home, slow_model)
+    try:
+        service, label = writer.service, writer.window.status.model_label
+        assert service.context_tokens == 1024 and "capped" not in label.toolTip()
+        loads: list[tuple[str, int, int | None]] = []
+        service._load.connect(lambda path, threads, budget: loads.append((path, threads, budget)))
+        with qtbot.waitSignal(service.modelLoaded, timeout=60_000):
+            writer.keeper.update(lambda s: replace(
+                s, models=replace(s.models, memory_budget_mb=1)))  # far too small: the floor
+        assert loads == [(str(slow_model), 1, 1_000_000)]
+        assert service.context_tokens == MIN_CONTEXT < 1024
+        assert f"reads up to {MIN_CONTEXT} tokens" in label.toolTip()
+        with qtbot.waitSignal(service.modelLoaded, timeout=60_000):
+            writer.keeper.update(lambda s: replace(s, models=replace(s.models, threads=3)))
+        assert loads[-1] == (str(slow_model), 3, 1_000_000) and service.threads == 3
+        writer.keeper.update(lambda s: replace(s, editor=replace(s.editor, zoom=120)))
+        assert len(loads) == 2  # other settings leave the engine alone
+    finally:
+        writer.editor.document().setModified(False)
+        writer.window.close()
+        writer.shutdown()
+
+
+def test_the_status_bar_names_the_model_loading_while_crashed_work_is_offered(
+    qtbot, app_home, cat_model
+):
+    with RecoveryStore.for_paths(app_home) as crashed:
+        crashed.write("a1", "Unsaved words.", path=None, title="Untitled",
+                      last_saved=datetime.now(timezone.utc))
+    seen: list[str] = []
+    chooser = ScriptedRecoveryChooser()
+    label = None
+
+    def answer(entries):
+        seen.append(label.text())
+        return RecoveryDecision()
+
+    chooser.answers.append(answer)
+    writer = WriterApp.build(paths=app_home, messenger=ScriptedMessenger(),
+                             recovery_chooser=chooser)
+    try:
+        label = writer.window.status.model_label
+        with qtbot.waitSignal(writer.service.modelLoaded, timeout=60_000):
+            writer.start(model_path=cat_model)
+        assert chooser.offered and seen == [f"loading {cat_model.name}…"]
+        assert label.text().startswith(cat_model.name)
+    finally:
+        writer.window.close()
+        writer.shutdown()
 
 
 def test_what_exists_after_start_up_is_out_of_the_garbage_collectors_way(cat_app):
@@ -192,12 +255,23 @@ def test_a_stale_suggestion_is_never_shown_after_the_text_changed(qtbot, app_hom
         writer.window.close()
         writer.shutdown()
 
+def wait_past_the_typing_pause(qtbot, writer: WriterApp) -> None:
+    """Let the event loop run until well after the pause that triggers a suggestion."""
+    pause = QTimer(singleShot=True, interval=4 * writer.controller.preferences.debounce_ms)
+    with qtbot.waitSignal(pause.timeout, timeout=10_000):
+        pause.start()
+
+
 def test_ctrl_space_asks_even_with_automatic_suggestions_off(qtbot, cat_app):
-    cat_app.window.keeper.update(lambda s: replace(s, editor=replace(s.editor, autosuggest=False)))
+    requests = []
+    cat_app.service._generate.connect(lambda rid, *_: requests.append(rid))
+    cat_app.keeper.update(lambda s: replace(s, editor=replace(s.editor, autosuggest=False)))
     type_text(qtbot, cat_app, "The cat sat ")
-    assert not cat_app.controller.busy and cat_app.editor.ghost_text() == ""
+    wait_past_the_typing_pause(qtbot, cat_app)
+    assert requests == [] and cat_app.editor.ghost_text() == ""  # the pause asked nothing
     qtbot.keyClick(cat_app.editor, Qt.Key.Key_Space, CTRL)
     wait_for_ghost(qtbot, cat_app, "on the mat.")
+    assert len(requests) == 1
 
 
 def test_status_bar_shows_model_engine_state_and_word_count(qtbot, cat_app, cat_model):

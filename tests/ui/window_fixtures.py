@@ -9,13 +9,17 @@ from dataclasses import dataclass, field
 import pytest
 from PySide6.QtWidgets import QPlainTextEdit
 
+from tests.support.scripted import (
+    ScriptedFileChooser,
+    ScriptedFontChooser,
+    ScriptedMessenger,
+    ScriptedRecoveryChooser,
+)
 from writer_app.documents.recovery import RecoveryStore
 from writer_app.paths import AppPaths
+from writer_app.services.settings_keeper import SettingsKeeper
 from writer_app.settings import Settings, SettingsStore, Theme
-from writer_app.ui.choosers import ScriptedFileChooser, ScriptedFontChooser
-from writer_app.ui.dialogs import ScriptedMessenger
 from writer_app.ui.main_window import MainWindow
-from writer_app.ui.recovery_dialog import ScriptedRecoveryChooser
 from writer_app.ui.themes import apply_theme
 
 
@@ -66,8 +70,7 @@ def make_window(qtbot, app_home: AppPaths) -> Iterator[WindowFactory]:
         )
         harness.window = MainWindow(
             editor,
-            settings=settings,
-            settings_store=store,
+            keeper=SettingsKeeper(settings, store),
             recovery=harness.recovery,
             messenger=harness.messenger,
             file_chooser=harness.files,

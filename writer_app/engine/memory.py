@@ -28,6 +28,9 @@ GUI_RESERVE_BYTES = 192 * MIB
 # it is exceeded rather than crippling the model.
 MIN_CONTEXT = 256
 CONTEXT_STEP = 32  # caps are rounded down to this, so they read as plain numbers
+# The budget the app starts with (settings.models.memory_budget_mb): gpt2-large at 416
+# tokens, the whole app under 1 GB.
+DEFAULT_BUDGET_BYTES = 1_000_000_000
 
 
 def context_bytes_per_token(facts: ModelFacts) -> int:
@@ -52,3 +55,9 @@ def context_for_budget(facts: ModelFacts, budget_bytes: int | None) -> int:
     spare = budget_bytes - app_resident_bytes(facts, 0)
     fits = spare // context_bytes_per_token(facts) // CONTEXT_STEP * CONTEXT_STEP
     return min(facts.n_ctx, max(MIN_CONTEXT, fits))
+
+
+def app_resident_within_budget(facts: ModelFacts, budget_bytes: int | None) -> int:
+    """The whole app's resident memory with this model, at the context the budget allows:
+    what the catalog and the Model Manager quote as the memory a model needs."""
+    return app_resident_bytes(facts, context_for_budget(facts, budget_bytes))

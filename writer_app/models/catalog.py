@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from writer_app.engine.ggml import ModelFacts, weight_type
+from writer_app.engine.memory import DEFAULT_BUDGET_BYTES, app_resident_within_budget
 from writer_app.models.errors import UnknownModel
 from writer_app.safe_files import write_text_atomic
 
@@ -29,10 +31,8 @@ QUANTIZATIONS = ("q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "f16")
 MB = 1_000_000
 GIB = 1024**3
 
-# Resident memory = file + f32 KV cache for the full context + runtime buffers. The
-# overhead is calibrated on measurements: gpt2 q4_0 ~230 MB, gpt2-large q4_0 ~890 MB.
-RUNTIME_OVERHEAD_BYTES = 80 * MB
-CONTEXT_LENGTH = 1024
+CONTEXT_LENGTH = 1024  # every GPT-2 size
+GPT2_VOCAB = 50257
 # gpt2-large q4_0 needs ~0.9 GB; below this much total RAM, the small model is the safe pick.
 LARGE_MODEL_MIN_RAM = 8 * GIB
 
@@ -44,14 +44,15 @@ class _Family:
     file_prefix: str
     n_layer: int
     n_embd: int
+    n_head: int
     extra: bool  # shown only when the writer asks for more models
 
 
 _FAMILIES = (
-    _Family("gpt2", "GPT-2 Small (124M)", "gpt2-124M", 12, 768, extra=False),
-    _Family("gpt2-medium", "GPT-2 Medium (355M)", "gpt2-355M", 24, 1024, extra=True),
-    _Family("gpt2-large", "GPT-2 Large (774M)", "gpt2-774M", 36, 1280, extra=False),
-    _Family("gpt2-xl", "GPT-2 XL (1.5B)", "gpt2-1.5B", 48, 1600, extra=True),
+    _Family("gpt2", "GPT-2 Small (124M)", "gpt2-124M", 12, 768, 12, extra=False),
+    _Family("gpt2-medium", "GPT-2 Medium (355M)", "gpt2-355M", 24, 1024, 16, extra=True),
+    _Family("gpt2-large", "GPT-2 Large (774M)", "gpt2-774M", 36, 1280, 20, extra=False),
+    _Family("gpt2-xl", "GPT-2 XL (1.5B)", "gpt2-1.5B", 48, 1600, 25, extra=True),
 )
 
 # (file prefix, quantization) -> (size in bytes, sha256 or None when not known up front)
@@ -94,7 +95,7 @@ class CatalogEntry:
     filename: str
     quantization: str
     approx_size_bytes: int
-    ram_bytes: int  # resident memory while suggesting, estimated
+    ram_bytes: int  # the whole app's resident memory with it, at the default memory budget
     license: str
     extra: bool
     known_sha256: str | None = None
@@ -105,9 +106,25 @@ class CatalogEntry:
         return f"{self.display_name}, {self.quantization}"
 
 
-def estimate_ram_bytes(file_size: int, n_layer: int, n_embd: int) -> int:
-    kv_cache = 2 * n_layer * CONTEXT_LENGTH * n_embd * 4
-    return file_size + kv_cache + RUNTIME_OVERHEAD_BYTES
+def expected_facts(fam: _Family, quantization: str, file_size: int) -> ModelFacts:
+    """What the engine will know about a file once it is here, from its family's shape:
+    enough for engine/memory.py's model, the one model of memory the whole app uses."""
+    # These files tie the output head to the embedding, and gpt2.cc copies it.
+    head_copy = weight_type(quantization).nbytes(GPT2_VOCAB * fam.n_embd)
+    return ModelFacts(
+        path=Path(f"{fam.file_prefix}.{quantization}.bin"), n_vocab=GPT2_VOCAB,
+        n_ctx=CONTEXT_LENGTH, n_embd=fam.n_embd, n_head=fam.n_head, n_layer=fam.n_layer,
+        ftype=0, quantization=quantization, has_lm_head=False, parameter_count=0,
+        file_size=file_size, estimated_ram_bytes=0, eos_token_id=GPT2_VOCAB - 1,
+        weight_bytes=file_size + head_copy,
+    )
+
+
+def ram_bytes_within(entry: CatalogEntry, budget_bytes: int | None) -> int:
+    """The whole app's resident memory with `entry` loaded under this memory budget."""
+    fam = next(f for f in _FAMILIES if f.family == entry.family)
+    facts = expected_facts(fam, entry.quantization, entry.approx_size_bytes)
+    return app_resident_within_budget(facts, budget_bytes)
 
 
 def _build_entries() -> tuple[CatalogEntry, ...]:
@@ -124,7 +141,8 @@ def _build_entries() -> tuple[CatalogEntry, ...]:
                     filename=f"{fam.file_prefix}.{quant}.bin",
                     quantization=quant,
                     approx_size_bytes=size,
-                    ram_bytes=estimate_ram_bytes(size, fam.n_layer, fam.n_embd),
+                    ram_bytes=app_resident_within_budget(
+                        expected_facts(fam, quant, size), DEFAULT_BUDGET_BYTES),
                     license=LICENSE,
                     extra=fam.extra,
                     known_sha256=sha256,

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QFileSystemWatcher, QObject, Qt, QThreadPool, QTimer, Signal, Slot
 
+from writer_app.model_choice import models_folder
 from writer_app.models.catalog import Catalog, CatalogEntry, app_catalog
 from writer_app.models.downloader import CancelToken, Downloader, Progress
 from writer_app.models.errors import (
@@ -44,6 +45,7 @@ from writer_app.models.errors import (
 from writer_app.models.hub import HubClient, HubSettings, RemoteFile
 from writer_app.models.store import ModelStore, partial_path, state_path
 from writer_app.paths import AppPaths
+from writer_app.services.settings_keeper import SettingsKeeper
 from writer_app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -160,7 +162,7 @@ class DownloadManager(QObject):
     def __init__(
         self,
         paths: AppPaths,
-        settings: Callable[[], Settings],
+        keeper: SettingsKeeper,
         *,
         catalog: Catalog | None = None,
         make_downloader: DownloaderFactory | None = None,
@@ -168,7 +170,7 @@ class DownloadManager(QObject):
     ) -> None:
         super().__init__(parent)
         self.paths = paths
-        self._settings = settings
+        self._settings: Settings = keeper.current
         self.catalog = catalog or app_catalog(paths)
         self._make_downloader = make_downloader or (
             lambda hub, catalog: Downloader(hub, catalog=catalog)
@@ -191,22 +193,25 @@ class DownloadManager(QObject):
         self._stopped.connect(self._on_stopped, queued)
         self._remembered.connect(self._on_remembered, queued)
         self._refresh_result.connect(self._on_refresh_result, queued)
+        keeper.subscribe(self._follow_settings)
+
+    def _follow_settings(self, settings: Settings) -> None:
+        self._settings = settings
         self.update_folder()
 
     # ---- settings-derived ---------------------------------------------------------------
 
     @property
     def offline(self) -> bool:
-        return self._settings().privacy.offline
+        return self._settings.privacy.offline
 
     @property
     def models_dir(self) -> Path:
-        chosen = self._settings().models.models_dir
-        return Path(chosen).expanduser() if chosen else self.paths.models_dir
+        return models_folder(self._settings, self.paths)
 
     def hub_settings(self) -> HubSettings:
         """The endpoint setting, else HF_ENDPOINT, else the public hub."""
-        return HubSettings.from_environment(self._settings().models.hub_endpoint)
+        return HubSettings.from_environment(self._settings.models.hub_endpoint)
 
     @property
     def store(self) -> ModelStore:
@@ -215,7 +220,7 @@ class DownloadManager(QObject):
         return self._store
 
     def update_folder(self) -> None:
-        """Follow the models_dir setting and (re)watch the folder; call after a change."""
+        """Follow the models_dir setting and (re)watch the folder (also when it appears)."""
         folder = self.models_dir
         moved, self._folder = folder != self._folder, folder
         watched = self._watcher.directories()

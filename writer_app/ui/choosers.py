@@ -2,14 +2,11 @@
 
 Like `Messenger` (dialogs.py), the window never opens a QFileDialog or QFontDialog
 itself: it asks a `FileChooser` / `FontChooser`. The app passes the Qt ones; tests pass
-the scripted ones, which answer from a queue and remember what they were asked, so no
-test ever blocks on a modal dialog.
+the scripted ones (tests/support/scripted.py), which answer from a queue and remember
+what they were asked, so no test ever blocks on a modal dialog.
 """
 
 from __future__ import annotations
-
-from collections import deque
-from dataclasses import dataclass, field
 
 from PySide6.QtGui import QFont
 from PySide6.QtWidgets import QFileDialog, QFontDialog, QWidget
@@ -45,26 +42,6 @@ class QtFileChooser(FileChooser):
         return path or None
 
 
-@dataclass
-class ScriptedFileChooser(FileChooser):
-    """For tests: answers from `answers` (None = the writer cancelled); records requests."""
-
-    answers: deque[str | None] = field(default_factory=deque)
-    asked: list[tuple[str, str]] = field(default_factory=list)
-
-    def open_path(self, parent: QWidget | None, start_dir: str) -> str | None:
-        self.asked.append(("open", start_dir))
-        return self._next()
-
-    def save_path(self, parent: QWidget | None, suggested: str) -> str | None:
-        self.asked.append(("save", suggested))
-        return self._next()
-
-    def _next(self) -> str | None:
-        assert self.answers, "the test did not script an answer for this file dialog"
-        return self.answers.popleft()
-
-
 class FontChooser:
     """Interface: ask the writer for a font, starting from `current`."""
 
@@ -76,12 +53,3 @@ class QtFontChooser(FontChooser):
     def choose_font(self, parent: QWidget | None, current: QFont) -> QFont | None:
         accepted, font = QFontDialog.getFont(current, parent, "Editor font")
         return font if accepted else None
-
-
-@dataclass
-class ScriptedFontChooser(FontChooser):
-    answers: deque[QFont | None] = field(default_factory=deque)
-
-    def choose_font(self, parent: QWidget | None, current: QFont) -> QFont | None:
-        assert self.answers, "the test did not script an answer for the font dialog"
-        return self.answers.popleft()

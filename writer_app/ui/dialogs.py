@@ -1,14 +1,13 @@
 """The one seam through which the app tells or asks the writer something.
 
 Widgets never call QMessageBox directly: they get a `Messenger`. The app passes
-`QtMessenger`; tests pass `ScriptedMessenger`, which records every message and answers
-questions from a script, so no test ever blocks on a modal dialog.
+`QtMessenger`; tests pass `ScriptedMessenger` (tests/support/scripted.py), which records
+every message and answers questions from a script, so no test ever blocks on a modal
+dialog.
 """
 
 from __future__ import annotations
 
-from collections import deque
-from dataclasses import dataclass, field
 from enum import Enum
 
 from PySide6.QtWidgets import QMessageBox, QWidget
@@ -76,29 +75,3 @@ class QtMessenger(Messenger):
             if answer == button:
                 return choice
         return Choice.CANCEL  # dialog closed with the window's close button
-
-
-@dataclass
-class ScriptedMessenger(Messenger):
-    """For tests: records messages; answers questions from `answers` (else the default)."""
-
-    answers: deque[Choice] = field(default_factory=deque)
-    log: list[tuple[str, str, str]] = field(default_factory=list)
-
-    def info(self, title: str, text: str) -> None:
-        self.log.append(("info", title, text))
-
-    def warning(self, title: str, text: str) -> None:
-        self.log.append(("warning", title, text))
-
-    def error(self, title: str, text: str) -> None:
-        self.log.append(("error", title, text))
-
-    def ask(self, title: str, text: str, choices: list[Choice], default: Choice) -> Choice:
-        self.log.append(("ask", title, text))
-        answer = self.answers.popleft() if self.answers else default
-        assert answer in choices, f"scripted answer {answer} is not one of {choices}"
-        return answer
-
-    def texts(self, kind: str | None = None) -> list[str]:
-        return [text for k, _title, text in self.log if kind is None or k == kind]

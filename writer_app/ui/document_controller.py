@@ -42,10 +42,10 @@ from writer_app.documents.textfile import (
 )
 from writer_app.documents.textfile import write_text_file_atomic as _write_text_file_atomic
 from writer_app.safe_files import WriteChunk, is_read_only
+from writer_app.services.settings_keeper import SettingsKeeper
 from writer_app.settings import Settings
 from writer_app.ui.choosers import FileChooser
 from writer_app.ui.dialogs import Choice, Messenger
-from writer_app.ui.settings_keeper import SettingsKeeper
 
 UNTITLED = "Untitled"
 # A writing app has no business loading a 500 MB log file into a text widget.

@@ -1,10 +1,10 @@
 """The main window: the editor in the middle, menus, status bar, docks, focus mode.
 
 The composition root (app.py) builds the editor (any QPlainTextEdit; the app passes the
-ghost-text editor) and hands it in, then fills `model_menu`, adds panels with
-`add_dock`, and calls `start()`:
+ghost-text editor), the settings keeper and the recovery store, and hands them in; then
+it fills `model_menu`, adds panels with `add_dock`, and calls `start()`:
 
-    window = build_main_window(editor)
+    window = MainWindow(editor, keeper=keeper, recovery=recovery, messenger=messenger)
     window.model_menu.addAction(...)
     window.add_dock(sampling_dock)
     window.start(args.file)
@@ -24,17 +24,16 @@ from PySide6.QtGui import QAction, QCloseEvent, QKeyEvent
 from PySide6.QtWidgets import QDockWidget, QMainWindow, QPlainTextEdit, QToolBar, QWidget
 
 from writer_app import __version__
-from writer_app.documents.recovery import RecoveryError, RecoveryStore
-from writer_app.paths import AppPaths
-from writer_app.settings import Settings, SettingsStore
+from writer_app.documents.recovery import RecoveryStore
+from writer_app.services.settings_keeper import SettingsKeeper
+from writer_app.settings import Settings
 from writer_app.ui.autosave import Autosaver
 from writer_app.ui.choosers import FileChooser, FontChooser, QtFileChooser, QtFontChooser
-from writer_app.ui.dialogs import Messenger, QtMessenger
+from writer_app.ui.dialogs import Messenger
 from writer_app.ui.document_controller import DocumentController, DocumentInfo
 from writer_app.ui.find_replace import FindReplaceBar
 from writer_app.ui.menus import build_menus
 from writer_app.ui.recovery_dialog import QtRecoveryChooser, RecoveryChooser
-from writer_app.ui.settings_keeper import SettingsKeeper
 from writer_app.ui.status_bar import NoticeBar, StatusBar, WordCounter
 from writer_app.ui.view_options import EditorLook
 
@@ -54,8 +53,7 @@ class MainWindow(QMainWindow):
         self,
         editor: QPlainTextEdit,
         *,
-        settings: Settings,
-        settings_store: SettingsStore | None,
+        keeper: SettingsKeeper,
         recovery: RecoveryStore | None,
         messenger: Messenger,
         file_chooser: FileChooser | None = None,
@@ -71,7 +69,8 @@ class MainWindow(QMainWindow):
         self.recovery_chooser = recovery_chooser or QtRecoveryChooser()
         self._startup_notices = startup_notices
         self._focus_mode: _FocusModeState | None = None
-        self.keeper = SettingsKeeper(settings, settings_store, messenger)
+        self.keeper = keeper
+        keeper.saveFailed.connect(lambda reason: messenger.warning("Settings not saved", reason))
         self.documents = DocumentController(
             editor,
             messenger=messenger,
@@ -79,14 +78,14 @@ class MainWindow(QMainWindow):
             settings=self.keeper,
             dialog_parent=self,
         )
-        privacy = settings.privacy
+        privacy = keeper.current.privacy
         self.autosaver = Autosaver(
             self.documents,
             recovery,
             interval_s=privacy.recovery_interval_s,
             enabled=privacy.crash_recovery,
         )
-        for helper in (self.keeper, self.documents, self.autosaver):
+        for helper in (self.documents, self.autosaver):
             helper.setParent(self)  # they live and die with the window
         self.setCentralWidget(editor)
         self.look = EditorLook(editor, self.keeper)
@@ -105,7 +104,7 @@ class MainWindow(QMainWindow):
         self.documents.notice.connect(self.notice_bar.show_notice)
         self.autosaver.problem.connect(self.notice_bar.show_notice)
         editor.document().modificationChanged.connect(self.setWindowModified)
-        self.keeper.changed.connect(self._on_settings_changed)
+        self.keeper.subscribe(self._on_settings_changed)
         self._show_title(self.documents.info)
         self.resize(1100, 760)
 
@@ -274,42 +273,3 @@ class MainWindow(QMainWindow):
         if settings.privacy.crash_recovery != self.autosaver.active and self.recovery:
             self.autosaver.set_enabled(settings.privacy.crash_recovery)
         self.menus.sync(settings)
-
-
-def build_main_window(
-    editor: QPlainTextEdit,
-    *,
-    paths: AppPaths | None = None,
-    messenger: Messenger | None = None,
-    file_chooser: FileChooser | None = None,
-    font_chooser: FontChooser | None = None,
-    recovery_chooser: RecoveryChooser | None = None,
-) -> MainWindow:
-    """The window with the real settings file, recovery folder and Qt dialogs."""
-    paths = paths or AppPaths.default()
-    messenger = messenger or QtMessenger()
-    store = SettingsStore.for_paths(paths)
-    loaded = store.load()
-    notices = [loaded.notice] if loaded.notice else []
-    recovery: RecoveryStore | None = None
-    if loaded.settings.privacy.crash_recovery:
-        try:
-            recovery = RecoveryStore.for_paths(paths)
-        except RecoveryError as error:
-            notices.append(str(error))
-    window = MainWindow(
-        editor,
-        settings=loaded.settings,
-        settings_store=store,
-        recovery=recovery,
-        messenger=messenger,
-        file_chooser=file_chooser,
-        font_chooser=font_chooser,
-        recovery_chooser=recovery_chooser,
-        startup_notices=tuple(notices),
-    )
-    if isinstance(messenger, QtMessenger):
-        messenger.set_parent(window)
-    if recovery is not None:
-        window.closed.connect(recovery.close)
-    return window

@@ -10,15 +10,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
-from PySide6.QtWidgets import QMenu
+from PySide6.QtWidgets import QMenu, QMenuBar, QPlainTextEdit
 
+from writer_app.services.settings_keeper import SettingsKeeper
 from writer_app.settings import Settings, Theme
-
-if TYPE_CHECKING:
-    from writer_app.ui.main_window import MainWindow
+from writer_app.ui.document_controller import DocumentController
+from writer_app.ui.find_replace import FindReplaceBar
+from writer_app.ui.view_options import EditorLook
 
 Key = QKeySequence.StandardKey
 THEME_NAMES = {Theme.SYSTEM: "Follow the system", Theme.LIGHT: "Light", Theme.DARK: "Dark"}
@@ -72,7 +73,27 @@ class WindowMenus:
         clear.setEnabled(bool(paths))
 
 
-def build_menus(window: MainWindow) -> WindowMenus:
+class MenuHost(Protocol):
+    """What the menus act on: the main window's parts and commands (the window passes
+    itself; naming only these keeps menus.py from depending on main_window.py)."""
+
+    documents: DocumentController
+    editor: QPlainTextEdit
+    look: EditorLook
+    find_bar: FindReplaceBar
+    keeper: SettingsKeeper
+
+    def menuBar(self) -> QMenuBar: ...  # noqa: N802 (Qt's name)
+    def addAction(self, action: QAction) -> None: ...  # noqa: N802 (Qt's name)
+    def close(self) -> bool: ...
+    def offer_recovery(self, *, quiet: bool = False) -> None: ...
+    def choose_font(self) -> None: ...
+    def set_full_screen(self, on: bool) -> None: ...
+    def set_focus_mode(self, on: bool) -> None: ...
+    def show_about(self) -> None: ...
+
+
+def build_menus(window: MenuHost) -> WindowMenus:
     bar = window.menuBar()
     docs, editor, look = window.documents, window.editor, window.look
     actions: dict[str, QAction] = {}
@@ -187,7 +208,7 @@ def shortcuts(*keys: QKeySequence | Key | str) -> list[QKeySequence]:
     return found
 
 
-def _clear_recent(window: MainWindow) -> None:
+def _clear_recent(window: MenuHost) -> None:
     window.keeper.update(
         lambda settings: replace(settings, window=replace(settings.window, recent_files=()))
     )

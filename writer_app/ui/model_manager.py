@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import math
 import threading
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
 
@@ -38,19 +37,22 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from writer_app.engine.memory import app_resident_within_budget
+from writer_app.model_choice import memory_budget_bytes
 from writer_app.models.catalog import (
     LICENSE,
     REPO_ID,
     Catalog,
     CatalogEntry,
+    ram_bytes_within,
     system_memory_bytes,
 )
 from writer_app.models.downloader import DownloadPhase, Progress
 from writer_app.models.errors import ImportCancelled, ModelsError
 from writer_app.models.store import InstalledModel, ModelStore, StoreContents
 from writer_app.services.downloads import DownloadJob, DownloadManager, JobState
+from writer_app.services.settings_keeper import SettingsKeeper
 from writer_app.ui.dialogs import Choice, Messenger
-from writer_app.ui.settings_keeper import SettingsKeeper
 
 MODEL_FILTERS = "GGML models (*.bin *.ggml);;All files (*)"
 WONT_FIT = QColor("#c62828")  # needs more memory than the computer has
@@ -105,26 +107,6 @@ class QtModelChooser(ModelChooser):
 
     def folder(self, parent: QWidget | None, start_dir: str) -> str | None:
         return QFileDialog.getExistingDirectory(parent, "Models Folder", start_dir) or None
-
-
-@dataclass
-class ScriptedModelChooser(ModelChooser):
-    """For tests: answers from `answers` (None = the writer cancelled); records requests."""
-
-    answers: deque[str | None] = field(default_factory=deque)
-    asked: list[tuple[str, str]] = field(default_factory=list)
-
-    def model_file(self, parent: QWidget | None, start_dir: str) -> str | None:
-        self.asked.append(("model_file", start_dir))
-        return self._next()
-
-    def folder(self, parent: QWidget | None, start_dir: str) -> str | None:
-        self.asked.append(("folder", start_dir))
-        return self._next()
-
-    def _next(self) -> str | None:
-        assert self.answers, "the test did not script an answer for this chooser"
-        return self.answers.popleft()
 
 
 def import_chosen_model(chooser: ModelChooser, store: ModelStore, messenger: Messenger,
@@ -237,8 +219,9 @@ class ManagerRow:
 
 
 def build_rows(contents: StoreContents, catalog: Catalog, jobs: dict[str, DownloadJob],
-               *, include_extras: bool) -> list[ManagerRow]:
-    """Catalog rows (extras only when asked for or present), then imported models."""
+               *, include_extras: bool, budget_bytes: int | None) -> list[ManagerRow]:
+    """Catalog rows (extras only when asked for or present), then imported models; the
+    memory each needs is engine/memory.py's, at the context `budget_bytes` allows."""
     installed = {m.name: m for m in contents.models}
     partials = {p.name: p for p in contents.partials}
     rows = []
@@ -249,10 +232,12 @@ def build_rows(contents: StoreContents, catalog: Catalog, jobs: dict[str, Downlo
         if entry.extra and not include_extras and not (model or partial or job):
             continue
         row = ManagerRow(entry.id, entry.display_name, entry.quantization, item.size_bytes,
-                         entry.ram_bytes, RowStatus.NOT_INSTALLED, entry=entry)
+                         ram_bytes_within(entry, budget_bytes), RowStatus.NOT_INSTALLED,
+                         entry=entry)
         if model is not None:
             row = replace(row, status=RowStatus.INSTALLED, size_bytes=model.size_bytes,
-                          ram_bytes=model.facts.estimated_ram_bytes, path=model.path,
+                          ram_bytes=app_resident_within_budget(model.facts, budget_bytes),
+                          path=model.path,
                           detail=str(model.path))
         elif job is not None:
             status = {JobState.QUEUED: RowStatus.QUEUED, JobState.RUNNING: RowStatus.DOWNLOADING,
@@ -269,7 +254,8 @@ def build_rows(contents: StoreContents, catalog: Catalog, jobs: dict[str, Downlo
         if model.imported:
             facts = model.facts
             rows.append(ManagerRow(model.name, f"{model.display_name} (imported)",
-                                   facts.quantization, model.size_bytes, facts.estimated_ram_bytes,
+                                   facts.quantization, model.size_bytes,
+                                   app_resident_within_budget(facts, budget_bytes),
                                    RowStatus.INSTALLED, detail=str(model.path), path=model.path))
     return rows
 
@@ -384,7 +370,8 @@ class ModelManagerWindow(QDialog):
         contents = store.scan()
         jobs = {job.id: job for job in self.manager.jobs()}
         self.rows = build_rows(contents, self.manager.catalog, jobs,
-                               include_extras=self.more.isChecked())
+                               include_extras=self.more.isChecked(),
+                               budget_bytes=memory_budget_bytes(self.keeper.current))
         self._buttons.clear()
         self._bars.clear()
         self.table.setRowCount(len(self.rows))

@@ -1,4 +1,4 @@
-"""The Model menu, and `install_models`, which wires everything about models into the app.
+"""The Model menu: choosing, downloading and importing models, and the Model Manager window.
 
     Model
       ● Demo (Jane Austen, tiny)
@@ -20,27 +20,21 @@ Every download failure, whoever started it, is told here, with a retry when one 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QObject, SignalInstance
+from PySide6.QtCore import QObject
 from PySide6.QtGui import QAction, QActionGroup
 from PySide6.QtWidgets import QMenu, QWidget
 
 from writer_app.assets import demo_model_path
 from writer_app.engine.ggml import ModelFacts
+from writer_app.model_choice import DEMO_MODEL_NAME, chosen_model
 from writer_app.models.catalog import DEFAULT_QUANTIZATION, CatalogEntry
 from writer_app.models.store import PartialDownload
-from writer_app.paths import AppPaths
-from writer_app.services.downloads import (
-    DownloaderFactory,
-    DownloadManager,
-    FailureKind,
-    JobState,
-)
+from writer_app.services.downloads import DownloadManager, FailureKind, JobState
 from writer_app.services.inference import InferenceService
+from writer_app.services.settings_keeper import SettingsKeeper
 from writer_app.ui.dialogs import Choice, Messenger
 from writer_app.ui.model_manager import (
     ModelChooser,
@@ -49,13 +43,7 @@ from writer_app.ui.model_manager import (
     human_size,
     import_chosen_model,
 )
-from writer_app.ui.settings_keeper import SettingsKeeper
 
-if TYPE_CHECKING:
-    from writer_app.app import WriterApp
-
-MODELS_UI_NAME = "models-ui"
-DEMO_LABEL = "Demo (Jane Austen, tiny)"
 MENU_FAMILIES = ("gpt2", "gpt2-large")  # always offered; other families once installed
 
 
@@ -73,12 +61,12 @@ def _same(a: str | Path | None, b: str | Path | None) -> bool:
 
 
 class ModelsUi(QObject):
-    """The download manager, the Model menu and the Model Manager window, wired together."""
+    """The Model menu and the Model Manager window, over the app's download manager."""
 
     def __init__(
         self,
         *,
-        paths: AppPaths,
+        manager: DownloadManager,
         service: InferenceService,
         keeper: SettingsKeeper,
         messenger: Messenger,
@@ -87,7 +75,6 @@ class ModelsUi(QObject):
         chooser: ModelChooser | None = None,
         demo_path: Path | None = None,
         total_ram: int | None = None,
-        make_downloader: DownloaderFactory | None = None,
     ) -> None:
         super().__init__(parent_window)
         self.service, self.keeper, self.messenger, self.menu = service, keeper, messenger, menu
@@ -95,8 +82,7 @@ class ModelsUi(QObject):
         self.chooser = chooser or QtModelChooser()
         self.demo_path = demo_path or demo_model_path()
         self.total_ram = total_ram
-        self.manager = DownloadManager(paths, lambda: keeper.current,
-                                       make_downloader=make_downloader, parent=self)
+        self.manager = manager
         self.window: ModelManagerWindow | None = None
         self._pending: Path | None = None  # chosen, loading
         self._load_after_download: str | None = None  # catalog id
@@ -108,12 +94,9 @@ class ModelsUi(QObject):
         self.import_action = QAction("&Import Model File…", self)
         self.import_action.triggered.connect(self.import_model)
 
-        self.setObjectName(MODELS_UI_NAME)
-        self._connections: list[tuple[SignalInstance, Callable[..., object]]] = []
-        self._connect(menu.aboutToShow, self.refresh_menu)
-        self._connect(service.modelLoaded, self._on_loaded)
-        self._connect(service.modelFailed, self._on_load_failed)
-        self._connect(keeper.changed, self._on_settings_changed)
+        menu.aboutToShow.connect(self.refresh_menu)
+        service.modelLoaded.connect(self._on_loaded)
+        service.modelFailed.connect(self._on_load_failed)
         self.manager.finished.connect(self._on_downloaded)
         self.manager.failed.connect(self._on_download_failed)
         self.manager.jobChanged.connect(self.refresh_menu)
@@ -128,7 +111,7 @@ class ModelsUi(QObject):
         contents = store.scan()
         installed = {m.name: m for m in contents.models}
         partials = {p.name: p for p in contents.partials}
-        demo = MenuChoice(DEMO_LABEL, self.demo_path, enabled=self.demo_path.is_file(),
+        demo = MenuChoice(DEMO_MODEL_NAME, self.demo_path, enabled=self.demo_path.is_file(),
                           tooltip=str(self.demo_path) if self.demo_path.is_file()
                           else "The demo model is not part of this installation.")
         items: list[MenuChoice | None] = [demo, None]
@@ -168,8 +151,7 @@ class ModelsUi(QObject):
             return self._pending
         if self.service.facts is not None:
             return Path(self.service.facts.path)
-        chosen = self.keeper.current.models.active_model  # what the app starts with
-        return Path(chosen) if chosen and Path(chosen).is_file() else self.demo_path
+        return chosen_model(self.keeper.current, self.demo_path)  # what the app starts with
 
     def refresh_menu(self, *_args: object) -> None:
         for action, _choice in self._choices:
@@ -305,62 +287,3 @@ class ModelsUi(QObject):
         if model is not None:
             self.manager.update_folder()
             self.load(model.path)
-
-    def _connect(self, signal: SignalInstance, slot: Callable[..., object]) -> None:
-        """Connections to objects that outlive this one, so detach() can undo them."""
-        signal.connect(slot)
-        self._connections.append((signal, slot))
-
-    def _on_settings_changed(self, _settings: object) -> None:
-        self.manager.update_folder()
-
-    def shutdown(self) -> None:
-        """Pause a running download (it resumes next time) and stop the worker threads."""
-        self.manager.shutdown()
-
-    def detach(self) -> None:
-        """Stop, empty the menu and let go of the app's objects (when replaced)."""
-        self.shutdown()
-        for signal, slot in self._connections:
-            signal.disconnect(slot)
-        self._connections.clear()
-        for action, _choice in self._choices:
-            action.deleteLater()
-        self._choices.clear()
-        self.menu.clear()
-        if self.window is not None:
-            self.window.close()
-            self.window.deleteLater()
-        self.setParent(None)
-        self.deleteLater()
-
-
-def install_models(
-    writer_app: WriterApp,
-    *,
-    chooser: ModelChooser | None = None,
-    demo_path: Path | None = None,
-    total_ram: int | None = None,
-    make_downloader: DownloaderFactory | None = None,
-) -> ModelsUi:
-    """Fill the Model menu and connect downloads and model switching; for WriterApp._wire.
-
-    Calling it again replaces the earlier installation (tests use that to pass seams)."""
-    window = writer_app.window
-    previous = window.findChild(ModelsUi, MODELS_UI_NAME)
-    if previous is not None:
-        previous.detach()
-    models_ui = ModelsUi(
-        paths=writer_app.paths,
-        service=writer_app.service,
-        keeper=window.keeper,
-        messenger=window.messenger,
-        menu=window.model_menu,
-        parent_window=window,
-        chooser=chooser,
-        demo_path=demo_path,
-        total_ram=total_ram,
-        make_downloader=make_downloader,
-    )
-    models_ui._connect(window.closed, models_ui.shutdown)
-    return models_ui

@@ -37,10 +37,10 @@ from PySide6.QtWidgets import (
 from writer_app.engine.protocol import Alternative as TokenChoice
 from writer_app.services.inference import InferenceService
 from writer_app.services.next_token_probe import NextTokenProbe
+from writer_app.services.settings_keeper import SettingsKeeper
 from writer_app.services.suggestion import TokenStep
 from writer_app.services.suggestion_controller import SuggestionController
 from writer_app.settings import Settings
-from writer_app.ui.settings_keeper import SettingsKeeper
 
 PROBABILITY_ROLE = Qt.ItemDataRole.UserRole + 1
 TOKEN_ID_ROLE = Qt.ItemDataRole.UserRole + 2

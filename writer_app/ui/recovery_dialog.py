@@ -7,14 +7,13 @@ or decide later; whatever is left is offered again next time, and File > Recover
 Unsaved Work opens this dialog again at any time.
 
 As with the other dialogs, the window asks through a seam (`RecoveryChooser`), so
-tests answer with `ScriptedRecoveryChooser` and the dialog itself is tested directly.
+tests answer with `ScriptedRecoveryChooser` (tests/support/scripted.py) and the dialog
+itself is tested directly.
 """
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 from PySide6.QtCore import Qt
@@ -139,17 +138,3 @@ class QtRecoveryChooser(RecoveryChooser):
         dialog = RecoveryDialog(entries, messenger, parent)
         dialog.exec()
         return dialog.decision()
-
-
-@dataclass
-class ScriptedRecoveryChooser(RecoveryChooser):
-    """For tests: each answer is a function of the offered entries; records the offers."""
-
-    answers: deque[Callable[[list[RecoveryEntry]], RecoveryDecision]] = field(default_factory=deque)
-    offered: list[list[RecoveryEntry]] = field(default_factory=list)
-
-    def choose(
-        self, parent: QWidget | None, entries: list[RecoveryEntry], messenger: Messenger
-    ) -> RecoveryDecision:
-        self.offered.append(entries)
-        return self.answers.popleft()(entries) if self.answers else RecoveryDecision()

@@ -1,25 +1,24 @@
 """The Sampling panel: how the model picks its words, as sliders, plus presets.
 
 Every value is a slider and a spin box that follow each other. The panel never talks to
-the controller: it writes settings.sampling through the window's SettingsKeeper (so the
-values persist), and the app hands every new sampling to the controller, which restarts
-a suggestion still being generated. Slider drags are committed after a short pause
+the controller: it writes settings.sampling through the SettingsKeeper (so the values
+persist), and the controller, subscribed to the keeper, restarts a suggestion still
+being generated. Slider drags are committed after a short pause
 (COMMIT_DELAY_MS), so a drag is one settings change, not fifty.
 
 Presets (presets.py) sit on top: choosing one copies its values in and remembers it for
 the model in use; "Custom" shows when the values match no preset. Names and files are
 asked for through seams (NameAsker, a FileChooser), so tests never meet a modal dialog.
 
-install_sampling(writer_app) builds this panel and the token-probability panel as docks.
+install_sampling(...) builds this panel and the token-probability panel as docks of the
+main window, from the collaborators the composition root passes in.
 """
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import shiboken6
 from PySide6.QtCore import QObject, QStandardPaths, Qt, QTimer, Signal
@@ -44,14 +43,14 @@ from PySide6.QtWidgets import (
 
 from writer_app import presets
 from writer_app.engine.sampling import SamplingSettings, StopAt
+from writer_app.services.inference import InferenceService
+from writer_app.services.settings_keeper import SettingsKeeper
+from writer_app.services.suggestion_controller import SuggestionController
 from writer_app.settings import Settings
 from writer_app.ui.choosers import FileChooser
 from writer_app.ui.dialogs import Messenger
-from writer_app.ui.settings_keeper import SettingsKeeper
-
-if TYPE_CHECKING:
-    from writer_app.app import WriterApp
-    from writer_app.ui.probability_panel import ProbabilityPanel
+from writer_app.ui.main_window import MainWindow
+from writer_app.ui.probability_panel import ProbabilityPanel
 
 COMMIT_DELAY_MS = 250
 SAMPLING_DOCK = "samplingDock"  # object names: how the window's saved state finds them
@@ -74,17 +73,6 @@ class QtNameAsker(NameAsker):
     def ask_name(self, parent: QWidget | None, title: str, label: str, default: str) -> str | None:
         text, accepted = QInputDialog.getText(parent, title, label, text=default)
         return text if accepted else None
-
-
-@dataclass
-class ScriptedNameAsker(NameAsker):
-    """For tests: answers from `answers` (None = cancelled)."""
-
-    answers: deque[str | None] = field(default_factory=deque)
-
-    def ask_name(self, parent: QWidget | None, title: str, label: str, default: str) -> str | None:
-        assert self.answers, "the test did not script an answer for the name dialog"
-        return self.answers.popleft()
 
 
 class QtPresetFileChooser(FileChooser):
@@ -281,8 +269,7 @@ class SamplingPanel(QWidget):
         self._build_stop_row(grid, row + 1)
         layout.addLayout(grid)
         layout.addStretch(1)
-        self.show_settings(keeper.current)
-        keeper.changed.connect(self._settings_changed)
+        keeper.subscribe(self._settings_changed)
 
     # ---- building ---------------------------------------------------------------------
 
@@ -521,47 +508,37 @@ class SamplingDocks:
 
 
 def install_sampling(
-    writer_app: WriterApp,
+    window: MainWindow,
     *,
+    keeper: SettingsKeeper,
+    service: InferenceService,
+    controller: SuggestionController,
+    messenger: Messenger,
     file_chooser: FileChooser | None = None,
     name_asker: NameAsker | None = None,
 ) -> SamplingDocks:
-    """Build the Sampling and Token probabilities docks and connect them to the app.
-
-    Once per window: called again, it returns the docks already there (with any seams
-    given put in place), so a test may call it on an app that installed them itself.
-    """
-    from writer_app.ui.probability_panel import ProbabilityPanel
-
-    window, service = writer_app.window, writer_app.service
-    keeper = window.keeper
-    installed = _installed(window)
-    if installed is not None:
-        installed.sampling.file_chooser = file_chooser or installed.sampling.file_chooser
-        installed.sampling.name_asker = name_asker or installed.sampling.name_asker
-        return installed
+    """Build the Sampling and Token probabilities docks and add them to `window`."""
 
     def active_model() -> str | None:
         return presets.model_key(service.facts.path) if service.facts else None
 
     sampling = SamplingPanel(
         keeper,
-        window.messenger,
+        messenger,
         active_model=active_model,
         file_chooser=file_chooser,
         name_asker=name_asker,
     )
-    probabilities = ProbabilityPanel(writer_app.controller, service, keeper)
+    probabilities = ProbabilityPanel(controller, service, keeper)
     shown = keeper.current.window
     sampling_dock = _dock("Sampling", SAMPLING_DOCK, sampling, window)
     probability_dock = _dock("Token probabilities", PROBABILITY_DOCK, probabilities, window)
     window.add_dock(sampling_dock, visible=shown.show_sampling_panel)
     window.add_dock(probability_dock, visible=shown.show_probability_panel)
-    _remember_visibility(writer_app, sampling_dock, "show_sampling_panel")
-    _remember_visibility(writer_app, probability_dock, "show_probability_panel")
+    _remember_visibility(window, sampling_dock, "show_sampling_panel")
+    _remember_visibility(window, probability_dock, "show_probability_panel")
     probabilities.set_active(probability_dock.isVisibleTo(window))
     probability_dock.visibilityChanged.connect(probabilities.set_active)
-    service = writer_app.service
     service.step_probabilities = probability_dock.isVisibleTo(window)
     probability_dock.visibilityChanged.connect(
         lambda visible: setattr(service, "step_probabilities", visible)
@@ -577,16 +554,6 @@ def install_sampling(
     return SamplingDocks(sampling_dock, sampling, probability_dock, probabilities)
 
 
-def _installed(window: QWidget) -> SamplingDocks | None:
-    sampling_dock = window.findChild(QDockWidget, SAMPLING_DOCK)
-    probability_dock = window.findChild(QDockWidget, PROBABILITY_DOCK)
-    if sampling_dock is None or probability_dock is None:
-        return None
-    return SamplingDocks(
-        sampling_dock, sampling_dock.widget(), probability_dock, probability_dock.widget()
-    )
-
-
 def _dock(title: str, name: str, panel: QWidget, parent: QWidget) -> QDockWidget:
     dock = QDockWidget(title, parent)
     dock.setObjectName(name)  # saveState/restoreState find docks by name
@@ -599,8 +566,7 @@ def _dock(title: str, name: str, panel: QWidget, parent: QWidget) -> QDockWidget
     return dock
 
 
-def _remember_visibility(writer_app: WriterApp, dock: QDockWidget, setting: str) -> None:
-    window = writer_app.window
+def _remember_visibility(window: MainWindow, dock: QDockWidget, setting: str) -> None:
     closed = []
     window.closed.connect(lambda: closed.append(True))
 

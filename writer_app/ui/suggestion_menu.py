@@ -1,21 +1,21 @@
 """Edit ▸ Suggestions: when ghost text is offered, and the keys that work with it.
 
-Every choice here is a setting (editor section), changed through the window's keeper,
-so it persists and reaches the controller through the app's settings wiring.
+Every choice here is a setting (editor section), changed through the settings keeper,
+so it persists and reaches the controller, which subscribes to the keeper.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
 from PySide6.QtGui import QAction, QActionGroup
+from PySide6.QtWidgets import QMenu
 
+from writer_app.services.settings_keeper import SettingsKeeper
 from writer_app.settings import EditorSettings, Settings
+from writer_app.ui.dialogs import Messenger
 from writer_app.ui.keymap import GhostAction, GhostKeymap
-
-if TYPE_CHECKING:
-    from writer_app.app import WriterApp
 
 PAUSES_MS = (150, 300, 500, 800, 1200)
 
@@ -40,16 +40,23 @@ def shortcuts_text(keymap: GhostKeymap) -> str:
 class SuggestionMenu:
     """Builds the submenu and keeps its check marks in step with the settings."""
 
-    def __init__(self, writer_app: WriterApp) -> None:
-        window = writer_app.window
-        self._keeper = window.keeper
-        menu = window.menus.edit.addMenu("S&uggestions")
+    def __init__(
+        self,
+        keeper: SettingsKeeper,
+        messenger: Messenger,
+        *,
+        suggest_now: Callable[[], object],
+        keymap: GhostKeymap,
+        edit_menu: QMenu,
+        help_menu: QMenu,
+    ) -> None:
+        self._keeper = keeper
+        menu = edit_menu.addMenu("S&uggestions")
         self.menu = menu
-        keymap = writer_app.editor.keymap
 
-        suggest_now = QAction(f"Suggest Now\t{keymap.shortcut_text(GhostAction.TRIGGER)}", menu)
-        suggest_now.triggered.connect(writer_app.controller.trigger)
-        menu.addAction(suggest_now)
+        now = QAction(f"Suggest Now\t{keymap.shortcut_text(GhostAction.TRIGGER)}", menu)
+        now.triggered.connect(suggest_now)
+        menu.addAction(now)
         menu.addSeparator()
         self.automatic = self._toggle("&Automatic Suggestions", "autosuggest")
         self.mid_word = self._toggle("Suggest in the &Middle of Words", "suggest_mid_word")
@@ -65,15 +72,12 @@ class SuggestionMenu:
             pause_menu.addAction(action)
             self.pauses[pause] = action
 
-        keys = QAction("&Keyboard Shortcuts…", window)
-        keys.triggered.connect(
-            lambda: window.messenger.info("Keyboard shortcuts", shortcuts_text(keymap))
-        )
-        window.menus.help.insertAction(window.menus.help.actions()[0], keys)
+        keys = QAction("&Keyboard Shortcuts…", help_menu)
+        keys.triggered.connect(lambda: messenger.info("Keyboard shortcuts", shortcuts_text(keymap)))
+        help_menu.insertAction(help_menu.actions()[0], keys)
         self.keys_action = keys
 
-        self._keeper.changed.connect(self.sync)
-        self.sync(self._keeper.current)
+        keeper.subscribe(self.sync)
 
     def _toggle(self, text: str, field: str) -> QAction:
         action = QAction(text, self.menu, checkable=True)

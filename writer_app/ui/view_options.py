@@ -16,8 +16,8 @@ from PySide6.QtCore import QEvent, QObject
 from PySide6.QtGui import QFont, QFontDatabase, QFontInfo, QPalette
 from PySide6.QtWidgets import QFrame, QPlainTextEdit
 
+from writer_app.services.settings_keeper import SettingsKeeper
 from writer_app.settings import EditorSettings, Settings, Theme
-from writer_app.ui.settings_keeper import SettingsKeeper
 from writer_app.ui.themes import apply_theme
 
 # Book-like serifs, best first; the first one installed is the default prose font.
@@ -70,8 +70,7 @@ class EditorLook(QObject):
         editor.setAutoFillBackground(True)
         editor.setFrameShape(QFrame.Shape.NoFrame)
         editor.installEventFilter(self)
-        keeper.changed.connect(self.apply)
-        self.apply(keeper.current)
+        keeper.subscribe(self.apply)
 
     # ----- what the menus call -------------------------------------------------------
 
