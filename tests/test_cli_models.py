@@ -65,11 +65,12 @@ def test_list_shows_the_catalog_without_going_online(capsys, fake_hub, app_home)
     out = capsys.readouterr().out.splitlines()
     assert out[0] == f"Models folder: {app_home.models_dir}"
     assert out[1].split() == ["ID", "NAME", "SIZE", "RAM", "STATUS"]
-    assert out[2].startswith("gpt2-q4_0") and out[2].endswith("not downloaded")
-    assert "73.6 MB" in out[2] and len(out) == 2 + 12  # gpt2 and gpt2-large, 6 each
+    assert out[2].split()[0] == "demo" and out[2].endswith("built-in")
+    assert out[3].startswith("gpt2-q4_0") and out[3].endswith("not downloaded")
+    assert "73.6 MB" in out[3] and len(out) == 3 + 12  # the demo; gpt2 and gpt2-large, 6 each
 
     rows = listed(capsys)
-    assert set(rows) == {e.id for e in Catalog().entries(include_extras=False)}
+    assert set(rows) == {"demo"} | {e.id for e in Catalog().entries(include_extras=False)}
     assert rows["gpt2-large-q4_0"]["ram_bytes"] == Catalog().get("gpt2-large-q4_0").ram_bytes
     assert fake_hub.requests == []
 

@@ -19,6 +19,7 @@ is a special token: it becomes `eos_id` and is never produced by `encode`.
 from __future__ import annotations
 
 import codecs
+import functools
 import operator
 from collections.abc import Iterable, Sequence
 
@@ -174,6 +175,19 @@ class IncrementalDecoder:
     def text(self) -> str:
         """Everything emitted so far (by push and flush)."""
         return self._text
+
+
+def check_vocabulary(tokens: Sequence[bytes]) -> None:
+    """Raise UnsupportedVocabulary unless Tokenizer.from_vocab(tokens) would accept them.
+
+    The model validator calls this, so a file is refused before it is listed, imported
+    or loaded, rather than when the first suggestion needs its tokenizer."""
+    _check_vocabulary(tuple(bytes(token) for token in tokens))
+
+
+@functools.lru_cache(maxsize=2)  # a model is validated several times on its way to loading
+def _check_vocabulary(tokens: tuple[bytes, ...]) -> None:
+    _mergeable_ranks(tokens)
 
 
 def _mergeable_ranks(tokens: tuple[bytes, ...]) -> tuple[dict[bytes, int], int | None]:
