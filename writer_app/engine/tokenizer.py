@@ -65,7 +65,7 @@ class Tokenizer:
     def from_vocab(cls, tokens: Sequence[bytes]) -> Tokenizer:
         """Build from token bytes in id order, exactly as a GGML file stores them."""
         token_tuple = tuple(bytes(token) for token in tokens)
-        mergeable_ranks, eos_id = _mergeable_ranks(token_tuple)
+        mergeable_ranks, eos_id = _ranked(token_tuple)
         special_tokens = {END_OF_TEXT.decode("ascii"): eos_id} if eos_id is not None else {}
         encoding = tiktoken.Encoding(
             f"writer-app-bpe-{len(token_tuple)}",
@@ -182,12 +182,15 @@ def check_vocabulary(tokens: Sequence[bytes]) -> None:
 
     The model validator calls this, so a file is refused before it is listed, imported
     or loaded, rather than when the first suggestion needs its tokenizer."""
-    _check_vocabulary(tuple(bytes(token) for token in tokens))
+    _ranked(tuple(bytes(token) for token in tokens))
 
 
-@functools.lru_cache(maxsize=2)  # a model is validated several times on its way to loading
-def _check_vocabulary(tokens: tuple[bytes, ...]) -> None:
-    _mergeable_ranks(tokens)
+# A model is validated several times on its way to loading, and its tokenizer is built
+# right after: the check's work (~50 ms for GPT-2's vocabulary, holding the GIL) is
+# done once. The dict is shared, so nobody may change it (tiktoken copies it).
+@functools.lru_cache(maxsize=2)
+def _ranked(tokens: tuple[bytes, ...]) -> tuple[dict[bytes, int], int | None]:
+    return _mergeable_ranks(tokens)
 
 
 def _mergeable_ranks(tokens: tuple[bytes, ...]) -> tuple[dict[bytes, int], int | None]:
