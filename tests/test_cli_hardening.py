@@ -116,15 +116,20 @@ def _without_root_file_access() -> None:
             raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP) failed")
 
 
-@pytest.mark.parametrize("command", [["complete", "Hi", "--model"], ["models", "info"],
-                                     ["models", "import"]])
-def test_a_model_in_a_folder_we_may_not_enter_is_one_line(tmp_path, cat_model, command):
+@pytest.mark.parametrize("command", [
+    ["complete", "Hi", "--model", "LOCKED/cat.bin"], ["models", "info", "LOCKED/cat.bin"],
+    ["models", "import", "LOCKED/cat.bin"],
+    ["generate", "--prompts", "LOCKED/prompts.txt", "--out", "out.jsonl"],
+    ["generate", "--prompts", "prompts.txt", "--out", "LOCKED/sub/out.jsonl"],
+])
+def test_a_file_in_a_folder_we_may_not_enter_is_one_line(tmp_path, cat_model, command):
     locked = tmp_path / "locked"
     locked.mkdir()
     shutil.copy(cat_model, locked / "cat.bin")
+    (tmp_path / "prompts.txt").write_text("The cat sat\n", encoding="utf-8")
     locked.chmod(0)
     try:
-        result = cli(*command, str(locked / "cat.bin"),
+        result = cli(*[part.replace("LOCKED", str(locked)) for part in command], cwd=tmp_path,
                      preexec_fn=_without_root_file_access if os.geteuid() == 0 else None)
     finally:
         locked.chmod(0o755)

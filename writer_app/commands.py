@@ -205,7 +205,11 @@ def generate(args: argparse.Namespace) -> int:
         raise CliError("--n must be at least 1")
     prompts = _read_prompts(Path(args.prompts))
     out_path = Path(args.out)
-    if not out_path.parent.exists():
+    try:
+        folder_exists = out_path.parent.exists()
+    except OSError as error:  # a folder we may not enter, a name too long
+        raise CliError(f"cannot write {printable(str(out_path))}: {error.strerror or error}") from None
+    if not folder_exists:
         raise CliError(f"output folder does not exist: {printable(str(out_path.parent))}")
     model_path = resolve_model(args.model)
     session = _open_session(model_path)
