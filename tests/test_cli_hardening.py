@@ -136,6 +136,17 @@ def test_a_file_in_a_folder_we_may_not_enter_is_one_line(tmp_path, cat_model, co
     assert "Permission denied" in one_line_error(result)
 
 
+def test_a_models_folder_we_may_not_read_is_one_line(app_home):
+    app_home.models_dir.mkdir(parents=True)
+    app_home.models_dir.chmod(0)
+    try:
+        result = cli("models", "list",
+                     preexec_fn=_without_root_file_access if os.geteuid() == 0 else None)
+    finally:
+        app_home.models_dir.chmod(0o755)
+    assert one_line_error(result) == f"error: {app_home.models_dir}: Permission denied"
+
+
 @pytest.mark.parametrize("command", [["complete", "Hi", "--model"], ["models", "info"],
                                      ["models", "import"]])
 @pytest.mark.parametrize("name", ["m" * 300 + ".bin", "folder/" + "m" * 300 + ".bin"])
