@@ -250,6 +250,14 @@ def test_a_model_whose_file_name_is_not_utf8_loads_and_is_shown(tmp_path, cat_mo
     assert done.returncode == 0, done.stderr
     assert done.stdout == b" on the mat. Then it slept all day!\n"
 
+    imported = cli("models", "import", str(path))
+    assert imported.returncode == 0, imported.stderr
+    assert imported.stdout.startswith(b"Imported chat-\\xe9t\\xe9.bin (q8_0, ")
+    listing = cli("models", "list").stdout.decode().splitlines()
+    assert any(line.startswith("chat-\\xe9t\\xe9.bin ") for line in listing), listing
+    by_name = cli("complete", "--model", path.name, "--temperature", "0", "The cat sat")
+    assert by_name.stdout == done.stdout, by_name.stderr
+
 
 # ---- issue 15 item 8: the demo by name --------------------------------------------------------------
 
