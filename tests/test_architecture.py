@@ -26,13 +26,9 @@ LAYERS = ("foundation", "core", "app data", "services", "ui", "entry")
 FOUNDATION = {"writer_app", "writer_app.paths", "writer_app.assets", "writer_app.safe_files"}
 APP_DATA = {"writer_app.settings", "writer_app.presets", "writer_app.model_choice"}
 CORE_PACKAGES = ("engine", "models", "documents")
-# The command line's circle (cli -> commands -> cli_models -> cli, for CliError and the
-# sampling flags) is being removed on its own branch (issue 16, step 1). Listed here so
-# this test holds on this branch; the test fails once the circle is gone, so that this
-# entry is deleted then and can never hide a new circle.
-KNOWN_CIRCLES: set[frozenset[str]] = {
-    frozenset({"writer_app.cli", "writer_app.commands", "writer_app.cli_models"}),
-}
+# Circles that are known and accepted (none): the test fails on a new one, and on an
+# entry here that no longer exists.
+KNOWN_CIRCLES: set[frozenset[str]] = set()
 
 
 def module_files(package: Path = PACKAGE) -> dict[str, Path]:

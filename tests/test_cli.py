@@ -70,9 +70,9 @@ def test_models_info_prints_the_validators_facts(cat_model, capsys):
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["complete", "--temperature", "5", "Hi"], "temperature must be between 0.0 and 2.0"),
-        (["complete", "--top-k", "-1", "Hi"], "top_k must be between 0 and 200"),
-        (["complete", "--top-p", "abc", "Hi"], "invalid float value: 'abc'"),
+        (["complete", "--temperature", "5", "Hi"], "--temperature: 5 is outside 0.0 to 2.0"),
+        (["complete", "--top-k", "-1", "Hi"], "--top-k: -1 is outside 0 to 200"),
+        (["complete", "--top-p", "abc", "Hi"], "--top-p: 'abc' is not a number"),
         (["complete", "--model", "/nonexistent/model.bin", "Hi"], "model file not found"),
         (["complete", "--model", "no-such-model", "Hi"], "no-such-model"),
         (["complete", "   "], "the prompt is empty"),

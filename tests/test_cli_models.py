@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import struct
 import subprocess
 import sys
 
@@ -65,11 +66,12 @@ def test_list_shows_the_catalog_without_going_online(capsys, fake_hub, app_home)
     out = capsys.readouterr().out.splitlines()
     assert out[0] == f"Models folder: {app_home.models_dir}"
     assert out[1].split() == ["ID", "NAME", "SIZE", "RAM", "STATUS"]
-    assert out[2].startswith("gpt2-q4_0") and out[2].endswith("not downloaded")
-    assert "73.6 MB" in out[2] and len(out) == 2 + 12  # gpt2 and gpt2-large, 6 each
+    assert out[2].split()[0] == "demo" and out[2].endswith("built-in")
+    assert out[3].startswith("gpt2-q4_0") and out[3].endswith("not downloaded")
+    assert "73.6 MB" in out[3] and len(out) == 3 + 12  # the demo; gpt2 and gpt2-large, 6 each
 
     rows = listed(capsys)
-    assert set(rows) == {e.id for e in Catalog().entries(include_extras=False)}
+    assert set(rows) == {"demo"} | {e.id for e in Catalog().entries(include_extras=False)}
     assert rows["gpt2-large-q4_0"]["ram_bytes"] == Catalog().get("gpt2-large-q4_0").ram_bytes
     assert fake_hub.requests == []
 
@@ -141,6 +143,31 @@ def test_download_failures_are_one_line_and_exit_2(capsys, fake_hub, app_home, t
     assert not (app_home.models_dir / SMALL.filename).exists()
     if setup in ("offline", "unknown"):
         assert fake_hub.requests == []
+
+
+def test_a_download_with_a_flipped_vocabulary_byte_fails_as_info_and_import_do(
+        capsys, fake_hub, app_home, tmp_path):
+    """The downloader verifies with the same validator as `models info` and `models import`
+    (and every load): one flipped byte turns token "a" into a second "b"."""
+    good = tiny_gpt2_file(tmp_path / "good.bin").read_bytes()
+    token_a = struct.pack("<I", 1) + b"a"
+    flipped = good.replace(token_a, struct.pack("<I", 1) + b"b", 1)
+    fake_hub.add_file(REPO_ID, SMALL.filename, flipped)
+    use_hub(app_home, fake_hub.endpoint)
+    reason = ("its vocabulary can't be tokenized exactly: The model's vocabulary lacks 1 of the "
+              "256 single-byte tokens (e.g. byte 0x61)")
+
+    assert main(["models", "download", SMALL.id]) == 2
+    err = one_line_error(capsys.readouterr().err.splitlines()[-1])
+    assert err.startswith(f"error: {SMALL.filename} downloaded correctly but the app cannot use")
+    assert reason in err
+    assert not (app_home.models_dir / SMALL.filename).exists()
+
+    local = tmp_path / "flipped.bin"
+    local.write_bytes(flipped)
+    for command in (["models", "info", str(local)], ["models", "import", str(local)]):
+        assert main(command) == 2
+        assert reason in one_line_error(capsys.readouterr().err)
 
 
 def test_an_interrupted_download_is_listed_as_partial_and_resumes(capsys, fake_hub, app_home,

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from writer_app.cli import CliError
+from writer_app.assets import demo_model_path
+from writer_app.cli_common import DEMO_MODEL_NAME, CliError, say
+from writer_app.engine.printable import printable
 from writer_app.models.catalog import Catalog, app_catalog
 from writer_app.models.downloader import Downloader, DownloadPhase, Progress, RetryPolicy
 from writer_app.models.errors import ModelsError
@@ -24,6 +27,7 @@ from writer_app.paths import AppPaths
 from writer_app.settings import Settings, SettingsStore
 
 RETRY_POLICY = RetryPolicy()  # a module constant so tests can make retries quick
+DEMO_LABEL = "Demo (Jane Austen, tiny)"  # as the Model menu calls it
 OFFLINE = ("offline mode is on in the settings (privacy), so writer-app does not contact "
            "the model hub; turn it off to download models")
 
@@ -60,16 +64,41 @@ def run(args: argparse.Namespace) -> int:
         return command(args, context)
     except ModelsError as error:
         raise CliError(" ".join(str(error).split())) from None  # always one line
+    except OSError as error:  # e.g. a models folder we may not read
+        where = f"{printable(os.fsdecode(error.filename))}: " if error.filename else ""
+        raise CliError(f"{where}{error.strerror or error}") from None
 
 
 # ---- list ------------------------------------------------------------------------------
 
 
+def demo_row(path: Path | None = None) -> dict[str, Any]:
+    """The model that ships with the app: `--model demo` (and the default)."""
+    from writer_app.models.errors import InvalidModel
+    from writer_app.models.store import check_model_file
+
+    path = path or demo_model_path()
+    row: dict[str, Any] = {
+        "id": DEMO_MODEL_NAME, "name": f"{DEMO_LABEL} (built-in)", "filename": path.name,
+        "quantization": None, "size_bytes": 0, "ram_bytes": 0, "status": "missing",
+        "percent": None, "path": str(path), "imported": False, "builtin": True,
+        "sha256": None, "license": "MIT",
+    }
+    try:
+        facts = check_model_file(path)
+    except InvalidModel:
+        return row  # an incomplete installation: listed as missing, not hidden
+    return row | {"quantization": facts.quantization, "size_bytes": facts.file_size,
+                  "ram_bytes": facts.estimated_ram_bytes, "status": "built-in",
+                  "percent": 100.0}
+
+
 def model_rows(contents: StoreContents, catalog: Catalog) -> list[dict[str, Any]]:
-    """The catalog (extras only when present) and imported models, with their status."""
+    """The built-in demo, the catalog (extras only when present) and imported models, with
+    their status."""
     installed = {m.name: m for m in contents.models}
     partials = {p.name: p for p in contents.partials}
-    rows = []
+    rows = [demo_row()]
     for item in catalog.items():
         entry = item.entry
         model, partial = installed.get(entry.filename), partials.get(entry.filename)
@@ -79,7 +108,8 @@ def model_rows(contents: StoreContents, catalog: Catalog) -> list[dict[str, Any]
             "id": entry.id, "name": entry.label, "filename": entry.filename,
             "quantization": entry.quantization, "size_bytes": item.size_bytes,
             "ram_bytes": entry.ram_bytes, "status": "not downloaded", "percent": None,
-            "path": None, "imported": False, "sha256": item.sha256, "license": entry.license,
+            "path": None, "imported": False, "builtin": False, "sha256": item.sha256,
+            "license": entry.license,
         }
         if model is not None:
             row.update(status="installed", size_bytes=model.size_bytes, path=str(model.path),
@@ -96,7 +126,7 @@ def model_rows(contents: StoreContents, catalog: Catalog) -> list[dict[str, Any]
                 "filename": model.name, "quantization": facts.quantization,
                 "size_bytes": model.size_bytes, "ram_bytes": facts.estimated_ram_bytes,
                 "status": "installed", "percent": 100.0, "path": str(model.path),
-                "imported": True, "sha256": None, "license": None,
+                "imported": True, "builtin": False, "sha256": None, "license": None,
             })
     return rows
 
@@ -105,21 +135,21 @@ def list_models(args: argparse.Namespace, context: _Context) -> int:
     contents = context.store().scan()
     rows = model_rows(contents, context.catalog)
     rejected = [{"path": str(r.path), "reason": r.reason} for r in contents.rejected]
-    if args.json:
-        print(json.dumps({"models_dir": str(context.models_dir), "models": rows,
-                          "rejected": rejected}, indent=2))
+    if args.json:  # json.dumps escapes what isn't printable
+        say(json.dumps({"models_dir": str(context.models_dir), "models": rows,
+                        "rejected": rejected}, indent=2))
         return 0
-    print(f"Models folder: {context.models_dir}")
+    say(f"Models folder: {printable(str(context.models_dir))}")
     table = [("ID", "NAME", "SIZE", "RAM", "STATUS")]
     for row in rows:
         status = row["status"] if row["status"] != "partial" else f"partial ({row['percent']:.0f} %)"
-        table.append((row["id"], row["name"], size_text(row["size_bytes"]),
+        table.append((printable(row["id"]), printable(row["name"]), size_text(row["size_bytes"]),
                       f"~{size_text(row['ram_bytes'])}", status))
     widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
     for line in table:
-        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip())
+        say("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip())
     for item in rejected:
-        print(f"not usable: {Path(item['path']).name}: {item['reason']}")
+        say(f"not usable: {printable(Path(item['path']).name)}: {printable(item['reason'])}")
     return 0
 
 
@@ -137,7 +167,7 @@ def download(args: argparse.Namespace, context: _Context) -> int:
         path = downloader.download(entry, context.models_dir, progress=bar.update)
     finally:
         bar.close()
-    print(f"{entry.label} is installed: {path}")
+    say(f"{entry.label} is installed: {printable(str(path))}")
     return 0
 
 
@@ -193,14 +223,14 @@ class DownloadBar:
 
 def import_file(args: argparse.Namespace, context: _Context) -> int:
     model = context.store().import_file(Path(args.path))
-    print(f"Imported {model.name} ({model.facts.quantization}, {size_text(model.size_bytes)}) "
-          f"into {context.models_dir}")
+    say(f"Imported {printable(model.name)} ({model.facts.quantization}, "
+        f"{size_text(model.size_bytes)}) into {printable(str(context.models_dir))}")
     return 0
 
 
 def remove(args: argparse.Namespace, context: _Context) -> int:
     freed = context.store().delete(args.name)
-    print(f"Removed {args.name}; {size_text(freed)} freed")
+    say(f"Removed {printable(args.name)}; {size_text(freed)} freed")
     return 0
 
 

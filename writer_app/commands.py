@@ -9,19 +9,31 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import stat
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import TextIO
 
 from writer_app.assets import demo_model_path
-from writer_app.cli import CliError, sampling_from_args
+from writer_app.cli_common import (
+    DEMO_MODEL_NAME,
+    CliError,
+    require_stdout,
+    sampling_from_args,
+    say,
+    write_out,
+)
 from writer_app.engine.ggml import InvalidModelFile, ModelFacts, validate_model_file
+from writer_app.engine.printable import printable
 from writer_app.engine.process import EngineCrashed
 from writer_app.engine.protocol import EngineError, FinishEvent
 from writer_app.engine.sampling import SamplingSettings
 from writer_app.engine.session import TextSession
+from writer_app.engine.tokenizer import TokenizerError
+from writer_app.engine.window import WindowError
 from writer_app.paths import AppPaths
 
 
@@ -53,14 +65,21 @@ def run(args: argparse.Namespace) -> int:
 
 
 def resolve_model(name: str | None) -> Path:
-    """--model: a path to a GGML file, or the name of an installed model; default demo."""
-    if name is None:
+    """--model: a path to a GGML file, the name of an installed model, or "demo" (also the
+    default). A path that exists but is not a regular file goes on to the validator, which
+    refuses it with the reason."""
+    if name is None or name == DEMO_MODEL_NAME:
         return demo_model_path()
     candidate = Path(name).expanduser()
-    if candidate.is_file():
-        return candidate
+    try:
+        if not stat.S_ISDIR(candidate.stat().st_mode):
+            return candidate
+    except (FileNotFoundError, NotADirectoryError):
+        pass
+    except OSError as error:  # a folder we may not enter, a name too long, ...
+        raise CliError(f"cannot use the model {printable(name)}: {error.strerror or error}") from None
     if "/" in name or os.sep in name:
-        raise CliError(f"model file not found: {name}")
+        raise CliError(f"model file not found: {printable(name)}")
     from writer_app.models.errors import ModelsError
     from writer_app.models.store import app_store
     from writer_app.settings import SettingsStore
@@ -72,7 +91,8 @@ def resolve_model(name: str | None) -> Path:
         return app_store(paths, models_dir).find(name).path
     except ModelsError as error:
         # "story.bin" may have meant a file here as much as an installed model.
-        raise CliError(f"model file not found: {name}" if candidate.suffix else str(error)) from None
+        raise CliError(f"model file not found: {printable(name)}" if candidate.suffix
+                       else str(error)) from None
 
 
 def _open_session(path: Path) -> TextSession:
@@ -80,13 +100,13 @@ def _open_session(path: Path) -> TextSession:
         return TextSession.open(path)
     except InvalidModelFile as error:
         raise CliError(str(error)) from None
-    except (EngineError, OSError) as error:
-        raise CliError(f"could not load {path.name}: {error}") from None
+    except (EngineError, OSError, TokenizerError, WindowError) as error:
+        raise CliError(f"could not load {printable(path.name)}: {error}") from None
 
 
 def facts_as_dict(facts: ModelFacts) -> dict[str, object]:
     data = asdict(facts)
-    data["path"] = str(facts.path)
+    data["path"] = str(facts.path)  # json.dumps escapes what isn't printable
     return data
 
 
@@ -96,36 +116,34 @@ def model_info(args: argparse.Namespace) -> int:
     except InvalidModelFile as error:
         raise CliError(str(error)) from None
     except OSError as error:
-        raise CliError(f"cannot read {args.path}: {error.strerror or error}") from None
+        raise CliError(f"cannot read {printable(args.path)}: {error.strerror or error}") from None
     if args.json:
-        print(json.dumps(facts_as_dict(facts), indent=2))
+        say(json.dumps(facts_as_dict(facts), indent=2))
         return 0
     mib = 1024 * 1024
-    print(f"{Path(facts.path).name}: a valid GGML GPT-2 model")
-    print(f"  quantization   {facts.quantization}")
-    print(f"  parameters     {facts.parameter_count:,}")
-    print(f"  layers/width   {facts.n_layer} layers, {facts.n_embd} wide, {facts.n_head} heads")
-    print(f"  context        {facts.n_ctx} tokens, vocabulary {facts.n_vocab:,}")
-    print(f"  file size      {facts.file_size / mib:,.1f} MiB")
-    print(f"  RAM needed     ~{facts.estimated_ram_bytes / mib:,.0f} MiB")
+    say(f"{printable(Path(facts.path).name)}: a valid GGML GPT-2 model")
+    say(f"  quantization   {facts.quantization}")
+    say(f"  parameters     {facts.parameter_count:,}")
+    say(f"  layers/width   {facts.n_layer} layers, {facts.n_embd} wide, {facts.n_head} heads")
+    say(f"  context        {facts.n_ctx} tokens, vocabulary {facts.n_vocab:,}")
+    say(f"  file size      {facts.file_size / mib:,.1f} MiB")
+    say(f"  RAM needed     ~{facts.estimated_ram_bytes / mib:,.0f} MiB")
     return 0
 
 
 # ---- generation -----------------------------------------------------------------------
 
 
-def _stream(session: TextSession, prompt: str, settings: SamplingSettings, out: TextIO | None,
-            request_id: int = 1) -> FinishEvent:
+def _stream(session: TextSession, prompt: str, settings: SamplingSettings,
+            out: Callable[[str], None] | None, request_id: int = 1) -> FinishEvent:
     try:
         for event in session.generate(request_id, prompt, settings):
             if isinstance(event, FinishEvent):
                 if out is not None and event.tail_text:
-                    out.write(event.tail_text)
-                    out.flush()
+                    out(event.tail_text)
                 return event
             if out is not None and event.text:
-                out.write(event.text)
-                out.flush()
+                out(event.text)
     except EngineCrashed as crash:
         raise CliError(f"the engine stopped unexpectedly: {crash}") from None
     raise CliError("the engine ended a generation without finishing it")
@@ -135,10 +153,11 @@ def complete(args: argparse.Namespace) -> int:
     settings = sampling_from_args(args)
     if not args.prompt.strip():
         raise CliError("the prompt is empty")
+    require_stdout()  # before loading a model for nothing
     session = _open_session(resolve_model(args.model))
     try:
-        _stream(session, args.prompt, settings, sys.stdout)
-        sys.stdout.write("\n")
+        _stream(session, args.prompt, settings, write_out)
+        write_out("\n")
     finally:
         session.close()
     return 0
@@ -148,12 +167,12 @@ def _read_prompts(path: Path) -> list[str]:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise CliError(f"prompt file not found: {path}") from None
+        raise CliError(f"prompt file not found: {printable(str(path))}") from None
     except (OSError, UnicodeDecodeError) as error:
-        raise CliError(f"cannot read prompt file {path}: {error}") from None
+        raise CliError(f"cannot read prompt file {printable(str(path))}: {error}") from None
     prompts = [line.rstrip("\r") for line in text.split("\n") if line.strip()]
     if not prompts:
-        raise CliError(f"the prompt file {path} has no prompts (one per line)")
+        raise CliError(f"the prompt file {printable(str(path))} has no prompts (one per line)")
     return prompts
 
 
@@ -186,8 +205,12 @@ def generate(args: argparse.Namespace) -> int:
         raise CliError("--n must be at least 1")
     prompts = _read_prompts(Path(args.prompts))
     out_path = Path(args.out)
-    if not out_path.parent.exists():
-        raise CliError(f"output folder does not exist: {out_path.parent}")
+    try:
+        folder_exists = out_path.parent.exists()
+    except OSError as error:  # a folder we may not enter, a name too long
+        raise CliError(f"cannot write {printable(str(out_path))}: {error.strerror or error}") from None
+    if not folder_exists:
+        raise CliError(f"output folder does not exist: {printable(str(out_path.parent))}")
     model_path = resolve_model(args.model)
     session = _open_session(model_path)
     progress = _ProgressBar(len(prompts) * args.n)
@@ -203,12 +226,13 @@ def generate(args: argparse.Namespace) -> int:
                     finish = _stream(session, prompt, settings.with_changes(seed=seed), None,
                                      request_id)
                     record = {"prompt": prompt, "text": finish.text,
-                              "model": model_path.name, "settings": settings.to_dict(),
+                              "model": printable(model_path.name),
+                              "settings": settings.to_dict(),
                               "seed": seed}
                     out.write(json.dumps(record, ensure_ascii=False) + "\n")
                     progress.advance()
     except OSError as error:
-        raise CliError(f"cannot write {out_path}: {error.strerror or error}") from None
+        raise CliError(f"cannot write {printable(str(out_path))}: {error.strerror or error}") from None
     finally:
         session.close()
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import struct
 from pathlib import Path
 
@@ -320,3 +321,91 @@ def test_k_quant_rows_must_fit_256_blocks(tmp_path):
     path = sparse_model(tmp_path / "k.bin", n_layer=1, n_embd=128, n_ctx=8, ftype="q4_k")
     with pytest.raises(InvalidModelFile, match="rows of 128, which do not fit q4_k blocks of 256"):
         validate_model_file(path)
+
+
+# ---- what the validator checks beyond the format (issue 17) -------------------------------
+
+BPE_VOCAB = [*TINY_VOCAB, b"ab", b"abc"]  # "abc" is the merge of "ab" and "c"
+
+
+def flipped_vocabulary(good: bytes) -> bytes:
+    """One byte of the token "abc" flipped to ESC: "a\\x1bc" is no merge of two tokens."""
+    token = struct.pack("<I", 3) + b"abc"
+    assert good.count(token) == 1
+    return good.replace(token, struct.pack("<I", 3) + b"a\x1bc")
+
+
+@pytest.fixture(scope="module")
+def bpe_bytes(tmp_path_factory) -> bytes:
+    path = tmp_path_factory.mktemp("ggml") / "bpe.bin"
+    return random_gpt2(path, vocab=BPE_VOCAB, **TINY).read_bytes()
+
+
+def test_a_flipped_vocabulary_byte_is_refused_with_the_token_escaped(tmp_path, bpe_bytes):
+    ok = tmp_path / "ok.bin"
+    ok.write_bytes(bpe_bytes)
+    assert read_vocab(ok) == BPE_VOCAB
+    reason = reject(tmp_path, flipped_vocabulary(bpe_bytes))
+    assert reason.startswith("its vocabulary can't be tokenized exactly: Token 258 ")
+    assert "\\x1b" in reason and "\x1b" not in reason
+
+
+@pytest.mark.parametrize("n_ctx", [1, 5])
+def test_a_context_with_no_room_to_generate_is_refused(tmp_path, n_ctx):
+    # window.py keeps 4 spare slots and needs one prompt and one new token beside them.
+    data = random_gpt2(tmp_path / "small.bin", vocab=TINY_VOCAB, **(TINY | {"n_ctx": n_ctx}))
+    assert reject(tmp_path, data.read_bytes()) == (
+        f"its context is {n_ctx} token{'s' * (n_ctx != 1)}, too small to generate anything "
+        "(at least 6 are needed)"
+    )
+
+
+def test_the_smallest_usable_context_passes(tmp_path):
+    path = random_gpt2(tmp_path / "six.bin", vocab=TINY_VOCAB, **(TINY | {"n_ctx": 6}))
+    assert validate_model_file(path).n_ctx == 6
+
+
+def test_a_fifo_is_refused_without_opening_it(tmp_path):
+    import threading
+
+    fifo = tmp_path / "model.bin"
+    os.mkfifo(fifo)
+    outcome: list[BaseException | None] = []
+
+    def validate() -> None:
+        try:
+            validate_model_file(fifo)
+            outcome.append(None)
+        except BaseException as error:  # noqa: BLE001 - handed to the test thread
+            outcome.append(error)
+
+    worker = threading.Thread(target=validate, daemon=True)
+    worker.start()
+    worker.join(timeout=10)
+    if worker.is_alive():  # the open blocks until a writer comes: let it through, then fail
+        with open(fifo, "wb"):
+            pass
+        pytest.fail("validating a FIFO blocked")
+    assert isinstance(outcome[0], InvalidModelFile)
+    assert outcome[0].reason == "it is a named pipe (FIFO), not a regular file"
+
+
+@pytest.mark.parametrize(("path", "kind"), [("/dev/zero", "a character device"), ("/", "a folder")])
+def test_other_non_regular_files_are_refused(path, kind):
+    with pytest.raises(InvalidModelFile) as caught:
+        validate_model_file(path)
+    assert caught.value.reason == f"it is {kind}, not a regular file"
+
+
+def test_names_from_the_file_are_escaped_in_the_message(tmp_path, good_bytes, good_layout):
+    # A tensor renamed with a newline and an ESC (same length, so the file stays aligned),
+    # in a file whose own name has both too and isn't UTF-8.
+    renamed = good_bytes.replace(b"model/ln_f/g", b"model/\n\x1b_f/g", 1)
+    path = tmp_path / os.fsdecode(b"bad\n\x1b[31m\xff.bin")
+    path.write_bytes(renamed)
+    with pytest.raises(InvalidModelFile) as caught:
+        validate_model_file(path)
+    message = str(caught.value)
+    assert message == (
+        "bad\\n\\x1b[31m\\xff.bin is not a usable GPT-2 model: unknown tensor model/\\n\\x1b_f/g"
+    )

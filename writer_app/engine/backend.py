@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from writer_app.engine.generation import GenerationRun, penalize, softmax, top_alternatives
-from writer_app.engine.ggml import ModelFacts, read_layout
+from writer_app.engine.ggml import ModelFacts, path_for_native_code, read_layout
 from writer_app.engine.protocol import (
     Alternative,
     CancelCheck,
@@ -212,7 +212,7 @@ class CTransformersBackend:
         from ctransformers.llm import LLM, Config
 
         try:
-            llm = LLM(str(path), "gpt2", config=Config(threads=threads), lib=lib)
+            llm = LLM(path_for_native_code(path), "gpt2", config=Config(threads=threads), lib=lib)
         except (RuntimeError, ValueError, OSError) as error:
             raise ModelLoadError(
                 f"ctransformers could not load {Path(path).name}: {error}"

@@ -4,6 +4,12 @@ ctransformers 0.2.27 loads these files with almost no checks: an unknown ftype a
 process, GGUF files crash it, truncated files or files missing a tensor load silently and
 give garbage. So every file is validated here first, reading only the header, the
 vocabulary and the tensor table (the weights are skipped with seeks, so this is fast).
+This is the one validator: the command line's `models info` and `models import`, the
+model store, the downloader's verification and every load (session, engine client,
+engine process) call read_layout(), so they always agree on what is usable. Besides the
+format it checks what would otherwise fail later: that the path is a regular file (a
+FIFO would block the open for ever), that the vocabulary is one the exact tokenizer
+accepts, and that the context leaves room to generate.
 
 Layout (all little endian, no padding or alignment anywhere; see ctransformers
 models/llms/gpt2.cc, which follows ggml's examples/gpt-2):
@@ -17,10 +23,15 @@ models/llms/gpt2.cc, which follows ggml's examples/gpt-2):
 from __future__ import annotations
 
 import os
+import stat
 import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
+
+from writer_app.engine.printable import printable
+from writer_app.engine.tokenizer import UnsupportedVocabulary, check_vocabulary
+from writer_app.engine.window import DEFAULT_MARGIN
 
 GGML_MAGIC = 0x67676D6C
 QNT_VERSION_FACTOR = 1000
@@ -72,6 +83,10 @@ MAX_CTX = 32_768
 MAX_EMBD = 16_384
 MAX_LAYERS = 256
 MAX_TOKEN_BYTES = 1024
+# The smallest usable context: fit_window() keeps DEFAULT_MARGIN spare slots and needs
+# at least one prompt token and one new token beside them (prompt_budget() refuses
+# n_ctx <= margin + 1), so a context of 5 tokens or fewer can never generate anything.
+MIN_CTX = DEFAULT_MARGIN + 2
 # Resident memory beyond weights and KV cache: eval scratch buffer (256 MiB static in
 # gpt2.cc, mostly untouched), the ctransformers library and its threads. Measured: gpt2
 # q4_0 ~230 MB resident, gpt2-large q4_0 ~890 MB.
@@ -136,7 +151,10 @@ class InvalidModelFile(Exception):
     """A file that is not a GGML GPT-2 model ctransformers can safely load."""
 
     def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
-        super().__init__(f"{Path(path).name} is not a usable GPT-2 model: {reason}")
+        # Names in the reason (tensors, tokens) come from the file: escaped, the message
+        # stays one line and can't send control sequences to a terminal.
+        reason = printable(reason)
+        super().__init__(f"{printable(Path(path).name)} is not a usable GPT-2 model: {reason}")
         self.path = Path(path)
         self.reason = reason
 
@@ -215,6 +233,11 @@ def _read_header(r: _Reader) -> _Header:
         value = getattr(header, field)
         if not 1 <= value <= high:
             raise r.fail(f"{field} is {value:,}, outside the sane range 1 to {high:,}")
+    if header.n_ctx < MIN_CTX:
+        raise r.fail(
+            f"its context is {header.n_ctx} token{'s' * (header.n_ctx != 1)}, too small to "
+            f"generate anything (at least {MIN_CTX} are needed)"
+        )
     if header.n_embd % header.n_head:
         raise r.fail(f"n_embd {header.n_embd} is not divisible by n_head {header.n_head}")
     return header
@@ -357,13 +380,22 @@ def read_layout(path: str | os.PathLike[str]) -> ModelLayout:
     Raises InvalidModelFile (or OSError when the file cannot be read at all).
     """
     path = Path(path)
-    file_size = path.stat().st_size
-    with open(path, "rb") as stream:
+    _require_regular_file(path, os.stat(path).st_mode)
+    # Non-blocking, so a FIFO swapped in after the check can't hang the open either.
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    with open(os.open(path, flags), "rb") as stream:
+        status = os.fstat(stream.fileno())
+        _require_regular_file(path, status.st_mode)
+        file_size = status.st_size
         r = _Reader(path, stream, file_size)
         header = _read_header(r)
         wtype = _weight_type_of(r, header.ftype)
         vocab = _read_vocab(r, header.n_vocab)
         entries = _read_tensor_table(r, header, wtype)
+    try:
+        check_vocabulary(vocab)
+    except UnsupportedVocabulary as error:
+        raise InvalidModelFile(path, f"its vocabulary can't be tokenized exactly: {error}") from None
     has_lm_head = any(e.name == "model/lm_head" for e in entries)
     parameters = sum(_count(e.ne) for e in entries)
     weight_bytes = sum(e.nbytes for e in entries)
@@ -392,6 +424,31 @@ def read_layout(path: str | os.PathLike[str]) -> ModelLayout:
         weight_bytes=weight_bytes,
     )
     return ModelLayout(facts, vocab, {e.name: e for e in entries})
+
+
+def _require_regular_file(path: Path, mode: int) -> None:
+    if stat.S_ISREG(mode):
+        return
+    kinds = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe (FIFO)"),
+             (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+             (stat.S_ISSOCK, "a socket"))
+    kind = next((name for test, name in kinds if test(mode)), "a special file")
+    raise InvalidModelFile(path, f"it is {kind}, not a regular file")
+
+
+def path_for_native_code(path: str | os.PathLike[str]) -> str:
+    """The path as a str that native code receives as the file system's own bytes.
+
+    ctransformers passes `model_path.encode()` (UTF-8) to C, which fails for a file name
+    that is not UTF-8 (Python holds its bytes as lone surrogates); this str encodes to
+    os.fsencode()'s bytes instead, and is an ordinary str (a valid name) everywhere else.
+    """
+    return _FileSystemPath(os.fspath(path))
+
+
+class _FileSystemPath(str):
+    def encode(self, encoding: str = "utf-8", errors: str = "strict") -> bytes:
+        return os.fsencode(str(self))
 
 
 def validate_model_file(path: str | os.PathLike[str]) -> ModelFacts:

@@ -19,6 +19,7 @@ is a special token: it becomes `eos_id` and is never produced by `encode`.
 from __future__ import annotations
 
 import codecs
+import functools
 import operator
 from collections.abc import Iterable, Sequence
 
@@ -64,7 +65,7 @@ class Tokenizer:
     def from_vocab(cls, tokens: Sequence[bytes]) -> Tokenizer:
         """Build from token bytes in id order, exactly as a GGML file stores them."""
         token_tuple = tuple(bytes(token) for token in tokens)
-        mergeable_ranks, eos_id = _mergeable_ranks(token_tuple)
+        mergeable_ranks, eos_id = _ranked(token_tuple)
         special_tokens = {END_OF_TEXT.decode("ascii"): eos_id} if eos_id is not None else {}
         encoding = tiktoken.Encoding(
             f"writer-app-bpe-{len(token_tuple)}",
@@ -174,6 +175,22 @@ class IncrementalDecoder:
     def text(self) -> str:
         """Everything emitted so far (by push and flush)."""
         return self._text
+
+
+def check_vocabulary(tokens: Sequence[bytes]) -> None:
+    """Raise UnsupportedVocabulary unless Tokenizer.from_vocab(tokens) would accept them.
+
+    The model validator calls this, so a file is refused before it is listed, imported
+    or loaded, rather than when the first suggestion needs its tokenizer."""
+    _ranked(tuple(bytes(token) for token in tokens))
+
+
+# A model is validated several times on its way to loading, and its tokenizer is built
+# right after: the check's work (~50 ms for GPT-2's vocabulary, holding the GIL) is
+# done once. The dict is shared, so nobody may change it (tiktoken copies it).
+@functools.lru_cache(maxsize=2)
+def _ranked(tokens: tuple[bytes, ...]) -> tuple[dict[bytes, int], int | None]:
+    return _mergeable_ranks(tokens)
 
 
 def _mergeable_ranks(tokens: tuple[bytes, ...]) -> tuple[dict[bytes, int], int | None]:

@@ -49,13 +49,14 @@ def check_model_file(path: Path) -> Any:
     """Validate with the engine's GGML reader; InvalidModel (with its reason) if unusable."""
     # Imported lazily: the engine's reader is optional for listing the catalog or downloads.
     from writer_app.engine.ggml import InvalidModelFile, validate_model_file
+    from writer_app.engine.printable import printable
 
     try:
         return validate_model_file(path)
     except InvalidModelFile as exc:
         raise InvalidModel(str(exc)) from exc
     except OSError as exc:
-        raise InvalidModel(f"{path.name} could not be read: {exc.strerror or exc}.") from exc
+        raise InvalidModel(f"{printable(path.name)} could not be read: {exc.strerror or exc}.") from exc
 
 
 def partial_path(model_path: Path) -> Path:
@@ -231,8 +232,15 @@ class ModelStore:
         goes and stops with ImportCancelled once should_cancel() says so, leaving
         nothing behind. Both are called from the thread that imports."""
         source = Path(source).expanduser()
-        if not source.is_file():
-            raise InvalidModel(f"{source} does not exist or is not a file.")
+        from writer_app.engine.printable import printable
+
+        try:
+            regular = source.is_file()  # a FIFO is refused here, before anything opens it
+        except OSError as exc:  # a folder we may not enter, a name too long
+            raise InvalidModel(f"{printable(str(source))} could not be read: "
+                               f"{exc.strerror or exc}.") from exc
+        if not regular:
+            raise InvalidModel(f"{printable(str(source))} does not exist or is not a file.")
         facts = self._validate(source)
         name = source.name if source.name.endswith(MODEL_SUFFIX) else source.name + MODEL_SUFFIX
         target = self.models_dir / name

@@ -1,0 +1,146 @@
+"""What every command-line module shares: the one-line error, the sampling flags, output.
+
+cli.py (parsing), commands.py and cli_models.py (running) all import this module and it
+imports none of them, so the three form no circle.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+from typing import NoReturn
+
+from writer_app.engine.printable import printable
+from writer_app.engine.sampling import SamplingSettings
+
+EXIT_USAGE = 2
+# What a shell reports for a program that SIGPIPE ended: a reader that went away (e.g.
+# `| head -c1`) is not a mistake, so it ends quietly with the status Unix tools give.
+EXIT_BROKEN_PIPE = 128 + 13
+
+# The name `--model` accepts for the model that ships with the app.
+DEMO_MODEL_NAME = "demo"
+
+
+class CliError(Exception):
+    """A user-facing failure: printed as one line, exit code 2."""
+
+
+class OutputClosed(Exception):
+    """Whoever read standard output has gone away: stop quietly."""
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # argparse's default prints usage too
+        raise CliError(f"{self.prog}: {message}")
+
+
+# ---- sampling flags: ranges and help generated from SamplingSettings.LIMITS ---------------
+
+# flag -> (the SamplingSettings field, its type, what it does)
+_SAMPLING_FLAGS: dict[str, tuple[str, type, str]] = {
+    "--temperature": ("temperature", float, "0 is greedy; higher is more adventurous"),
+    "--top-k": ("top_k", int, "sample among the K likeliest tokens; 0 turns it off"),
+    "--top-p": ("top_p", float, "sample among the likeliest tokens covering P of the probability"),
+    "--repetition-penalty": ("repetition_penalty", float, "discourage repeating recent tokens"),
+    "--repetition-window": ("repetition_window", int, "how many recent tokens the penalty looks at"),
+    "--max-tokens": ("max_tokens", int, "longest continuation, in tokens"),
+}
+
+
+def limits_text(field: str) -> str:
+    low, high = SamplingSettings.LIMITS[field]
+    return f"{low} to {high}"
+
+
+def _ranged(flag: str, field: str, kind: type) -> Callable[[str], object]:
+    """An argparse type that parses `kind` and refuses values outside LIMITS[field]."""
+    low, high = SamplingSettings.LIMITS[field]
+
+    def parse(text: str) -> object:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{printable(text)!r} is not {'a number' if kind is float else 'a whole number'}"
+            ) from None
+        if not low <= value <= high:  # also refuses nan
+            raise argparse.ArgumentTypeError(f"{printable(text)} is outside {low} to {high}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in some messages
+    return parse
+
+
+def add_sampling_flags(parser: argparse.ArgumentParser) -> None:
+    defaults = SamplingSettings()
+    group = parser.add_argument_group("sampling")
+    for flag, (field, kind, what) in _SAMPLING_FLAGS.items():
+        group.add_argument(flag, type=_ranged(flag, field, kind), default=getattr(defaults, field),
+                           help=f"{what} ({limits_text(field)}; default %(default)s)")
+    group.add_argument("--seed", type=_ranged("--seed", "seed", int), default=None,
+                       help=f"fix the random seed so the same settings reproduce the same text "
+                            f"({limits_text('seed')}; -1 or no flag: a new one each run)")
+    group.add_argument("--stop-at", choices=["sentence", "paragraph", "length"], default="length",
+                       help="where a continuation may end (default: only the length limit)")
+
+
+def sampling_from_args(args: argparse.Namespace) -> SamplingSettings:
+    try:
+        return SamplingSettings(
+            temperature=args.temperature,
+            top_k=args.top_k,
+            top_p=args.top_p,
+            repetition_penalty=args.repetition_penalty,
+            repetition_window=args.repetition_window,
+            max_tokens=args.max_tokens,
+            seed=-1 if args.seed is None else args.seed,
+            stop_at=args.stop_at,
+        )
+    except ValueError as exc:
+        raise CliError(f"invalid sampling setting: {exc}") from None
+
+
+# ---- standard output -------------------------------------------------------------------------
+
+
+def write_out(text: str) -> None:
+    """Write to stdout now. A reader that went away raises OutputClosed; a closed or failing
+    stdout (`>&-`, `> /dev/full`) is a CliError."""
+    stream = sys.stdout
+    if stream is None:  # Python's view of a closed file descriptor 1
+        raise CliError("standard output is closed, so there is nowhere to write the result")
+    try:
+        stream.write(text)
+        stream.flush()
+    except BrokenPipeError:
+        discard_stdout()
+        raise OutputClosed from None
+    except (OSError, ValueError) as error:  # ValueError: the stream object was closed
+        discard_stdout()
+        reason = getattr(error, "strerror", None) or str(error)
+        raise CliError(f"cannot write to standard output: {reason}") from None
+
+
+def say(line: str = "") -> None:
+    write_out(line + "\n")
+
+
+def discard_stdout() -> None:
+    """Point file descriptor 1 at the null device, so what Python still holds in its buffer
+    is flushed there at exit instead of failing again as "Exception ignored" noise."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, sys.stdout.fileno())
+        finally:
+            os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def require_stdout() -> None:
+    """Fail now, before any work, when standard output is closed."""
+    write_out("")
