@@ -140,7 +140,6 @@ def test_ghost_wraps_inline_in_a_narrow_editor(qtbot, source):
     assert ghost_layout(editor).preeditAreaText() == editor.ghost_text()
     editor.parentWidget().resize(170, 240)
     qtbot.waitUntil(lambda: ghost_layout(editor).lineCount() == narrow_lines)
-    editor.grab().save("/tmp/ghost.png")
 
 
 def test_multi_line_ghost_breaks_lines_inside_the_layout(qtbot, editor, source):
@@ -475,3 +474,62 @@ def test_a_read_only_editor_takes_no_suggestions(qtbot, editor, source):
     editor.setReadOnly(False)
     qtbot.keyClick(editor, Qt.Key.Key_Space, CTRL)
     assert len(source.requests) == 1
+
+
+# --- keys the editor owns, and undo after an accept -------------------------------------------------
+
+
+def test_alt_brackets_never_type_a_bracket_without_a_suggestion(qtbot, editor, source):
+    for key in (Qt.Key.Key_BracketRight, Qt.Key.Key_BracketLeft):
+        qtbot.keyClick(editor, key, ALT)
+    assert editor.toPlainText() == "The quick brown fox jumps"
+    assert source.requests == []  # nothing to cycle: nothing happens
+    assert Qt.Key.Key_BracketRight not in editor.parentWidget().keys  # not passed on either
+
+
+def test_alt_brackets_never_type_a_bracket_after_a_partial_accept(qtbot, editor, source):
+    show_ghost(qtbot, editor, source, [" over,", " the", " dog"])
+    qtbot.keyClick(editor, Qt.Key.Key_Right, CTRL)
+    assert editor.toPlainText() == "The quick brown fox jumps over,"
+    for key in (Qt.Key.Key_BracketRight, Qt.Key.Key_BracketLeft, Qt.Key.Key_BracketRight):
+        qtbot.keyClick(editor, key, ALT)
+    assert editor.toPlainText() == "The quick brown fox jumps over,"
+    assert editor.ghost_text() == " the dog"
+
+
+def test_plain_brackets_still_type(qtbot, editor):
+    qtbot.keyClicks(editor, "[]")
+    assert editor.toPlainText() == "The quick brown fox jumps[]"
+
+
+def undo_redo_texts(qtbot, editor, steps: int) -> tuple[list[str], list[str]]:
+    undone, redone = [], []
+    for _ in range(steps):
+        qtbot.keyClick(editor, Qt.Key.Key_Z, CTRL)
+        undone.append(editor.toPlainText())
+    for _ in range(steps):
+        qtbot.keyClick(editor, Qt.Key.Key_Z, CTRL | SHIFT)
+        redone.append(editor.toPlainText())
+    return undone, redone
+
+
+def test_typing_after_tab_is_its_own_undo_step(qtbot, editor, source):
+    show_ghost(qtbot, editor, source, [" over", " the", " dog"])
+    qtbot.keyClick(editor, Qt.Key.Key_Tab)
+    qtbot.keyClicks(editor, " ZZZ")
+    base = "The quick brown fox jumps"
+    assert editor.toPlainText() == base + " over the dog ZZZ"
+    undone, redone = undo_redo_texts(qtbot, editor, 2)
+    assert undone == [base + " over the dog", base]
+    assert redone == [base + " over the dog", base + " over the dog ZZZ"]
+
+
+def test_typing_after_ctrl_right_is_its_own_undo_step(qtbot, editor, source):
+    show_ghost(qtbot, editor, source, [" over,", " the", " dog"])
+    qtbot.keyClick(editor, Qt.Key.Key_Right, CTRL)
+    qtbot.keyClicks(editor, "qq")
+    base = "The quick brown fox jumps"
+    assert editor.toPlainText() == base + " over,qq"
+    undone, redone = undo_redo_texts(qtbot, editor, 2)
+    assert undone == [base + " over,", base]
+    assert redone == [base + " over,", base + " over,qq"]

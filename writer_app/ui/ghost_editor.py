@@ -49,6 +49,9 @@ _ACCEPT_PARTS = {
     GhostAction.ACCEPT_WORD: AcceptPart.WORD,
     GhostAction.ACCEPT_SENTENCE: AcceptPart.SENTENCE,
 }
+# Keys that mean nothing but "cycle the suggestion": when there is nothing to cycle they
+# do nothing, rather than fall through and type their character ("]" from Alt+]).
+_ALWAYS_OWNED = frozenset({GhostAction.NEXT_ALTERNATIVE, GhostAction.PREVIOUS_ALTERNATIVE})
 
 
 def split_at_utf16(text: str, position: int) -> tuple[str, str]:
@@ -84,6 +87,8 @@ class GhostTextEditor(QPlainTextEdit):
         self._keymap = keymap or GhostKeymap.for_platform()
         self._edits = 0  # the revision the controller sees; counts every text change
         self._text_cache: tuple[int, str] = (-1, "")
+        # Set by an accept until the next edit: that edit must start its own undo step.
+        self._accept_ends_undo_step = False
         self._placed: _PlacedGhost | None = None
         self._counter_text = ""
         self._counter = QLabel(self.viewport())
@@ -128,6 +133,7 @@ class GhostTextEditor(QPlainTextEdit):
 
     def _on_contents_change(self, _position: int, _removed: int, _added: int) -> None:
         self._edits += 1
+        self._accept_ends_undo_step = False
         self._report()
 
     def _plain_text(self) -> str:
@@ -264,7 +270,25 @@ class GhostTextEditor(QPlainTextEdit):
         if action is not None and self._applies(action) and self._perform(action):
             event.accept()
             return
-        self._with_plain_layout(super().keyPressEvent, event)
+        if action in _ALWAYS_OWNED and not self.isReadOnly():
+            event.accept()
+            return
+        if self._accept_ends_undo_step and _types_text(event):
+            self._with_plain_layout(self._key_press_as_new_undo_step, event)
+        else:
+            self._with_plain_layout(super().keyPressEvent, event)
+
+    def _key_press_as_new_undo_step(self, event: QKeyEvent) -> None:
+        """Qt merges typing into the insert before it, even into an edit block (an
+        accept). Typing inside an edit block of its own is not merged backwards, and
+        the typing after it merges into it as usual: one undo step for the accept, the
+        next for what was typed after it."""
+        cursor = self.textCursor()
+        cursor.beginEditBlock()
+        try:
+            super().keyPressEvent(event)
+        finally:
+            cursor.endEditBlock()
 
     def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802 (Qt API)
         self._with_plain_layout(super().mousePressEvent, event)
@@ -338,6 +362,12 @@ class GhostTextEditor(QPlainTextEdit):
         cursor.endEditBlock()
         self.setTextCursor(cursor)
         self.ensureCursorVisible()
+        self._accept_ends_undo_step = True
+
+
+def _types_text(event: QKeyEvent) -> bool:
+    text = event.text()
+    return bool(text) and (text.isprintable() or text == "\t")
 
 
 def _without_ghost(ranges: list[QTextLayout.FormatRange]) -> list[QTextLayout.FormatRange]:
