@@ -16,6 +16,7 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import QApplication, QVBoxLayout, QWidget
 
+from tests.engine.test_stopping import SENTENCE_CASES, words
 from tests.support.dummy_suggestion_source import DummySuggestionSource
 from writer_app.engine.sampling import SamplingSettings, StopAt
 from writer_app.services.suggestion_controller import (
@@ -188,6 +189,13 @@ def test_shift_tab_accepts_to_the_end_of_the_sentence(qtbot, editor, source):
     qtbot.keyClick(editor, Qt.Key.Key_Backtab, SHIFT)
     assert editor.toPlainText() == "The quick brown fox jumps over it."
     assert editor.ghost_text() == " Then more"
+
+
+@pytest.mark.parametrize(("generated", "expected"), SENTENCE_CASES)
+def test_shift_tab_uses_the_engines_sentence_rule(qtbot, editor, source, generated, expected):
+    show_ghost(qtbot, editor, source, words(generated))
+    qtbot.keyClick(editor, Qt.Key.Key_Backtab, SHIFT)
+    assert editor.toPlainText() == "The quick brown fox jumps" + expected
 
 
 def test_escape_dismisses_and_otherwise_passes_through(qtbot, editor, source):
