@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 import pytest
 from PySide6.QtCore import QEvent, QPoint, Qt
 from PySide6.QtGui import (
     QColor,
+    QImage,
     QInputMethodEvent,
     QKeyEvent,
     QPalette,
@@ -23,7 +25,7 @@ from writer_app.services.suggestion_controller import (
     SuggestionController,
     SuggestionPreferences,
 )
-from writer_app.ui.ghost_editor import GhostTextEditor, split_at_utf16
+from writer_app.ui.ghost_editor import INLINE_GHOST_LIMIT, GhostTextEditor, split_at_utf16
 from writer_app.ui.keymap import GhostAction, GhostKeymap
 
 LONG = [" over", " the", " lazy", " dog", " and", " then", " it", " runs", " far", " away."]
@@ -541,3 +543,49 @@ def test_typing_after_ctrl_right_is_its_own_undo_step(qtbot, editor, source):
     undone, redone = undo_redo_texts(qtbot, editor, 2)
     assert undone == [base + " over,", base]
     assert redone == [base + " over,", base + " over,qq"]
+
+
+# --- a huge paragraph: the ghost is painted over it, its layout is never touched ----------------
+
+
+def viewport_pixels(editor) -> np.ndarray:
+    image = editor.viewport().grab().toImage().convertToFormat(QImage.Format.Format_RGB32)
+    return np.array(image.constBits(), dtype=np.uint8).reshape(
+        image.height(), image.bytesPerLine() // 4, 4
+    )[:, : image.width()]
+
+
+def test_a_huge_paragraphs_ghost_is_painted_over_it_not_laid_out_in_it(qtbot, source):
+    words = INLINE_GHOST_LIMIT // 5 + 10
+    editor = build(qtbot, source, text=("word " * words).rstrip())
+    editor.setCursorWidth(0)  # a blinking cursor would change the pictures
+    editor.ensureCursorVisible()
+    qtbot.waitUntil(lambda: editor.cursorRect().bottom() < editor.viewport().height())
+    plain = viewport_pixels(editor)
+    relayouts = []
+    editor.document().documentLayout().updateBlock.connect(relayouts.append)
+    show_ghost(qtbot, editor, source, [" over", " the", " lazy"])
+    assert editor.ghost_text() == " over the lazy"
+    assert ghost_layout(editor).preeditAreaText() == ""
+    assert relayouts == []  # the paragraph was never laid out again
+    with_ghost = viewport_pixels(editor)
+    rows, columns = np.nonzero((with_ghost != plain).any(axis=2))
+    cursor = editor.cursorRect()
+    assert rows.size > 0  # the grey text is on screen...
+    assert rows.min() >= cursor.top() - 2 and columns[rows < cursor.bottom()].min() >= cursor.left() - 2
+    qtbot.keyClick(editor, Qt.Key.Key_Escape)  # ...after the cursor, and gone when dismissed
+    assert editor.ghost_text() == ""
+    assert (viewport_pixels(editor) == plain).all()
+    show_ghost(qtbot, editor, source, [" over", " the", " lazy"])
+    qtbot.keyClick(editor, Qt.Key.Key_Tab)
+    assert editor.toPlainText().endswith("word over the lazy")
+
+
+def test_a_huge_paragraphs_ghost_shows_its_counter_after_its_end(qtbot, source):
+    editor = build(qtbot, source, text=("word " * (INLINE_GHOST_LIMIT // 5 + 10)).rstrip())
+    show_ghost(qtbot, editor, source, [" over"])
+    qtbot.keyClick(editor, Qt.Key.Key_BracketRight, ALT)
+    source.emit_piece(source.last.request_id, " under")
+    label = editor.findChild(QWidget, "ghostCounter")
+    assert label.isVisible() and label.text() == "2/3"
+    assert label.x() > editor.cursorRect().left() and abs(label.y() - editor.cursorRect().top()) < 4
