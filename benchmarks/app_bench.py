@@ -23,7 +23,7 @@ from pathlib import Path
 # here would make every engine process start slower and take more memory than the
 # real app's engine does.
 
-ALL_SCENARIOS = ("speed", "typing", "cancel", "prewarm", "stall", "load")
+ALL_SCENARIOS = ("speed", "typing", "cancel", "prewarm", "stall", "huge", "load")
 
 
 def _named_path(value: str) -> tuple[str, Path]:

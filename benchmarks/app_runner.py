@@ -47,6 +47,8 @@ class AppBench:
                 self.documents(harness)
             if "stall" in self.scenarios:
                 self.stall(harness)
+            if "huge" in self.scenarios:
+                self.result["huge_paragraph"] = scenarios.huge_paragraph_stall(harness, self.monitor)
             self.result["memory_with_model"] = harness.memory()
             self.switch_back(harness)
             self.result["gc"] = self.collections(harness)

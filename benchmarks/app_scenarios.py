@@ -25,6 +25,7 @@ from benchmarks.probe import (
 from benchmarks.procfs import cpu_seconds
 from benchmarks.raw_server import RawServer
 from benchmarks.stats import median, summary
+from benchmarks.texts import HUGE_PARAGRAPH_KINDS, huge_paragraph
 from writer_app.engine.sampling import SamplingSettings, StopAt
 from writer_app.services.inference import InferenceService
 from writer_app.services.suggestion import prompt_for
@@ -376,3 +377,48 @@ def switch_with_monitor(harness: AppHarness, monitor: StallMonitor, path: Path, 
         "stall_own_ms": summary(own_lateness(monitor.ticks)),
         "stall_causes": stall_causes(monitor.ticks),
     }
+
+
+# ---- GUI stalls while a suggestion streams onto a huge paragraph ---------------------------
+
+
+def huge_paragraph_stall(
+    harness: AppHarness, monitor: StallMonitor, kinds: tuple[str, ...] = HUGE_PARAGRAPH_KINDS,
+    tokens: int = 24,
+) -> list[dict]:
+    """A suggestion streaming onto the end of one 100,000-character paragraph, per kind
+    of text: the lateness of a 1 ms GUI timer from Ctrl+Space until the generation
+    ended. Each token changes the grey text; Qt re-lays out a paragraph as a whole, so
+    this is what an editor that puts the ghost into the paragraph's layout pays."""
+    harness.set_auto_suggest(False)
+    harness.set_sampling(max_tokens=tokens, stop_at=StopAt.LENGTH)
+    runs = []
+    for kind in kinds:
+        text = huge_paragraph(kind)
+        harness.set_document(text)
+        wait_ms(100)
+        monitor.clear()
+        monitor.start()
+        since = now_ms()
+        harness.trigger()
+        wait_until(lambda t=since: harness.timeline.first_ghost_after(t) is not None, 120_000)
+        wait_until(lambda: not harness.controller.busy, 120_000)
+        monitor.stop()
+        updates = sum(1 for at, ghost in harness.timeline.ghosts if at >= since and ghost)
+        harness.escape()
+        ticks = monitor.ticks
+        run = {
+            "kind": kind,
+            "chars": len(text),
+            "ghost_updates": updates,
+            "stall_ms": summary([tick[1] for tick in ticks]),
+            "stall_own_ms": summary(own_lateness(ticks)),
+            "stall_causes": stall_causes(ticks),
+        }
+        log(f"huge paragraph ({kind}): stall max {run['stall_ms']['max']:.1f} ms over "
+            f"{updates} ghost updates")
+        runs.append(run)
+    harness.set_document("")
+    harness.set_sampling()
+    harness.set_auto_suggest(True)
+    return runs

@@ -42,7 +42,7 @@ from writer_app.engine.ggml import validate_model_file  # noqa: E402
 from writer_app.engine.memory import context_for_budget  # noqa: E402
 from writer_app.settings import ModelSettings  # noqa: E402
 
-SCENARIOS = ("raw", "speed", "typing", "cancel", "prewarm", "stall", "load")
+SCENARIOS = ("raw", "speed", "typing", "cancel", "prewarm", "stall", "huge", "load")
 
 
 class BenchmarkFailed(RuntimeError):

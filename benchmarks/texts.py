@@ -44,3 +44,22 @@ def typing_words(count: int, book: str = "persuasion.txt") -> list[str]:
 
 def word_count(text: str) -> int:
     return len(text.split())
+
+
+HUGE_PARAGRAPH_CHARS = 100_000
+# The texts that were slowest to lay out: prose, one endless word, and a letter with a
+# combining accent (two characters per letter to shape as one).
+HUGE_PARAGRAPH_KINDS = ("prose", "one word", "combining accents")
+
+
+def huge_paragraph(kind: str, chars: int = HUGE_PARAGRAPH_CHARS) -> str:
+    """One paragraph (no line break) of `chars` characters of the given kind."""
+    if kind == "prose":
+        text = " ".join(document(chars // 4).split())  # a novel's opening, run together
+        assert len(text) >= chars, "the novel is shorter than the paragraph asked for"
+        return text[:chars].rstrip()
+    if kind == "one word":
+        return "a" * chars
+    if kind == "combining accents":
+        return "e\u0301" * (chars // 2)
+    raise ValueError(f"no such paragraph kind: {kind}")

@@ -87,6 +87,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser() if first_word in COMMANDS else build_app_parser()
     try:
         args = parser.parse_args(argv)
+        if args.command is None and not (args.self_test or args.screenshot):
+            from writer_app.qt_preflight import problem  # the window: can Qt start on X11?
+
+            if message := problem():
+                raise CliError(message)
         return commands.run(args)
     except CliError as exc:
         # printable() again: whatever a message quotes, it stays one line on the terminal.

@@ -146,3 +146,31 @@ def test_stop_reports_whether_the_last_piece_belongs_to_the_suggestion():
     scanner = StopScanner(StopAt.PARAGRAPH)
     scanner.feed(" words")
     assert scanner.feed("\n\n") == StopResult("", True, piece_used=False)
+
+
+# One sentence rule for the sentence stop and Shift+Tab: (generated, first sentence).
+# tests/ui/test_ghost_editor.py runs the same cases through Shift+Tab.
+SENTENCE_CASES = [
+    (" could be made Mr. Darcy's friend. Then", " could be made Mr. Darcy's friend."),
+    (" and Mrs. Bennet sighed. She", " and Mrs. Bennet sighed."),
+    (" on St. James's Street, etc. and more. After", " on St. James's Street, etc. and more."),
+    (" Dr. Jones and Capt. Wentworth came. They", " Dr. Jones and Capt. Wentworth came."),
+    (" by J. R. R. Tolkien was read. It", " by J. R. R. Tolkien was read."),
+    (" it cost 3.50 pounds. Then", " it cost 3.50 pounds."),
+    (" I thought... maybe not. So", " I thought... maybe not."),
+    (" I thought… maybe not. So", " I thought… maybe not."),
+    (" she waited... Then he came.", " she waited..."),
+    (' "Wait..." he said. Then', ' "Wait..." he said.'),
+    (" she waited...\nmore", " she waited..."),
+    (" really?! Yes.", " really?!"),
+]
+
+
+@pytest.mark.parametrize("split", [chars, lambda text: [text], words])
+@pytest.mark.parametrize(("generated", "expected"), SENTENCE_CASES)
+def test_one_sentence_rule(generated, expected, split):
+    assert run(StopAt.SENTENCE, split(generated)) == (expected, True)
+
+
+def test_an_ellipsis_at_the_end_of_the_generation_is_kept():
+    assert run(StopAt.SENTENCE, words(" she waited... ")) == (" she waited...", False)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 import pytest
 from PySide6.QtCore import QEvent, QPoint, Qt
 from PySide6.QtGui import (
     QColor,
+    QImage,
     QInputMethodEvent,
     QKeyEvent,
     QPalette,
@@ -16,13 +18,14 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import QApplication, QVBoxLayout, QWidget
 
+from tests.engine.test_stopping import SENTENCE_CASES, words
 from tests.support.dummy_suggestion_source import DummySuggestionSource
 from writer_app.engine.sampling import SamplingSettings, StopAt
 from writer_app.services.suggestion_controller import (
     SuggestionController,
     SuggestionPreferences,
 )
-from writer_app.ui.ghost_editor import GhostTextEditor, split_at_utf16
+from writer_app.ui.ghost_editor import INLINE_GHOST_LIMIT, GhostTextEditor, split_at_utf16
 from writer_app.ui.keymap import GhostAction, GhostKeymap
 
 LONG = [" over", " the", " lazy", " dog", " and", " then", " it", " runs", " far", " away."]
@@ -140,7 +143,6 @@ def test_ghost_wraps_inline_in_a_narrow_editor(qtbot, source):
     assert ghost_layout(editor).preeditAreaText() == editor.ghost_text()
     editor.parentWidget().resize(170, 240)
     qtbot.waitUntil(lambda: ghost_layout(editor).lineCount() == narrow_lines)
-    editor.grab().save("/tmp/ghost.png")
 
 
 def test_multi_line_ghost_breaks_lines_inside_the_layout(qtbot, editor, source):
@@ -189,6 +191,13 @@ def test_shift_tab_accepts_to_the_end_of_the_sentence(qtbot, editor, source):
     qtbot.keyClick(editor, Qt.Key.Key_Backtab, SHIFT)
     assert editor.toPlainText() == "The quick brown fox jumps over it."
     assert editor.ghost_text() == " Then more"
+
+
+@pytest.mark.parametrize(("generated", "expected"), SENTENCE_CASES)
+def test_shift_tab_uses_the_engines_sentence_rule(qtbot, editor, source, generated, expected):
+    show_ghost(qtbot, editor, source, words(generated))
+    qtbot.keyClick(editor, Qt.Key.Key_Backtab, SHIFT)
+    assert editor.toPlainText() == "The quick brown fox jumps" + expected
 
 
 def test_escape_dismisses_and_otherwise_passes_through(qtbot, editor, source):
@@ -475,3 +484,108 @@ def test_a_read_only_editor_takes_no_suggestions(qtbot, editor, source):
     editor.setReadOnly(False)
     qtbot.keyClick(editor, Qt.Key.Key_Space, CTRL)
     assert len(source.requests) == 1
+
+
+# --- keys the editor owns, and undo after an accept -------------------------------------------------
+
+
+def test_alt_brackets_never_type_a_bracket_without_a_suggestion(qtbot, editor, source):
+    for key in (Qt.Key.Key_BracketRight, Qt.Key.Key_BracketLeft):
+        qtbot.keyClick(editor, key, ALT)
+    assert editor.toPlainText() == "The quick brown fox jumps"
+    assert source.requests == []  # nothing to cycle: nothing happens
+    assert Qt.Key.Key_BracketRight not in editor.parentWidget().keys  # not passed on either
+
+
+def test_alt_brackets_never_type_a_bracket_after_a_partial_accept(qtbot, editor, source):
+    show_ghost(qtbot, editor, source, [" over,", " the", " dog"])
+    qtbot.keyClick(editor, Qt.Key.Key_Right, CTRL)
+    assert editor.toPlainText() == "The quick brown fox jumps over,"
+    for key in (Qt.Key.Key_BracketRight, Qt.Key.Key_BracketLeft, Qt.Key.Key_BracketRight):
+        qtbot.keyClick(editor, key, ALT)
+    assert editor.toPlainText() == "The quick brown fox jumps over,"
+    assert editor.ghost_text() == " the dog"
+
+
+def test_plain_brackets_still_type(qtbot, editor):
+    qtbot.keyClicks(editor, "[]")
+    assert editor.toPlainText() == "The quick brown fox jumps[]"
+
+
+def undo_redo_texts(qtbot, editor, steps: int) -> tuple[list[str], list[str]]:
+    undone, redone = [], []
+    for _ in range(steps):
+        qtbot.keyClick(editor, Qt.Key.Key_Z, CTRL)
+        undone.append(editor.toPlainText())
+    for _ in range(steps):
+        qtbot.keyClick(editor, Qt.Key.Key_Z, CTRL | SHIFT)
+        redone.append(editor.toPlainText())
+    return undone, redone
+
+
+def test_typing_after_tab_is_its_own_undo_step(qtbot, editor, source):
+    show_ghost(qtbot, editor, source, [" over", " the", " dog"])
+    qtbot.keyClick(editor, Qt.Key.Key_Tab)
+    qtbot.keyClicks(editor, " ZZZ")
+    base = "The quick brown fox jumps"
+    assert editor.toPlainText() == base + " over the dog ZZZ"
+    undone, redone = undo_redo_texts(qtbot, editor, 2)
+    assert undone == [base + " over the dog", base]
+    assert redone == [base + " over the dog", base + " over the dog ZZZ"]
+
+
+def test_typing_after_ctrl_right_is_its_own_undo_step(qtbot, editor, source):
+    show_ghost(qtbot, editor, source, [" over,", " the", " dog"])
+    qtbot.keyClick(editor, Qt.Key.Key_Right, CTRL)
+    qtbot.keyClicks(editor, "qq")
+    base = "The quick brown fox jumps"
+    assert editor.toPlainText() == base + " over,qq"
+    undone, redone = undo_redo_texts(qtbot, editor, 2)
+    assert undone == [base + " over,", base]
+    assert redone == [base + " over,", base + " over,qq"]
+
+
+# --- a huge paragraph: the ghost is painted over it, its layout is never touched ----------------
+
+
+def viewport_pixels(editor) -> np.ndarray:
+    image = editor.viewport().grab().toImage().convertToFormat(QImage.Format.Format_RGB32)
+    return np.array(image.constBits(), dtype=np.uint8).reshape(
+        image.height(), image.bytesPerLine() // 4, 4
+    )[:, : image.width()]
+
+
+def test_a_huge_paragraphs_ghost_is_painted_over_it_not_laid_out_in_it(qtbot, source):
+    words = INLINE_GHOST_LIMIT // 5 + 10
+    editor = build(qtbot, source, text=("word " * words).rstrip())
+    editor.setCursorWidth(0)  # a blinking cursor would change the pictures
+    editor.ensureCursorVisible()
+    qtbot.waitUntil(lambda: editor.cursorRect().bottom() < editor.viewport().height())
+    plain = viewport_pixels(editor)
+    relayouts = []
+    editor.document().documentLayout().updateBlock.connect(relayouts.append)
+    show_ghost(qtbot, editor, source, [" over", " the", " lazy"])
+    assert editor.ghost_text() == " over the lazy"
+    assert ghost_layout(editor).preeditAreaText() == ""
+    assert relayouts == []  # the paragraph was never laid out again
+    with_ghost = viewport_pixels(editor)
+    rows, columns = np.nonzero((with_ghost != plain).any(axis=2))
+    cursor = editor.cursorRect()
+    assert rows.size > 0  # the grey text is on screen...
+    assert rows.min() >= cursor.top() - 2 and columns[rows < cursor.bottom()].min() >= cursor.left() - 2
+    qtbot.keyClick(editor, Qt.Key.Key_Escape)  # ...after the cursor, and gone when dismissed
+    assert editor.ghost_text() == ""
+    assert (viewport_pixels(editor) == plain).all()
+    show_ghost(qtbot, editor, source, [" over", " the", " lazy"])
+    qtbot.keyClick(editor, Qt.Key.Key_Tab)
+    assert editor.toPlainText().endswith("word over the lazy")
+
+
+def test_a_huge_paragraphs_ghost_shows_its_counter_after_its_end(qtbot, source):
+    editor = build(qtbot, source, text=("word " * (INLINE_GHOST_LIMIT // 5 + 10)).rstrip())
+    show_ghost(qtbot, editor, source, [" over"])
+    qtbot.keyClick(editor, Qt.Key.Key_BracketRight, ALT)
+    source.emit_piece(source.last.request_id, " under")
+    label = editor.findChild(QWidget, "ghostCounter")
+    assert label.isVisible() and label.text() == "2/3"
+    assert label.x() > editor.cursorRect().left() and abs(label.y() - editor.cursorRect().top()) < 4

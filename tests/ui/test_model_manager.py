@@ -18,6 +18,8 @@ from tests.support.fake_hub import fake_hub, localhost_only, random_bytes, tiny_
 from tests.support.scripted import ScriptedMessenger, ScriptedModelChooser
 from writer_app.models import store as store_module
 from writer_app.models.catalog import REPO_ID, Catalog, ram_bytes_within
+from writer_app.models.downloader import Downloader, RetryPolicy
+from writer_app.models.hub import HubClient
 from writer_app.models.store import ModelStore, partial_path
 from writer_app.paths import AppPaths
 from writer_app.services.downloads import DownloadManager
@@ -27,6 +29,7 @@ from writer_app.ui.dialogs import Choice
 from writer_app.ui.model_manager import (
     TIGHT,
     WONT_FIT,
+    FittingBar,
     ModelManagerWindow,
     RowStatus,
     human_size,
@@ -38,17 +41,32 @@ pytestmark = pytest.mark.usefixtures("localhost_only")
 SMALL = Catalog().get("gpt2-q4_0")
 LARGE = Catalog().get("gpt2-large-q4_0")
 MB = 1_000_000
+# WRITER_APP_SCREENSHOTS=docs/screenshots makes the tests that show something for the
+# README save it there; otherwise nothing is written.
+SCREENSHOTS = os.environ.get("WRITER_APP_SCREENSHOTS")
+
+
+def save_screenshot(widget, name: str) -> None:
+    if SCREENSHOTS:
+        assert widget.grab().save(os.path.join(SCREENSHOTS, name))
+
+
+def patient_downloader(hub: HubClient, catalog: Catalog) -> Downloader:
+    """The real downloader, waiting 2 s before its first retry, as the app's does."""
+    return Downloader(hub, catalog=catalog, retry=RetryPolicy(retries=3, base_delay=2.0),
+                      progress_interval=0.02)
 
 
 class Manager:
     """The window and everything it talks to."""
 
-    def __init__(self, qtbot, paths: AppPaths, settings: Settings, total_ram: int) -> None:
+    def __init__(self, qtbot, paths: AppPaths, settings: Settings, total_ram: int,
+                 make_downloader=quick_downloader) -> None:
         self.messenger = ScriptedMessenger()
         self.chooser = ScriptedModelChooser()
         self.keeper = SettingsKeeper(settings, SettingsStore.for_paths(paths))
         self.downloads = DownloadManager(paths, self.keeper,
-                                         make_downloader=quick_downloader)
+                                         make_downloader=make_downloader)
         self.window = ModelManagerWindow(self.downloads, self.keeper, self.messenger,
                                          self.chooser, total_ram=total_ram)
         qtbot.addWidget(self.window)
@@ -69,10 +87,11 @@ class Manager:
 def make_manager(qtbot, app_home, fake_hub):
     made: list[Manager] = []
 
-    def make(*, offline: bool = False, total_ram: int = 600 * MB) -> Manager:
+    def make(*, offline: bool = False, total_ram: int = 600 * MB,
+             make_downloader=quick_downloader) -> Manager:
         settings = Settings(models=ModelSettings(hub_endpoint=fake_hub.endpoint),
                             privacy=PrivacySettings(offline=offline))
-        made.append(Manager(qtbot, app_home, settings, total_ram))
+        made.append(Manager(qtbot, app_home, settings, total_ram, make_downloader))
         return made[-1]
 
     yield make
@@ -128,7 +147,6 @@ def test_download_pause_resume_buttons_drive_the_download(qtbot, make_manager, f
     assert manager.status(SMALL.id) is RowStatus.DOWNLOADING
     bar = window.progress_bar(SMALL.id)
     assert "%" in bar.format() and "/s" in bar.format()
-    window.grab().save("/tmp/model_manager.png")
 
     manager.click(qtbot, SMALL.id, "pause")
     qtbot.waitUntil(lambda: manager.status(SMALL.id) is RowStatus.PARTIAL, timeout=WAIT_MS)
@@ -328,3 +346,38 @@ def test_a_second_download_waits_visibly_in_the_queue(qtbot, make_manager, fake_
     assert manager.window.button(second.id, "cancel") is not None
     qtbot.waitUntil(lambda: manager.status(second.id) is RowStatus.INSTALLED, timeout=WAIT_MS)
     assert manager.status(SMALL.id) is RowStatus.INSTALLED
+
+
+def test_the_retry_status_fits_its_cell_and_is_elided_with_a_tooltip_when_it_cannot(
+        qtbot, make_manager, fake_hub, tmp_path):
+    host_model(fake_hub, SMALL, tmp_path)
+    fake_hub.set_faults(REPO_ID, SMALL.filename, status=503)
+    manager = make_manager(make_downloader=patient_downloader)
+    window = manager.window
+    manager.click(qtbot, SMALL.id, "download")
+
+    def retrying() -> bool:
+        bar = window.progress_bar(SMALL.id)
+        return bar is not None and "trying again" in bar.format()
+
+    qtbot.waitUntil(retrying, timeout=WAIT_MS)
+    bar = window.progress_bar(SMALL.id)
+    status = "Connection trouble; trying again in 2 s"
+    assert bar.format() == status
+    room = bar.contentsRect().width() - FittingBar.TEXT_PADDING
+    assert bar.text() == status  # all of it, on one line inside the bar
+    assert bar.fontMetrics().horizontalAdvance(status) <= room
+    assert bar.toolTip() == ""
+    save_screenshot(window, "model-manager.png")
+
+    bigger = bar.font()
+    bigger.setPointSizeF(bigger.pointSizeF() * 1.6)
+    bar.setFont(bigger)
+    shown = bar.text()
+    assert shown.endswith("…") and status.startswith(shown[:-1])
+    assert bar.fontMetrics().horizontalAdvance(shown) <= room
+    assert bar.toolTip() == status
+
+    manager.click(qtbot, SMALL.id, "cancel")
+    qtbot.waitUntil(lambda: manager.status(SMALL.id) is RowStatus.NOT_INSTALLED,
+                    timeout=WAIT_MS)

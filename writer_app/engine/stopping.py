@@ -6,7 +6,10 @@ decides, character by character, how much of that text may be shown and whether 
 suggestion is complete:
 
     sentence   ends after . ! ? or … (plus any closing quotes/brackets) once whitespace
-               follows, or at a newline; "Dr." or "3.14" do not end a sentence
+               follows, or at a newline. Not sentence ends: common abbreviations
+               ("Mr.", "Mrs.", "Dr.", "St.", "etc."), initials ("J. R. R."), decimals
+               ("3.14"), and an ellipsis ("..." or "…") that a lowercase word follows
+               ("I thought... maybe"), which needs one more character to decide
     paragraph  ends at a newline
     length     only the token limit ends the suggestion
 
@@ -15,6 +18,9 @@ ends the sentence, so the writer never sees text that a later token takes back. 
 whitespace that proves a sentence ended is not part of the suggestion. Newlines before
 any visible text do not stop (a suggestion at the end of a paragraph may start a new
 one). The end-of-text token never reaches this module: the generation loop stops on it.
+
+The same rule decides how far Shift+Tab accepts (services/suggestion.py feeds the ghost
+text through a StopScanner), so the two always agree.
 """
 
 from __future__ import annotations
@@ -32,28 +38,52 @@ CLOSERS = frozenset("\"'”’)]}»」』")
 # Words that end in a period without ending the sentence (compared lowercase).
 ABBREVIATIONS = frozenset(
     [
+        # titles
         "mr",
         "mrs",
+        "messrs",
         "ms",
         "dr",
         "prof",
+        "rev",
+        "hon",
+        "gen",
+        "col",
+        "capt",
+        "lt",
+        "sgt",
+        "gov",
+        "sen",
+        "rep",
         "st",
+        "mt",
         "jr",
         "sr",
+        # places
+        "ave",
+        "rd",
+        "blvd",
+        # everything else
         "vs",
         "etc",
         "inc",
         "ltd",
         "co",
+        "corp",
         "no",
+        "nos",
         "fig",
+        "figs",
         "approx",
         "dept",
         "est",
         "vol",
         "cf",
+        "al",  # "et al."
+        "ibid",
     ]
 )
+ELLIPSES = ("...", "…")
 _LAST_WORD = re.compile(r"(\w+)$")
 _TAIL_CHARS = 32  # enough text before a period to recognise an abbreviation
 
@@ -88,6 +118,8 @@ class StopScanner:
         self._stop_at = StopAt(stop_at)
         self._tail = preceding_text[-_TAIL_CHARS:]  # text before the current character
         self._held = ""  # a possible sentence end, waiting for the next character
+        # Whitespace after a held ellipsis, waiting for the word that decides it.
+        self._held_space = ""
         self._seen_visible = False  # generated any non-whitespace yet
         self._stopped = False
 
@@ -101,9 +133,25 @@ class StopScanner:
         out: list[str] = []
         used = False
         for char in piece:
+            if self._held_space:
+                if char.isspace() and char != "\n":
+                    self._held_space += char
+                    used = True
+                    continue
+                if char == "\n" or not char.islower():
+                    out.append(self._held)
+                    return self._stop(out, used)
+                # "I thought... maybe": the sentence goes on.
+                out.append(self._held + self._held_space)
+                self._remember(self._held + self._held_space)
+                self._held = self._held_space = ""
             if self._held:
                 if char in CLOSERS or char in TERMINATORS or char in FULLWIDTH_TERMINATORS:
                     self._held += char
+                    used = True
+                    continue
+                if char.isspace() and char != "\n" and self._held_is_ellipsis():
+                    self._held_space = char
                     used = True
                     continue
                 if char.isspace() or self._held_is_fullwidth_end():
@@ -128,7 +176,7 @@ class StopScanner:
 
     def finish(self) -> str:
         """Text still held back when the generation ends for another reason."""
-        held, self._held = self._held, ""
+        held, self._held, self._held_space = self._held, "", ""
         return "" if self._stopped else held
 
     def _may_end_sentence(self, char: str) -> bool:
@@ -143,6 +191,10 @@ class StopScanner:
         # Initials ("J. R. R."), "e.g.", "i.e." and known abbreviations go on.
         return not (len(word) == 1 and word.isalpha()) and word.lower() not in ABBREVIATIONS
 
+    def _held_is_ellipsis(self) -> bool:
+        core = self._held.rstrip("".join(CLOSERS))
+        return core.endswith(ELLIPSES)
+
     def _held_is_fullwidth_end(self) -> bool:
         return any(char in FULLWIDTH_TERMINATORS for char in self._held)
 
@@ -151,5 +203,5 @@ class StopScanner:
 
     def _stop(self, out: list[str], piece_used: bool) -> StopResult:
         self._stopped = True
-        self._held = ""
+        self._held = self._held_space = ""
         return StopResult("".join(out), True, piece_used)

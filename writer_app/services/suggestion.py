@@ -28,16 +28,13 @@ from dataclasses import dataclass, field
 
 from writer_app.engine.protocol import Alternative as TokenChoice
 from writer_app.engine.sampling import StopAt
-from writer_app.engine.stopping import CLOSERS, TERMINATORS, StopScanner
+from writer_app.engine.stopping import StopScanner
 
 END_OF_TEXT = "<|endoftext|>"
 _HEAD_CHARS = 24  # how much of the text after the cursor is compared against a suggestion
 
 _WORD = re.compile(r"\s*[^\w\s]*\w+(?:['’-]\w+)*[^\w\s]*")
 _ANY_TOKEN = re.compile(r"\s*\S+")
-_SENTENCE_END = re.compile(
-    "[" + re.escape("".join(TERMINATORS)) + "]+[" + re.escape("".join(CLOSERS)) + "]*"
-)
 
 
 def utf16_length(text: str) -> int:
@@ -346,16 +343,12 @@ class Suggestion:
         return text if line_end < 0 else text[:line_end]
 
     def to_sentence_end(self) -> str:
-        """Up to and including the end of the first sentence, but never past the line."""
+        """Up to and including the end of the first sentence, but never past the line.
+        Where a sentence ends is the engine's own rule (abbreviations, initials, decimals,
+        ellipses), so Shift+Tab stops where a sentence suggestion would."""
         line = self.to_line_end()
-        for match in _SENTENCE_END.finditer(line):
-            end = match.end()
-            # Only a real ending: followed by whitespace, or the end of a finished text.
-            if end < len(line) and line[end].isspace():
-                return line[:end]
-            if end == len(line) and (self.done or len(line) < len(self.text)):
-                return line
-        return line
+        result = StopScanner(StopAt.SENTENCE, self.before + self.consumed).feed(line)
+        return result.text if result.stopped else line
 
     def consume(self, typed: str) -> bool:
         """Type-through: True if `typed` is how the grey text starts (it is then used up)."""

@@ -6,7 +6,14 @@ being composed), with a grey format range over it. Qt then lays it out inline: i
 and reflows with the paragraph on every relayout, while toPlainText(), saving, copying,
 word counts, find and undo only ever see the document.
 
-Two things follow from borrowing that slot:
+A paragraph longer than INLINE_GHOST_LIMIT is the exception. Qt lays out a whole
+paragraph at once, so with 100,000 characters every streamed token would cost 40 ms
+(prose) to almost a second (one endless word) of relayout. There the grey text is
+painted over the viewport from the cursor on instead, wrapped to the editor's width on
+an opaque background, and the paragraph's layout is never touched. The text after the
+cursor in that paragraph is covered while the suggestion shows, not pushed aside.
+
+Two things follow from borrowing the pre-edit slot:
     - layout positions after the ghost are shifted by its length, so before Qt handles a
       key or mouse press itself (cursor moves, hit tests, edits) the ghost is taken out
       of the layout, and put back afterwards if the controller still wants it;
@@ -22,17 +29,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from PySide6.QtCore import QEvent, QPoint, Qt, Signal
+from PySide6.QtCore import QEvent, QPoint, QPointF, QRect, QRectF, Qt, Signal
 from PySide6.QtGui import (
     QInputMethodEvent,
     QKeyEvent,
     QMouseEvent,
+    QPainter,
+    QPaintEvent,
     QPalette,
     QTextCharFormat,
     QTextCursor,
     QTextDocument,
     QTextFormat,
     QTextLayout,
+    QTextOption,
 )
 from PySide6.QtWidgets import QLabel, QPlainTextEdit, QWidget
 
@@ -43,12 +53,19 @@ from writer_app.ui.keymap import GhostAction, GhostKeymap
 # Marks our format range, so formats set by others (a highlighter) are left alone.
 GHOST_FORMAT_PROPERTY = QTextFormat.Property.UserProperty + 0x6F57
 LINE_SEPARATOR = "\u2028"  # a line break inside one layout (a "\n" would not break)
+# Longer paragraphs (UTF-16 units) get the ghost painted over them, not in their layout:
+# relaying out 5,000 characters stays within ~10-20 ms even for the slowest text to lay
+# out (one endless word, combining accents); 100,000 take up to a second.
+INLINE_GHOST_LIMIT = 5_000
 
 _ACCEPT_PARTS = {
     GhostAction.ACCEPT_ALL: AcceptPart.ALL,
     GhostAction.ACCEPT_WORD: AcceptPart.WORD,
     GhostAction.ACCEPT_SENTENCE: AcceptPart.SENTENCE,
 }
+# Keys that mean nothing but "cycle the suggestion": when there is nothing to cycle they
+# do nothing, rather than fall through and type their character ("]" from Alt+]).
+_ALWAYS_OWNED = frozenset({GhostAction.NEXT_ALTERNATIVE, GhostAction.PREVIOUS_ALTERNATIVE})
 
 
 def split_at_utf16(text: str, position: int) -> tuple[str, str]:
@@ -68,6 +85,24 @@ class _PlacedGhost:
     anchor: QTextCursor  # follows edits, so the block can be found again after them
     position: int
     display: str  # the text as placed in the layout
+    inline: bool = True  # in the block's layout; else painted over it (a huge paragraph)
+
+
+@dataclass
+class _Overlay:
+    """The ghost of a huge paragraph as painted: its own small layout, in viewport
+    coordinates, and the lines it covers (to the right edge, so no document text shows
+    through beside it)."""
+
+    layout: QTextLayout
+    lines: list[QRectF]
+
+    @property
+    def bounds(self) -> QRect:
+        united = QRectF()
+        for rect in self.lines:
+            united = united.united(rect)
+        return united.toAlignedRect().adjusted(-2, -2, 2, 2)
 
 
 class GhostTextEditor(QPlainTextEdit):
@@ -84,7 +119,10 @@ class GhostTextEditor(QPlainTextEdit):
         self._keymap = keymap or GhostKeymap.for_platform()
         self._edits = 0  # the revision the controller sees; counts every text change
         self._text_cache: tuple[int, str] = (-1, "")
+        # Set by an accept until the next edit: that edit must start its own undo step.
+        self._accept_ends_undo_step = False
         self._placed: _PlacedGhost | None = None
+        self._overlay_area = QRect()  # where a painted ghost was last drawn (viewport)
         self._counter_text = ""
         self._counter = QLabel(self.viewport())
         self._counter.setObjectName("ghostCounter")
@@ -128,6 +166,7 @@ class GhostTextEditor(QPlainTextEdit):
 
     def _on_contents_change(self, _position: int, _removed: int, _added: int) -> None:
         self._edits += 1
+        self._accept_ends_undo_step = False
         self._report()
 
     def _plain_text(self) -> str:
@@ -173,6 +212,12 @@ class GhostTextEditor(QPlainTextEdit):
         block = document.findBlock(position)
         if not block.isValid():
             return
+        anchor = QTextCursor(document)
+        if block.length() > INLINE_GHOST_LIMIT:
+            anchor.setPosition(position)
+            self._placed = _PlacedGhost(anchor, position, display, inline=False)
+            self._repaint_overlay()
+            return
         in_block = position - block.position()
         ghost_range = QTextLayout.FormatRange()
         ghost_range.start = in_block
@@ -182,13 +227,15 @@ class GhostTextEditor(QPlainTextEdit):
         layout.setPreeditArea(in_block, display)
         layout.setFormats(_without_ghost(layout.formats()) + [ghost_range])
         document.markContentsDirty(block.position(), block.length())
-        anchor = QTextCursor(document)
-        anchor.setPosition(position)
+        anchor.setPosition(position)  # (this also lays the block out again, ghost and all)
         self._placed = _PlacedGhost(anchor, position, display)
 
     def _remove_ghost(self) -> None:
         placed, self._placed = self._placed, None
         if placed is None:
+            return
+        if not placed.inline:
+            self._repaint_overlay()
             return
         document = self.document()
         block = placed.anchor.block()
@@ -202,6 +249,63 @@ class GhostTextEditor(QPlainTextEdit):
             layout.setPreeditArea(-1, "")
             layout.setFormats(_without_ghost(layout.formats()))
             document.markContentsDirty(candidate.position(), candidate.length())
+
+    # --- the ghost of a huge paragraph, painted over it ------------------------------
+
+    def _overlay(self) -> _Overlay | None:
+        """The ghost laid out on its own from the cursor on: the first line from the
+        cursor to the right edge, the next ones across the whole text width."""
+        placed = self._placed
+        if placed is None or placed.inline:
+            return None
+        start = self.cursorRect(placed.anchor)
+        margin = self.document().documentMargin()
+        left = self.contentOffset().x() + margin
+        right = self.viewport().width() - margin
+        layout = QTextLayout(placed.display, self.document().defaultFont())
+        option = QTextOption(self.document().defaultTextOption())
+        option.setWrapMode(QTextOption.WrapMode.WrapAtWordBoundaryOrAnywhere)
+        layout.setTextOption(option)
+        ghost_range = QTextLayout.FormatRange()
+        ghost_range.start = 0
+        ghost_range.length = utf16_length(placed.display)
+        ghost_range.format = self._ghost_format()
+        layout.setFormats([ghost_range])
+        lines: list[QRectF] = []
+        x, y = float(start.left()), float(start.top())
+        layout.beginLayout()
+        while (line := layout.createLine()).isValid():
+            line.setLineWidth(max(1.0, right - x))
+            line.setPosition(QPointF(x, y))
+            lines.append(QRectF(x, y, right - x, line.height()))
+            x, y = left, y + line.height()
+        layout.endLayout()
+        return _Overlay(layout, lines)
+
+    def _repaint_overlay(self) -> None:
+        """Repaint where the overlay was and where it is now: only that part."""
+        overlay = self._overlay()
+        area = self._overlay_area
+        if overlay is not None:
+            area = area.united(overlay.bounds)
+        self._overlay_area = overlay.bounds if overlay is not None else QRect()
+        if not area.isEmpty():
+            self.viewport().update(area)
+
+    def paintEvent(self, event: QPaintEvent) -> None:  # noqa: N802 (Qt API)
+        super().paintEvent(event)
+        overlay = self._overlay()
+        if overlay is None:
+            return
+        self._overlay_area = self._overlay_area.united(overlay.bounds)
+        painter = QPainter(self.viewport())
+        background = self.palette().color(QPalette.ColorRole.Base)
+        for index, rect in enumerate(overlay.lines):
+            if index == 0:  # leave the text cursor showing
+                rect = rect.adjusted(self.cursorWidth(), 0, 0, 0)
+            painter.fillRect(rect, background)
+        overlay.layout.draw(painter, QPointF(0, 0))
+        painter.end()
 
     def _ghost_format(self) -> QTextCharFormat:
         ghost_format = QTextCharFormat()
@@ -231,6 +335,14 @@ class GhostTextEditor(QPlainTextEdit):
     def _counter_spot(self) -> QPoint:
         """Just after the end of the grey text, kept inside the viewport."""
         placed = self._placed
+        overlay = self._overlay()
+        if overlay is not None:
+            layout = overlay.layout
+            last = layout.lineAt(layout.lineCount() - 1) if layout.lineCount() else None
+            end = last.x() + last.naturalTextWidth() if last is not None else 0
+            top = last.y() if last is not None else 0
+            x = max(0, min(int(end) + 6, self.viewport().width() - self._counter.width()))
+            return QPoint(x, int(top))
         block = placed.anchor.block()
         layout = block.layout()
         end = placed.position - block.position() + utf16_length(placed.display)
@@ -264,7 +376,25 @@ class GhostTextEditor(QPlainTextEdit):
         if action is not None and self._applies(action) and self._perform(action):
             event.accept()
             return
-        self._with_plain_layout(super().keyPressEvent, event)
+        if action in _ALWAYS_OWNED and not self.isReadOnly():
+            event.accept()
+            return
+        if self._accept_ends_undo_step and _types_text(event):
+            self._with_plain_layout(self._key_press_as_new_undo_step, event)
+        else:
+            self._with_plain_layout(super().keyPressEvent, event)
+
+    def _key_press_as_new_undo_step(self, event: QKeyEvent) -> None:
+        """Qt merges typing into the insert before it, even into an edit block (an
+        accept). Typing inside an edit block of its own is not merged backwards, and
+        the typing after it merges into it as usual: one undo step for the accept, the
+        next for what was typed after it."""
+        cursor = self.textCursor()
+        cursor.beginEditBlock()
+        try:
+            super().keyPressEvent(event)
+        finally:
+            cursor.endEditBlock()
 
     def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802 (Qt API)
         self._with_plain_layout(super().mousePressEvent, event)
@@ -338,6 +468,12 @@ class GhostTextEditor(QPlainTextEdit):
         cursor.endEditBlock()
         self.setTextCursor(cursor)
         self.ensureCursorVisible()
+        self._accept_ends_undo_step = True
+
+
+def _types_text(event: QKeyEvent) -> bool:
+    text = event.text()
+    return bool(text) and (text.isprintable() or text == "\t")
 
 
 def _without_ghost(ranges: list[QTextLayout.FormatRange]) -> list[QTextLayout.FormatRange]:

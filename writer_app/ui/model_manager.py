@@ -87,6 +87,36 @@ def progress_text(progress: Progress | None) -> str:
     return " · ".join(parts)
 
 
+# The longest status a download shows in its row; the status column is made wide enough
+# for it in the window's font (longer waits and larger fonts are elided, see FittingBar).
+LONGEST_STATUS = "Connection trouble; trying again in 16 s"
+
+
+class FittingBar(QProgressBar):
+    """A progress bar whose text stays on one line inside the bar: too long a text is
+    elided ("Connection trouble; trying ag…") and the full text becomes its tooltip."""
+
+    TEXT_PADDING = 8  # the style's margin around the label, both sides together
+
+    def text(self) -> str:  # Qt's paint asks this virtual for the label
+        full = super().text()
+        room = self.contentsRect().width() - self.TEXT_PADDING
+        shown = self.fontMetrics().elidedText(full, Qt.TextElideMode.ElideRight, max(0, room))
+        tooltip = full if shown != full else ""
+        if self.toolTip() != tooltip:
+            self.setToolTip(tooltip)
+        return shown
+
+    def full_text(self) -> str:
+        return super().text()
+
+
+def status_column_width(widget: QWidget) -> int:
+    """Wide enough for the longest status (plus the bar's frame and the cell's margins)."""
+    return max(230, widget.fontMetrics().horizontalAdvance(LONGEST_STATUS)
+               + FittingBar.TEXT_PADDING + 24)
+
+
 # ---- the file and folder pickers (a seam, like ui/choosers.py) ------------------------
 
 
@@ -315,7 +345,7 @@ class ModelManagerWindow(QDialog):
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         header.setSectionResizeMode(STATUS_COLUMN, QHeaderView.ResizeMode.Fixed)
-        self.table.setColumnWidth(STATUS_COLUMN, 230)
+        self.table.setColumnWidth(STATUS_COLUMN, status_column_width(self.table))
         header.setDefaultAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
         self.more = QCheckBox("Show more models (GPT-2 Medium and XL)")
         self.more.toggled.connect(self._schedule_refresh)
@@ -416,7 +446,7 @@ class ModelManagerWindow(QDialog):
         holder = QWidget()
         layout = QHBoxLayout(holder)
         layout.setContentsMargins(4, 3, 4, 3)
-        bar = QProgressBar()
+        bar = FittingBar()
         layout.addWidget(bar)
         bar.setRange(0, 1000)
         bar.setValue(int(row.percent * 10))
