@@ -62,7 +62,8 @@ def read_vocabulary(folder: Path, vocab_size: int) -> list[bytes]:
             )) from None
     for token_id, text in added.items():
         by_id.setdefault(token_id, text.encode())
-    _check_merges(name, vocab, merges, alphabet)
+    base = {text: i for text, i in vocab.items() if i not in added}
+    _check_merges(name, base, merges, alphabet)
     size = max(by_id, default=-1) + 1
     if size > vocab_size:
         raise InvalidCheckpoint(
