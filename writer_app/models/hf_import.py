@@ -133,8 +133,10 @@ def import_checkpoint(
         report("checking", 0, 1)
         check_conversion(plan, converted)
         report("checking", 1, 1)
-        return store.import_file(converted, progress=lambda d, t: report("adding", d, t),
-                                 should_cancel=cancelled)
+        model = store.import_file(converted, progress=lambda d, t: report("adding", d, t),
+                                  should_cancel=cancelled)  # a link: usually no progress
+        report("adding", 1, 1)
+        return model
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
