@@ -16,8 +16,8 @@ from typing import Any, TextIO
 
 from writer_app.cli import CliError
 from writer_app.models.catalog import Catalog, app_catalog
-from writer_app.models.downloader import Downloader, DownloadPhase, Progress, RetryPolicy
 from writer_app.models.checkpoint import checkpoint_folder
+from writer_app.models.downloader import Downloader, DownloadPhase, Progress, RetryPolicy
 from writer_app.models.errors import ModelsError
 from writer_app.models.hf_import import import_checkpoint
 from writer_app.models.hub import HubClient, HubSettings

@@ -14,9 +14,9 @@ from tests.support.models import phrase_weights, random_weights
 from tests.support.reference import dequantized, reference_logits
 from writer_app.engine import ggml_writer
 from writer_app.engine.ggml import read_vocab, validate_model_file
+from writer_app.engine.protocol import FinishEvent, TokenEvent
 from writer_app.engine.sampling import SamplingSettings, StopAt
 from writer_app.engine.session import TextSession
-from writer_app.engine.protocol import FinishEvent, TokenEvent
 from writer_app.models.checkpoint import open_checkpoint
 from writer_app.models.errors import DiskFull, ImportCancelled, ModelAlreadyInstalled
 from writer_app.models.hf_import import (

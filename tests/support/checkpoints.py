@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -92,25 +92,47 @@ def write_checkpoint(
     settings.update(config or {})
     (folder / "config.json").write_text(json.dumps(settings, indent=2))
 
-    tensors: dict[str, np.ndarray] = {}
+    tensors = _Renamed(weights)  # lazy, so gpt2-large needs one tensor at a time
     for name in weights:
-        tensors[stored_name(name, prefixed)] = weights[name]
+        tensors.add(stored_name(name, prefixed), name)
     if tied_copy and not untied:
-        tensors["lm_head.weight"] = weights["transformer.wte.weight"]
+        tensors.add("lm_head.weight", "transformer.wte.weight")
     if buffers:
         n_ctx = wpe[0]
         mask = np.tril(np.ones((n_ctx, n_ctx), dtype=np.float32)).reshape(1, 1, n_ctx, n_ctx)
         for i in range(n_layer):
-            tensors[stored_name(f"transformer.h.{i}.attn.bias", prefixed)] = mask
-            tensors[stored_name(f"transformer.h.{i}.attn.masked_bias", prefixed)] = (
-                np.array(-1e4, dtype=np.float32))
+            tensors.add(stored_name(f"transformer.h.{i}.attn.bias", prefixed), mask)
+            tensors.add(stored_name(f"transformer.h.{i}.attn.masked_bias", prefixed),
+                        np.array(-1e4, dtype=np.float32))
     _write_weights(folder, tensors, dtype, shards)
     if tokenizer is not None:
         write_tokenizer(folder, tokenizer, added_tokens)
     return folder
 
 
-def _write_weights(folder: Path, tensors: dict[str, np.ndarray], dtype: str, shards: int) -> None:
+class _Renamed(Mapping[str, np.ndarray]):
+    """Stored name -> a tensor of `weights` (read on access) or a fixed array."""
+
+    def __init__(self, weights: Mapping[str, np.ndarray]) -> None:
+        self._weights = weights
+        self._sources: dict[str, str | np.ndarray] = {}
+
+    def add(self, stored: str, source: str | np.ndarray) -> None:
+        self._sources[stored] = source
+
+    def __getitem__(self, stored: str) -> np.ndarray:
+        source = self._sources[stored]
+        return self._weights[source] if isinstance(source, str) else source
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._sources)
+
+    def __len__(self) -> int:
+        return len(self._sources)
+
+
+def _write_weights(folder: Path, tensors: Mapping[str, np.ndarray], dtype: str,
+                   shards: int) -> None:
     if shards == 1:
         write_safetensors(folder / "model.safetensors", tensors, dtype)
         return
