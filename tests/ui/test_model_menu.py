@@ -135,7 +135,7 @@ def test_the_menu_lists_demo_catalog_and_imported_models(make_app, installed, ca
         "GPT-2 Large (774M), q4_0 — not downloaded (442.5 MB)",
         "owl-story (imported)",
         "Manage Models…",
-        "Import Model File…",
+        "Import Model…",
     ]
     models = [action for action, _choice in app.ui.actions()]
     assert all(a.isCheckable() for a in models)
@@ -315,7 +315,7 @@ def test_installing_again_replaces_the_first_installation(make_app, installed):
     first = app.ui
     again = install_models(app.writer, chooser=app.chooser, demo_path=first.demo_path)
     app.writer.window.model_menu.aboutToShow.emit()  # only the new one rebuilds the menu
-    assert app.labels().count(DEMO_LABEL) == 1 and app.labels()[-1] == "Import Model File…"
+    assert app.labels().count(DEMO_LABEL) == 1 and app.labels()[-1] == "Import Model…"
     menu_actions = set(app.writer.window.model_menu.actions())
     assert {action for action, _ in again.actions()} <= menu_actions
     assert first.actions() == []  # the detached one did not rebuild anything
