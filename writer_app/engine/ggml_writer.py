@@ -27,6 +27,8 @@ from writer_app.engine.ggml import (
 )
 from writer_app.engine.quantize import quantize
 
+QUANTIZE_SLICE_BYTES = 16 * 1024 * 1024
+
 
 class WeightsError(ValueError):
     """The given weights do not form a consistent GPT-2 model."""
@@ -121,9 +123,7 @@ def write_gpt2(
                         f"not fit n_embd={n_embd}, n_vocab={n_vocab}, n_ctx={n_ctx}"
                     )
                 tensor_type = wtype if is_big_matrix(name) else F32
-                _write_tensor(
-                    out, name, ne, tensor_type.ggml_type, quantize(array, tensor_type.name)
-                )
+                _write_tensor(out, name, ne, tensor_type.ggml_type, array, tensor_type.name)
             out.flush()
             os.fsync(out.fileno())
         os.replace(temp_name, path)
@@ -149,9 +149,14 @@ def _write_vocab(out: BinaryIO, vocab: Sequence[bytes]) -> None:
 
 
 def _write_tensor(
-    out: BinaryIO, name: str, ne: tuple[int, ...], type_id: int, data: np.ndarray
+    out: BinaryIO, name: str, ne: tuple[int, ...], type_id: int, array: np.ndarray, type_name: str
 ) -> None:
     encoded = name.encode()
     out.write(struct.pack(f"<3i{len(ne)}i", len(ne), len(encoded), type_id, *ne))
     out.write(encoded)
-    out.write(memoryview(data))
+    # A slice of rows at a time: quantizing a whole gpt2-large embedding at once would take
+    # several float32 temporaries of its size. Rows are whole blocks, so the bytes are the same.
+    rows = array.reshape(-1, ne[0])
+    step = max(1, QUANTIZE_SLICE_BYTES // (4 * ne[0]))
+    for start in range(0, rows.shape[0], step):
+        out.write(memoryview(quantize(rows[start : start + step], type_name)))

@@ -137,6 +137,15 @@ class Checkpoint(Mapping[str, np.ndarray]):
         file, stored = self._sources[name]
         return file.read(stored)
 
+    def rows(self, name: str, rows: slice | np.ndarray) -> np.ndarray:
+        """Some rows of a tensor (first axis), reading only those."""
+        file, stored = self._sources[name]
+        return file.read(stored, rows)
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        file, stored = self._sources[name]
+        return file.tensors[stored].shape
+
     def __contains__(self, name: object) -> bool:
         return name in self._sources  # Mapping's default would read the tensor
 

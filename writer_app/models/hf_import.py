@@ -174,12 +174,16 @@ def check_conversion(plan: ImportPlan, path: Path) -> None:
 
 class RoundedWeights(Mapping[str, np.ndarray]):
     """The checkpoint's weights as the engine sees them after quantizing to `ftype`:
-    the six big matrices are rounded in file layout (blocks run along ggml rows)."""
+    the six big matrices are rounded in file layout (blocks run along ggml rows). The
+    embedding and head come as _RoundedRows, so the forward pass reads (and rounds) only
+    the rows it uses at a time rather than a whole vocabulary-sized copy."""
 
-    def __init__(self, weights: Mapping[str, np.ndarray], ftype: str) -> None:
+    def __init__(self, weights: Checkpoint, ftype: str) -> None:
         self._weights, self._ftype = weights, ftype
 
     def __getitem__(self, name: str) -> np.ndarray:
+        if name in ("transformer.wte.weight", "lm_head.weight"):
+            return _RoundedRows(self._weights, name, self._ftype)  # type: ignore[return-value]
         array = self._weights[name]
         if not is_big_matrix(ggml_name(name)):
             return np.asarray(array, dtype=np.float32)
@@ -194,6 +198,17 @@ class RoundedWeights(Mapping[str, np.ndarray]):
 
     def __len__(self) -> int:
         return len(self._weights)
+
+
+class _RoundedRows:
+    """Row slices of a [rows, n_embd] matrix stored with blocks along its rows."""
+
+    def __init__(self, checkpoint: Checkpoint, name: str, ftype: str) -> None:
+        self._checkpoint, self._name, self._ftype = checkpoint, name, ftype
+        self.shape = checkpoint.shape(name)
+
+    def __getitem__(self, rows: slice | np.ndarray) -> np.ndarray:
+        return round_trip(self._checkpoint.rows(self._name, rows), self._ftype)
 
 
 def engine_logits(path: Path, tokens: list[int]) -> np.ndarray:

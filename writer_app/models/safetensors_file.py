@@ -42,14 +42,18 @@ class SafetensorsFile:
         self.path = Path(path)
         self.tensors = _read_header(self.path)
 
-    def read(self, name: str) -> np.ndarray:
+    def read(self, name: str, rows: slice | np.ndarray | None = None) -> np.ndarray:
+        """The tensor as float32, or only `rows` of it (first axis), mapping just those."""
         info = self.tensors[name]
         if info.nbytes == 0:
-            return np.zeros(info.shape, dtype=np.float32)
+            return np.zeros(info.shape, dtype=np.float32)[rows if rows is not None else ...]
         if info.dtype == "F32":
             # A read-only map: the converter copies at most one tensor's worth from it.
-            return np.memmap(self.path, np.dtype("<f4"), "r", info.offset, info.shape)
+            mapped = np.memmap(self.path, np.dtype("<f4"), "r", info.offset, info.shape)
+            return mapped if rows is None else np.array(mapped[rows], dtype=np.float32)
         raw = np.memmap(self.path, np.dtype("<u2"), "r", info.offset, info.shape)
+        if rows is not None:
+            raw = raw[rows]
         if info.dtype == "F16":
             return raw.view(np.float16).astype(np.float32)
         # bfloat16 is the top half of a float32.
