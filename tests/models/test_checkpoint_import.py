@@ -90,11 +90,17 @@ def test_each_layout_imports_and_computes_what_the_checkpoint_computes(tmp_path,
 PHRASES = ["The cat sat on the mat.", " Snow fell softly over quiet hills"]
 
 
-@pytest.mark.parametrize(("dtype", "quant"), [("F32", "q8_0"), ("BF16", "q4_0")])
-def test_the_imported_models_greedy_text_is_the_reference_forwards(tmp_path, dtype, quant):
+@pytest.mark.parametrize(("dtype", "quant", "added"),
+                         [("F32", "q8_0", False), ("BF16", "q4_0", False), ("F16", "f16", True)])
+def test_the_imported_models_greedy_text_is_the_reference_forwards(tmp_path, dtype, quant,
+                                                                    added):
     weights = phrase_weights(PHRASES, n_ctx=64, n_embd=64, n_layer=2, seed=3)
+    added_tokens = ["<|pad|>", "<|title|>"] if added else []
+    if added:  # 2 added tokens and the embedding padded to 50264 rows; their logits stay 0
+        for name in ("transformer.wte.weight", "lm_head.weight"):
+            weights[name] = np.concatenate([weights[name], np.zeros((7, 64), np.float32)])
     folder = write_checkpoint(tmp_path / "phrases", weights, n_head=N_HEAD, dtype=dtype,
-                              prefixed=False)
+                              prefixed=False, added_tokens=added_tokens)
     model = import_checkpoint(folder, ModelStore(tmp_path / "models"), quantization=quant)
 
     stored = dequantized(dict(open_checkpoint(folder)), quant)
@@ -108,6 +114,7 @@ def test_the_imported_models_greedy_text_is_the_reference_forwards(tmp_path, dty
 
     session = TextSession.open(model.path)
     try:
+        assert session.tokenizer.vocab_size == len(weights["lm_head.weight"])
         settings = SamplingSettings(temperature=0.0, max_tokens=20, stop_at=StopAt.LENGTH)
         events = list(session.generate(1, prompt, settings))
     finally:
