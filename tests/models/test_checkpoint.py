@@ -202,3 +202,13 @@ def test_not_a_folder(tmp_path):
     (tmp_path / "notes.txt").write_text("hello")
     with pytest.raises(InvalidCheckpoint, match="is not a Hugging Face model folder"):
         open_checkpoint(tmp_path / "notes.txt")
+
+
+def test_a_lora_adapter_is_explained(tmp_path):
+    folder = tmp_path / "my-lora"
+    folder.mkdir()
+    (folder / "adapter_config.json").write_text('{"peft_type": "LORA"}')
+    write_safetensors(folder / "adapter_model.safetensors", {"x": np.zeros(4, np.float32)})
+    with pytest.raises(InvalidCheckpoint, match=r"my-lora holds a LoRA adapter, not a whole "
+                       r"model; merge it .*merge_and_unload\(\)"):
+        open_checkpoint(folder / "adapter_model.safetensors")

@@ -106,6 +106,13 @@ def test_a_different_bpe_is_refused_in_one_sentence(tmp_path, case):
     assert "\n" not in message
 
 
-def test_a_folder_without_a_tokenizer_says_how_to_save_one(tmp_path):
+def test_a_trainer_checkpoint_without_tokenizer_files_gets_gpt2s(tmp_path):
+    assert read_vocabulary(tmp_path, 50257) == gpt2_vocab()
+
+
+def test_without_tokenizer_files_added_rows_cannot_be_guessed(tmp_path):
     with pytest.raises(InvalidCheckpoint, match=r"tokenizer.save_pretrained\(DIR\)"):
+        read_vocabulary(tmp_path, 50260)
+    (tmp_path / "vocab.json").write_text("{}")  # half a tokenizer is not GPT-2's either
+    with pytest.raises(InvalidCheckpoint, match="has no tokenizer"):
         read_vocabulary(tmp_path, 50257)

@@ -170,6 +170,11 @@ def open_checkpoint(path: Path) -> Checkpoint:
     folder = checkpoint_folder(path)
     if folder is None or not folder.is_dir():
         raise InvalidCheckpoint(f"{path} is not a Hugging Face model folder.")
+    if (folder / "adapter_config.json").is_file() and not (folder / CONFIG).is_file():
+        raise InvalidCheckpoint(
+            f"{folder.name} holds a LoRA adapter, not a whole model; merge it into its base "
+            "model (model.merge_and_unload(), then save_pretrained) and import that folder."
+        )
     config = read_config(folder)
     files = _weight_files(folder)
     return Checkpoint(folder, config, _match_tensors(folder, config, files))

@@ -21,6 +21,7 @@ from typing import Any
 
 from writer_app.models.safetensors_file import InvalidCheckpoint
 
+GPT2_VOCAB_SIZE = 50257
 REFUSED = ("{folder}'s tokenizer is not GPT-2's byte-level BPE ({why}), so the app's "
            "tokenizer would split text differently from the one the model was trained with.")
 
@@ -44,7 +45,15 @@ def placeholder(token_id: int) -> bytes:
 
 
 def read_vocabulary(folder: Path, vocab_size: int) -> list[bytes]:
-    """Token bytes for ids 0..vocab_size-1, or InvalidCheckpoint saying why not."""
+    """Token bytes for ids 0..vocab_size-1, or InvalidCheckpoint saying why not.
+
+    A Trainer checkpoint (checkpoint-500/) often has no tokenizer files; with GPT-2's own
+    50,257 rows it was trained with GPT-2's tokenizer, which the demo model carries."""
+    if vocab_size == GPT2_VOCAB_SIZE and not _has_tokenizer(folder):
+        from writer_app.assets import demo_model_path
+        from writer_app.engine.ggml import read_vocab
+
+        return read_vocab(demo_model_path())
     vocab, merges, added = _read_files(folder)
     alphabet = byte_alphabet()
     name = folder.name
@@ -76,6 +85,11 @@ def read_vocabulary(folder: Path, vocab_size: int) -> list[bytes]:
     tokens = [by_id[i] for i in range(size)]
     tokens += [placeholder(i) for i in range(size, vocab_size)]
     return tokens
+
+
+def _has_tokenizer(folder: Path) -> bool:
+    return any((folder / name).is_file() for name in ("tokenizer.json", "vocab.json",
+                                                        "merges.txt"))
 
 
 def _check_merges(name: str, vocab: dict[str, int], merges: list[tuple[str, str]],
