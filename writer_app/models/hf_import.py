@@ -40,11 +40,14 @@ from writer_app.models.store import MODEL_SUFFIX, InstalledModel, ModelStore
 
 QUANTIZATIONS = ("f16", "q8_0", "q5_1", "q5_0", "q4_1", "q4_0")
 # Largest |engine - numpy| / largest |numpy logit| that still counts as the same model.
-# Measured on 12 tokens (the demo model's trained weights, random GPT-2 weights tied and
-# untied): f32 <= 2.3e-4, f16 <= 3.8e-4, block types 6e-3..1.1e-2 (ggml also rounds the
-# activations to 8 bits inside each product). One transposed c_proj matrix gave
-# 0.10 (demo) to 0.66 (random): the limits sit ~3x above the noise and ~3x below that.
-TOLERANCE = {"f32": 3e-3, "f16": 3e-3} | dict.fromkeys(QUANTIZATIONS[1:], 0.03)
+# Measured on 12 tokens, with the demo model's trained weights and random GPT-2 weights
+# (2-4 layers tied and untied, and gpt2-large's 36 layers): f32 <= 2.3e-4, f16 <= 3.8e-4
+# (small models), block types 6e-3 (2 layers) to 1.1e-2 (4) and 1.9e-2 (gpt2-large q4_0):
+# ggml rounds the activations to 8 bits inside each product, which adds up with depth.
+# One transposed attn.c_proj gave 0.10 (demo) to 0.66 (random small), and 0.15 (last
+# layer) to 0.24 (middle layer) in gpt2-large q4_0. Each limit sits ~2.5x above the noise
+# and ~3x below the smallest of those mistakes.
+TOLERANCE = {"f32": 3e-3, "f16": 3e-3} | dict.fromkeys(QUANTIZATIONS[1:], 0.05)
 CHECK_TEXT = "The letter was short, and she read it twice before"
 CHECK_TOKENS = 12
 DISK_MARGIN_BYTES = 16 * 1024 * 1024
