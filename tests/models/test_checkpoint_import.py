@@ -159,6 +159,16 @@ def test_cancelling_leaves_nothing_behind(tmp_path):
     assert store_files(store) == []
 
 
+def test_cancelling_during_the_proof_keeps_nothing(tmp_path):
+    folder = write_checkpoint(tmp_path / "ck", lazy_weights(), n_head=N_HEAD)
+    store = ModelStore(tmp_path / "models")
+    phases: list[str] = []
+    with pytest.raises(ImportCancelled):
+        import_checkpoint(folder, store, progress=lambda phase, *_: phases.append(phase),
+                          should_cancel=lambda: "checking" in phases)
+    assert phases[-1] == "checking" and store_files(store) == []
+
+
 def test_a_full_disk_is_refused_before_any_work(tmp_path):
     folder = write_checkpoint(tmp_path / "ck", lazy_weights(), n_head=N_HEAD)
     store = ModelStore(tmp_path / "models", free_space=lambda path: 3_000_000)

@@ -136,6 +136,8 @@ def import_checkpoint(
         report("checking", 0, 1)
         check_conversion(plan, converted)
         report("checking", 1, 1)
+        if cancelled():  # pressed while the proof ran (it can't stop midway): keep nothing
+            raise ImportCancelled(f"Importing {plan.checkpoint.folder.name} was cancelled.")
         model = store.import_file(converted, progress=lambda d, t: report("adding", d, t),
                                   should_cancel=cancelled)  # a link: usually no progress
         report("adding", 1, 1)
