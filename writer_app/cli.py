@@ -72,8 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
     dl = msub.add_parser("download", help="download a catalog model")
     dl.add_argument("name")
     dl.add_argument("--quant", help="quantization, e.g. q4_0 (default: the catalog's recommendation)")
-    imp = msub.add_parser("import", help="copy a local GGML file into the model folder")
+    imp = msub.add_parser("import", help="add a GGML file, or convert a Hugging Face GPT-2 "
+                          "checkpoint folder, into the model folder")
     imp.add_argument("path")
+    imp.add_argument("--quant", choices=["f16", "q8_0", "q5_1", "q5_0", "q4_1", "q4_0"],
+                     help="a checkpoint's quantization (default: the catalog's recommendation)")
     rm = msub.add_parser("remove", help="delete an installed model")
     rm.add_argument("name")
     return parser

@@ -19,8 +19,10 @@ from writer_app.assets import demo_model_path
 from writer_app.cli_common import DEMO_MODEL_NAME, CliError, say
 from writer_app.engine.printable import printable
 from writer_app.models.catalog import Catalog, app_catalog
+from writer_app.models.checkpoint import checkpoint_folder
 from writer_app.models.downloader import Downloader, DownloadPhase, Progress, RetryPolicy
 from writer_app.models.errors import ModelsError
+from writer_app.models.hf_import import import_checkpoint
 from writer_app.models.hub import HubClient, HubSettings
 from writer_app.models.store import ModelStore, StoreContents
 from writer_app.paths import AppPaths
@@ -222,10 +224,59 @@ class DownloadBar:
 
 
 def import_file(args: argparse.Namespace, context: _Context) -> int:
-    model = context.store().import_file(Path(args.path))
+    source = Path(args.path)
+    if checkpoint_folder(source) is not None:
+        return import_checkpoint_folder(source, args.quant, context)
+    if args.quant:
+        raise CliError("--quant is for Hugging Face checkpoint folders; a GGML file is "
+                       "imported as it is")
+    model = context.store().import_file(source)
     say(f"Imported {printable(model.name)} ({model.facts.quantization}, "
         f"{size_text(model.size_bytes)}) into {printable(str(context.models_dir))}")
     return 0
+
+
+def import_checkpoint_folder(source: Path, quant: str | None, context: _Context) -> int:
+    bar = ConvertBar(source.name)
+    try:
+        model = import_checkpoint(source, context.store(), quantization=quant,
+                                  progress=bar.update)
+    finally:
+        bar.close()
+    say(f"Imported {printable(model.name)} ({model.facts.quantization}, "
+        f"{size_text(model.size_bytes)}) into {printable(str(context.models_dir))}; "
+        f"use it with --model {printable(model.name)}")
+    return 0
+
+
+class ConvertBar:
+    """A checkpoint import's phases on stderr: redrawn in place on a terminal, else a line
+    per phase and per 10 %."""
+
+    WIDTH = 30
+
+    def __init__(self, name: str, stream: TextIO | None = None) -> None:
+        self.name = name
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self._last: tuple[str, int] | None = None
+        self._drawn = False
+
+    def update(self, phase: str, done: int, total: int) -> None:
+        percent = 100 * done / total if total else 100.0
+        if self._last == (phase, int(percent // 10)) and not self.tty:
+            return
+        self._last = (phase, int(percent // 10))
+        filled = int(self.WIDTH * percent / 100)
+        line = f"{self.name} [{'#' * filled}{'.' * (self.WIDTH - filled)}] {percent:3.0f}% {phase}"
+        self.stream.write("\r" + line.ljust(79) if self.tty else line + "\n")
+        self._drawn = True
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.tty and self._drawn:
+            self.stream.write("\n")
+            self.stream.flush()
 
 
 def remove(args: argparse.Namespace, context: _Context) -> int:

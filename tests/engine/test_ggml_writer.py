@@ -12,7 +12,8 @@ from tests.support.reference import dequantized, read_weights
 from writer_app.engine.ggml import read_layout, validate_model_file
 from writer_app.engine.ggml_writer import WeightsError, ggml_name, write_gpt2
 
-VOCAB = [bytes([b]) for b in range(256)] + [b"<|endoftext|>", b" hello", b""]
+# Ends with a token added in fine-tuning (after <|endoftext|>, not a merge).
+VOCAB = [bytes([b]) for b in range(256)] + [b"<|endoftext|>", b" hello", b"<|pad|>"]
 SMALL = dict(n_layer=2, n_embd=32, n_ctx=24)
 ALL_TYPES = ["f32", "f16", "q4_0", "q4_1", "q5_0", "q5_1", "q8_0"]
 FILE_FTYPES = {
@@ -63,8 +64,8 @@ def test_header_and_vocabulary_bytes(tmp_path):
     assert data[36:37] == b"\x00"
     eot = data.index(b"<|endoftext|>")
     assert struct.unpack_from("<I", data, eot - 4) == (13,)
-    # The empty token is written as a zero length, straight before the first tensor.
-    first_tensor = eot + 13 + 4 + 6 + 4
+    # " hello" and "<|pad|>", each as length + bytes, straight before the first tensor.
+    first_tensor = eot + 13 + 4 + 6 + 4 + 7
     assert struct.unpack_from("<3i", data, first_tensor) == (1, len("model/ln_f/g"), 0)
 
 

@@ -140,7 +140,7 @@ def test_the_menu_lists_demo_catalog_and_imported_models(make_app, installed, ca
         "GPT-2 Large (774M), q4_0 — not downloaded (442.5 MB)",
         "owl-story (imported)",
         "Manage Models…",
-        "Import Model File…",
+        "Import Model…",
     ]
     models = [action for action, _choice in app.ui.actions()]
     assert all(a.isCheckable() for a in models)

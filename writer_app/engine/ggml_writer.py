@@ -26,6 +26,8 @@ from writer_app.engine.ggml import (
 from writer_app.engine.quantize import quantize
 from writer_app.safe_files import AtomicWriter
 
+QUANTIZE_SLICE_BYTES = 16 * 1024 * 1024
+
 
 class WeightsError(ValueError):
     """The given weights do not form a consistent GPT-2 model."""
@@ -119,7 +121,7 @@ def write_gpt2(
                     f"not fit n_embd={n_embd}, n_vocab={n_vocab}, n_ctx={n_ctx}"
                 )
             tensor_type = wtype if is_big_matrix(name) else F32
-            _write_tensor(out, name, ne, tensor_type.ggml_type, quantize(array, tensor_type.name))
+            _write_tensor(out, name, ne, tensor_type.ggml_type, array, tensor_type.name)
     return path
 
 
@@ -139,9 +141,15 @@ def _write_vocab(out: AtomicWriter, vocab: Sequence[bytes]) -> None:
 
 
 def _write_tensor(
-    out: AtomicWriter, name: str, ne: tuple[int, ...], type_id: int, data: np.ndarray
+    out: AtomicWriter, name: str, ne: tuple[int, ...], type_id: int, array: np.ndarray,
+    type_name: str,
 ) -> None:
     encoded = name.encode()
     out.write(struct.pack(f"<3i{len(ne)}i", len(ne), len(encoded), type_id, *ne))
     out.write(encoded)
-    out.write(memoryview(data))
+    # A slice of rows at a time: quantizing a whole gpt2-large embedding at once would take
+    # several float32 temporaries of its size. Rows are whole blocks, so the bytes are the same.
+    rows = array.reshape(-1, ne[0])
+    step = max(1, QUANTIZE_SLICE_BYTES // (4 * ne[0]))
+    for start in range(0, rows.shape[0], step):
+        out.write(memoryview(quantize(rows[start : start + step], type_name)))

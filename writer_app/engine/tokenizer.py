@@ -12,8 +12,9 @@ UnsupportedVocabulary rather than tokenized approximately: a silently different
 tokenization makes a model write nonsense with no visible cause. A vocabulary is accepted
 when every one of the 256 single bytes is a token, no token is empty or repeated, and every
 longer token is the concatenation of two tokens with smaller ids (so a prefix of GPT-2's
-vocabulary, or the 256 bytes alone, are fine). The one exception is `<|endoftext|>`, which
-is a special token: it becomes `eos_id` and is never produced by `encode`.
+vocabulary, or the 256 bytes alone, are fine). The exceptions are `<|endoftext|>`, which
+is a special token: it becomes `eos_id` and is never produced by `encode`, and tokens after
+it that are not merges (added when a checkpoint was fine-tuned), which are treated alike.
 """
 
 from __future__ import annotations
@@ -207,9 +208,10 @@ def _mergeable_ranks(tokens: tuple[bytes, ...]) -> tuple[dict[bytes, int], int |
         )
     ranks: dict[bytes, int] = {}
     eos_id: int | None = None
+    added: set[bytes] = set()
     for token_id, token in enumerate(tokens):
-        if token in ranks or (token == END_OF_TEXT and eos_id is not None):
-            first = eos_id if token == END_OF_TEXT else ranks[token]
+        if token in added or token in ranks or (token == END_OF_TEXT and eos_id is not None):
+            first = eos_id if token == END_OF_TEXT else ranks.get(token, tokens.index(token))
             raise UnsupportedVocabulary(
                 f"Token {token_id} ({token!r}) repeats token {first}; a BPE vocabulary "
                 "has each token once."
@@ -220,6 +222,12 @@ def _mergeable_ranks(tokens: tuple[bytes, ...]) -> tuple[dict[bytes, int], int |
         if not token:
             raise UnsupportedVocabulary(f"Token {token_id} in the model's vocabulary is empty.")
         if len(token) > 1 and not _is_merge_of_known(token, ranks):
+            if eos_id is not None and token not in added:
+                # After <|endoftext|>: a token added in fine-tuning (a pad or marker
+                # token). Like <|endoftext|> it decodes to its text but encode never
+                # produces it from typed text.
+                added.add(token)
+                continue
             raise UnsupportedVocabulary(
                 f"Token {token_id} ({token!r}) is not a merge of two earlier tokens, so "
                 "the model's vocabulary is not ordered by BPE merge rank as GPT-2's is."

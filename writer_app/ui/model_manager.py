@@ -47,14 +47,17 @@ from writer_app.models.catalog import (
     ram_bytes_within,
     system_memory_bytes,
 )
+from writer_app.models.checkpoint import checkpoint_folder
 from writer_app.models.downloader import DownloadPhase, Progress
 from writer_app.models.errors import ImportCancelled, ModelsError
+from writer_app.models.hf_import import import_checkpoint
 from writer_app.models.store import InstalledModel, ModelStore, StoreContents
 from writer_app.services.downloads import DownloadJob, DownloadManager, JobState
 from writer_app.services.settings_keeper import SettingsKeeper
 from writer_app.ui.dialogs import Choice, Messenger
 
-MODEL_FILTERS = "GGML models (*.bin *.ggml);;All files (*)"
+MODEL_FILTERS = ("Models (*.bin *.ggml *.safetensors config.json);;GGML models (*.bin *.ggml);;"
+                 "Hugging Face checkpoint folder (config.json *.safetensors);;All files (*)")
 WONT_FIT = QColor("#c62828")  # needs more memory than the computer has
 TIGHT = QColor("#b26a00")  # fits, but leaves little room for anything else
 TIGHT_SHARE = 0.6
@@ -141,12 +144,15 @@ class QtModelChooser(ModelChooser):
 
 def import_chosen_model(chooser: ModelChooser, store: ModelStore, messenger: Messenger,
                         parent: QWidget | None) -> InstalledModel | None:
-    """Ask for a GGML file and add it to the models folder; the engine's validator decides
-    whether it is a usable model, and a rejected file is explained to the writer."""
+    """Ask for a GGML file, or a Hugging Face checkpoint folder (or any file in one), and
+    add it to the models folder; the engine's validator or the checkpoint importer decides
+    whether it is a usable model, and a rejected one is explained to the writer."""
     chosen = chooser.model_file(parent, str(Path.home()))
     if not chosen:
         return None
     try:
+        if checkpoint_folder(Path(chosen)) is not None:
+            return convert_with_progress(store, Path(chosen), parent)
         return import_with_progress(store, Path(chosen), parent)
     except ImportCancelled:
         return None  # the writer's own choice: nothing to explain
@@ -191,6 +197,65 @@ def import_with_progress(store: ModelStore, source: Path,
             relay.finished.emit(model, None)
 
     worker = threading.Thread(target=work, name="model-import", daemon=True)
+    worker.start()
+    waiting.exec()  # the finished signal is queued to this thread, so it can't be missed
+    worker.join()
+    dialog.close()
+    dialog.deleteLater()
+    [(model, error)] = outcome
+    if error is not None:
+        raise error
+    assert model is not None
+    return model
+
+
+class _ConvertRelay(QObject):
+    progressed = Signal(str, int, int)  # phase, done, total
+    finished = Signal(object, object)  # InstalledModel or None, ModelsError or None
+
+
+CONVERT_PHASES = {"converting": "Converting {name}…", "checking": "Checking the converted model…",
+                  "adding": "Adding it to your models…"}
+
+
+def convert_with_progress(store: ModelStore, source: Path,
+                          parent: QWidget | None) -> InstalledModel:
+    """import_checkpoint on a worker thread (the shape of import_with_progress): the dialog
+    names the phase, and Cancel stops the conversion between tensors, keeping nothing.
+    Raises what import_checkpoint raises."""
+    relay = _ConvertRelay()
+    cancelled = threading.Event()
+    outcome: list[tuple[InstalledModel | None, ModelsError | None]] = []
+    name = (source if source.is_dir() else source.parent).name
+    dialog = QProgressDialog(CONVERT_PHASES["converting"].format(name=name), "Cancel", 0, 1000,
+                             parent)
+    dialog.setWindowTitle("Import Model")
+    dialog.setWindowModality(Qt.WindowModality.WindowModal)
+    dialog.setMinimumDuration(400)
+    dialog.setAutoClose(False)
+    dialog.setAutoReset(False)
+    dialog.canceled.connect(cancelled.set)
+    waiting = QEventLoop()
+
+    def show(phase: str, done: int, total: int) -> None:
+        dialog.setLabelText(CONVERT_PHASES.get(phase, phase).format(name=name))
+        dialog.setValue(done * 1000 // max(1, total))
+
+    relay.progressed.connect(show)
+    relay.finished.connect(lambda model, error: (outcome.append((model, error)), waiting.quit()))
+
+    def work() -> None:
+        try:
+            model = import_checkpoint(source, store, progress=relay.progressed.emit,
+                                      should_cancel=cancelled.is_set)
+        except ModelsError as error:
+            relay.finished.emit(None, error)
+        except OSError as error:
+            relay.finished.emit(None, ModelsError(f"Could not import {name}: {error}."))
+        else:
+            relay.finished.emit(model, None)
+
+    worker = threading.Thread(target=work, name="checkpoint-import", daemon=True)
     worker.start()
     waiting.exec()  # the finished signal is queued to this thread, so it can't be missed
     worker.join()

@@ -9,7 +9,7 @@
       ○ my-finetune (imported)
       ─────────
         Manage Models…
-        Import Model File…
+        Import Model…
 
 Choosing an installed model loads it in the background (the old one keeps suggesting
 until the new one is ready) and, once it has loaded, remembers it in the settings.
@@ -91,7 +91,7 @@ class ModelsUi(QObject):
         self._group.setExclusive(True)
         self.manage_action = QAction("&Manage Models…", self)
         self.manage_action.triggered.connect(self.open_manager)
-        self.import_action = QAction("&Import Model File…", self)
+        self.import_action = QAction("&Import Model…", self)
         self.import_action.triggered.connect(self.import_model)
 
         menu.aboutToShow.connect(self.refresh_menu)
@@ -281,7 +281,7 @@ class ModelsUi(QObject):
         return self.window
 
     def import_model(self) -> None:
-        """Model › Import Model File…: add a file to the models folder and use it."""
+        """Model › Import Model…: add a GGML file or convert a checkpoint folder, and use it."""
         model = import_chosen_model(self.chooser, self.manager.store, self.messenger,
                                     self.parent_window)
         if model is not None:
