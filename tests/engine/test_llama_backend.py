@@ -57,7 +57,9 @@ def backend(tiny_path) -> LlamaCppBackend:
 
 @pytest.fixture(scope="module")
 def weights():
-    return random_weights(n_layer=TINY["n_layer"], n_embd=TINY["n_embd"], n_ctx=TINY["n_ctx"], seed=3)
+    return random_weights(
+        n_layer=TINY["n_layer"], n_embd=TINY["n_embd"], n_ctx=TINY["n_ctx"], seed=3
+    )
 
 
 def run(backend, prompt, settings, should_cancel=None, **kwargs):
@@ -159,8 +161,15 @@ def test_next_token_probs_are_the_softmax_at_the_temperature(backend, weights, t
 
 
 def test_sampled_probabilities_are_reported_at_the_temperature(backend, weights):
-    settings = SamplingSettings(temperature=0.5, top_k=0, top_p=1.0, max_tokens=1, seed=3,
-                                stop_at=StopAt.LENGTH, repetition_penalty=1.0)
+    settings = SamplingSettings(
+        temperature=0.5,
+        top_k=0,
+        top_p=1.0,
+        max_tokens=1,
+        seed=3,
+        stop_at=StopAt.LENGTH,
+        repetition_penalty=1.0,
+    )
     (event,), _ = run(backend, PROMPT, settings, with_probs=True, top_n=3)
     expected = softmax(reference_logits(weights, PROMPT, n_head=TINY["n_head"])[-1], 0.5)
     best = np.argsort(-expected)[:3]
@@ -214,8 +223,9 @@ def test_a_cancel_during_the_prompt_stops_between_chunks(backend):
         return len(calls) > 2
 
     prompt = [(7 * i + 1) % 50000 for i in range(100)]
-    tokens, finish = run(backend, prompt, GREEDY.with_changes(max_tokens=4),
-                         should_cancel=cancel_after_two_chunks)
+    tokens, finish = run(
+        backend, prompt, GREEDY.with_changes(max_tokens=4), should_cancel=cancel_after_two_chunks
+    )
     assert tokens == [] and finish.reason is FinishReason.CANCELLED
     assert finish.evaluated_tokens == 2 * PROMPT_CHUNK
 

@@ -50,7 +50,19 @@ TOKEN_TYPE_CONTROL = 3
 _BY_GGML_TYPE = {t.ggml_type: t for t in WEIGHT_TYPES.values()}
 
 # value type -> struct format of a scalar (strings and arrays are handled apart)
-_SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
+_SCALARS = {
+    0: "B",
+    1: "b",
+    2: "H",
+    3: "h",
+    4: "I",
+    5: "i",
+    6: "f",
+    7: "?",
+    10: "Q",
+    11: "q",
+    12: "d",
+}
 _STRING, _ARRAY = 8, 9
 
 
@@ -328,7 +340,9 @@ def _check_tensors(
     file_size: int,
 ) -> dict[str, GgufTensor]:
     names = {name for name, *_ in raw}
-    n_vocab = next((ne[1] for name, ne, *_ in raw if name == "token_embd.weight" and len(ne) == 2), 0)
+    n_vocab = next(
+        (ne[1] for name, ne, *_ in raw if name == "token_embd.weight" and len(ne) == 2), 0
+    )
     expected = gguf_tensor_shapes(
         n_vocab=n_vocab,
         n_ctx=hp["n_ctx"],

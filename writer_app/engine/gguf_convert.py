@@ -74,9 +74,7 @@ def converted_path(source: str | os.PathLike[str]) -> Path:
     return source.with_name(f"{source.name}.{source_key(source)}{GGUF_SUFFIX}")
 
 
-def gguf_for(
-    source: str | os.PathLike[str], should_cancel: CancelCheck | None = None
-) -> Path:
+def gguf_for(source: str | os.PathLike[str], should_cancel: CancelCheck | None = None) -> Path:
     """The GGUF file for a GGML GPT-2 file: the cached conversion if it is current, else
     a new one (older conversions of the same file are removed). Raises InvalidModelFile
     for a bad source, NotEnoughSpace, ConversionCancelled or OSError."""

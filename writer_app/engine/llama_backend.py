@@ -138,9 +138,7 @@ class LlamaCppBackend:
         ids = check_token_ids(prompt_ids, self.n_vocab)
         if not ids:
             if self.eos_id is None:
-                raise ContextOverflowError(
-                    "The prompt is empty and the model has no start token."
-                )
+                raise ContextOverflowError("The prompt is empty and the model has no start token.")
             ids = [self.eos_id]  # GPT-2 conditions an empty document on end-of-text
         return fit_window(ids, n_ctx=self.n_ctx, max_new_tokens=max_tokens)
 
@@ -447,4 +445,3 @@ def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
 
 def _never() -> bool:
     return False
-
