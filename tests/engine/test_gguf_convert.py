@@ -8,6 +8,7 @@ import os
 import gguf
 import pytest
 
+from tests.support.foreign_gguf import foreign_gguf
 from tests.support.gpt2_vocab import END_OF_TEXT_ID, GPT2_BPE_DIR, gpt2_vocab
 from tests.support.models import random_gpt2
 from writer_app.engine import gguf_convert
@@ -79,7 +80,8 @@ def test_the_file_reads_back_through_llama_cpps_own_reader(tmp_path):
     assert tokens[END_OF_TEXT_ID] == "<|endoftext|>"
     assert [token_bytes(t) for t in tokens[:END_OF_TEXT_ID]] == gpt2_vocab()[:END_OF_TEXT_ID]
     types = scalar("tokenizer.ggml.token_type")
-    assert types[END_OF_TEXT_ID] == 3 and set(types[:END_OF_TEXT_ID]) == {1}
+    assert types[END_OF_TEXT_ID] == 3 and set(types[:END_OF_TEXT_ID]) == {4}
+    assert scalar("writer_app.raw_pieces") is True
     wte = next(t for t in reader.tensors if t.name == "token_embd.weight")
     assert wte.tensor_type == gguf.GGMLQuantizationType.Q4_0
     assert list(wte.shape) == [64, 50257]
@@ -188,3 +190,41 @@ def test_a_failing_write_leaves_no_temporary_file(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         gguf_for(source)
     assert folder_names(tmp_path) == ["m.bin"]
+
+
+# ---- GGUF files from elsewhere ---------------------------------------------------------------
+
+
+def test_a_foreign_gguf_is_rewritten_with_its_tensors_byte_copied(tmp_path):
+    source = random_gpt2(tmp_path / "m.bin", ftype="q4_1", seed=2, **TINY)
+    imported = foreign_gguf(source, tmp_path / "imported.gguf")
+    original = read_gguf_layout(imported)
+    assert "writer_app.raw_pieces" not in original.metadata
+    rewritten = gguf_for(imported)
+    assert rewritten == converted_path(imported) != imported
+    copy = read_gguf_layout(rewritten)
+    assert copy.metadata["writer_app.raw_pieces"] is True
+    assert copy.vocab == original.vocab == gpt2_vocab()
+    old, new = imported.read_bytes(), rewritten.read_bytes()
+    for name, tensor in original.tensors.items():
+        moved = copy.tensors[name]
+        assert moved.ne == tensor.ne and moved.weight_type is tensor.weight_type
+        assert (
+            new[moved.offset : moved.offset + moved.nbytes]
+            == old[tensor.offset : tensor.offset + tensor.nbytes]
+        ), name
+
+
+def test_a_gguf_this_app_wrote_is_used_as_it_is(tmp_path):
+    source = random_gpt2(tmp_path / "m.bin", seed=2, **TINY)
+    ours = gguf_for(source)
+    assert gguf_for(ours) == ours
+    assert folder_names(tmp_path) == ["m.bin", ours.name]
+
+
+def test_a_bad_gguf_is_refused_before_writing(tmp_path):
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"GGUF" + b"\x03\x00\x00\x00" + b"\x00" * 20)
+    with pytest.raises(InvalidModelFile):
+        gguf_for(bad)
+    assert folder_names(tmp_path) == ["bad.gguf"]

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.support.foreign_gguf import foreign_gguf
 from tests.support.gpt2_vocab import END_OF_TEXT_ID, encode, gpt2_vocab
 from tests.support.models import phrase_model, random_gpt2, random_weights
 from tests.support.reference import dequantized, reference_logits
@@ -228,6 +229,33 @@ def test_a_cancel_during_the_prompt_stops_between_chunks(backend):
     )
     assert tokens == [] and finish.reason is FinishReason.CANCELLED
     assert finish.evaluated_tokens == 2 * PROMPT_CHUNK
+
+
+@pytest.mark.parametrize("imported", [False, True], ids=["ggml", "foreign-gguf"])
+def test_tokens_that_end_inside_a_character_are_streamed(tmp_path, imported):
+    """GPT-2 spells an emoji or a CJK character in byte tokens; each must arrive (llama-server
+    holds such tokens back unless the file is written as gguf_convert writes it)."""
+    phrase = " A ghost 👻 said 幽霊 softly"
+    tokens = encode(phrase)
+    assert any(_incomplete(t) for t in tokens)  # the test means something
+    path = phrase_model(tmp_path / "p.bin", [phrase], n_ctx=64)
+    if imported:
+        path = foreign_gguf(path, tmp_path / "p.gguf")
+    model = LlamaCppBackend.load(path, threads=1)
+    try:
+        got, finish = run(model, tokens[:2], GREEDY.with_changes(max_tokens=40), with_probs=True)
+    finally:
+        model.close()
+    assert [e.token_id for e in got] == tokens[2:]
+    assert finish.text == phrase[len(_decode(tokens[:2])) :] and finish.reason is FinishReason.EOS
+
+
+def _incomplete(token: int) -> bool:
+    try:
+        gpt2_vocab()[token].decode()
+        return False
+    except UnicodeDecodeError:
+        return True
 
 
 def test_forced_tokens_are_continued_after(tmp_path):

@@ -1,5 +1,8 @@
 """GGML -> GGUF: a GGML GPT-2 file rewritten for llama.cpp, weights byte-copied.
 
+GGUF files from elsewhere are rewritten the same way (tensors byte-copied, the
+vocabulary re-marked; see TOKEN_TYPE_RAW_PIECE), so llama.cpp streams every token.
+
 The tensors keep their bytes (no requantization: the block layouts of ggml's quantization
 version 2 are the ones GGUF uses, and ggml's gpt-2 example already stores the Conv1D
 weights transposed as llama.cpp wants them); only the names change (gguf_check.gguf_name).
@@ -23,14 +26,17 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from writer_app.engine.ggml import END_OF_TEXT, ModelLayout, read_layout
+from writer_app.engine.ggml import END_OF_TEXT, ModelFacts, ModelLayout, read_layout
 from writer_app.engine.gguf_check import (
     TOKEN_TYPE_CONTROL,
+    GgufLayout,
     gguf_name,
+    is_gguf,
     read_gguf_layout,
     token_string,
 )
@@ -42,7 +48,16 @@ KEY_BYTES = 1 << 20  # hashed from the start of the source: header and vocabular
 # tokens of a 50k vocabulary take ~1.5 MB; the rest is a margin for the file system.
 SPACE_MARGIN_BYTES = 16 * 1024 * 1024
 LAYER_NORM_EPS = 1e-5
-TOKEN_TYPE_NORMAL = 1
+# Every ordinary token is written as llama.cpp's USER_DEFINED type (4), not NORMAL (1):
+# llama.cpp then gives back a token's piece as its stored (byte-level, always valid
+# UTF-8) spelling instead of its raw bytes. With raw bytes, llama-server holds back a
+# token that ends inside a UTF-8 character and never streams it (its id and
+# probabilities are lost; emoji and CJK lose tokens). The app decodes text from its own
+# vocabulary, so llama.cpp's pieces are never shown; llama.cpp's own tokenizer (which the
+# app never uses) would treat these tokens as special, so the file is for this app only,
+# marked with RAW_PIECES_KEY.
+TOKEN_TYPE_RAW_PIECE = 4
+RAW_PIECES_KEY = "writer_app.raw_pieces"
 # llama.cpp's file types for the GGML ftype bases (k-quants: the "S" variants)
 _LLAMA_FILE_TYPE = {
     "f32": 0, "f16": 1, "q4_0": 2, "q4_1": 3, "q8_0": 7, "q5_0": 8, "q5_1": 9,
@@ -75,10 +90,15 @@ def converted_path(source: str | os.PathLike[str]) -> Path:
 
 
 def gguf_for(source: str | os.PathLike[str], should_cancel: CancelCheck | None = None) -> Path:
-    """The GGUF file for a GGML GPT-2 file: the cached conversion if it is current, else
-    a new one (older conversions of the same file are removed). Raises InvalidModelFile
-    for a bad source, NotEnoughSpace, ConversionCancelled or OSError."""
+    """The GGUF file llama.cpp should load for a GGML or GGUF GPT-2 file: the file itself
+    if it is a GGUF this module wrote, else its cached conversion if current, else a new
+    one (older conversions of the same file are removed). Raises InvalidModelFile for a
+    bad source, NotEnoughSpace, ConversionCancelled or OSError."""
     source = Path(source)
+    if is_gguf(source):
+        imported = read_gguf_layout(source)  # raises InvalidModelFile first
+        if imported.metadata.get(RAW_PIECES_KEY) is True:
+            return source
     target = converted_path(source)
     if target.exists():
         try:
@@ -86,13 +106,47 @@ def gguf_for(source: str | os.PathLike[str], should_cancel: CancelCheck | None =
             return target
         except Exception:  # a damaged cache entry is rebuilt, never trusted
             target.unlink(missing_ok=True)
-    layout = read_layout(source)  # raises InvalidModelFile before anything is written
-    _check_space(target.parent, _estimated_size(layout))
-    write_atomically(target, lambda tmp: _write_gguf(layout, tmp, should_cancel))
+    plan = _plan_from_gguf(imported) if is_gguf(source) else _plan_from_ggml(read_layout(source))
+    _check_space(target.parent, sum(t.nbytes for t in plan.tensors) + 64 * len(plan.tensors))
+    write_atomically(target, lambda tmp: _write_gguf(plan, tmp, should_cancel))
     for stale in source.parent.glob(f"{source.name}.*{GGUF_SUFFIX}"):
         if stale != target and len(stale.name) == len(target.name):
             stale.unlink(missing_ok=True)
     return target
+
+
+@dataclass(frozen=True)
+class _Tensor:
+    name: str  # llama.cpp's
+    ne: tuple[int, ...]
+    ggml_type: int
+    offset: int  # in the source file
+    nbytes: int
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What to write: the source's facts, vocabulary and tensors (where to copy from)."""
+
+    facts: ModelFacts
+    vocab: list[bytes]
+    tensors: list[_Tensor]
+
+
+def _plan_from_ggml(layout: ModelLayout) -> _Plan:
+    tensors = [
+        _Tensor(gguf_name(e.name), e.ne, e.weight_type.ggml_type, e.offset, e.nbytes)
+        for e in layout.tensors.values()
+    ]
+    return _Plan(layout.facts, layout.vocab, tensors)
+
+
+def _plan_from_gguf(layout: GgufLayout) -> _Plan:
+    tensors = [
+        _Tensor(t.name, t.ne, t.weight_type.ggml_type, t.offset, t.nbytes)
+        for t in sorted(layout.tensors.values(), key=lambda t: t.offset)
+    ]
+    return _Plan(layout.facts, layout.vocab, tensors)
 
 
 def write_atomically(target: Path, write: Callable[[Path], None]) -> None:
@@ -112,10 +166,6 @@ def write_atomically(target: Path, write: Callable[[Path], None]) -> None:
         raise
 
 
-def _estimated_size(layout: ModelLayout) -> int:
-    return sum(e.nbytes for e in layout.tensors.values()) + 64 * len(layout.tensors)
-
-
 def _check_space(folder: Path, needed: int) -> None:
     free = shutil.disk_usage(folder).free
     if free < needed + SPACE_MARGIN_BYTES:
@@ -129,10 +179,10 @@ def _mib(n: int) -> str:
     return f"{n / (1024 * 1024):,.0f} MiB"
 
 
-def _write_gguf(layout: ModelLayout, target: Path, should_cancel: CancelCheck | None) -> None:
+def _write_gguf(plan: _Plan, target: Path, should_cancel: CancelCheck | None) -> None:
     import gguf  # only conversions need it (and its import takes a moment)
 
-    facts = layout.facts
+    facts = plan.facts
     writer = gguf.GGUFWriter(target, "gpt2")
     writer.add_name(facts.path.stem)
     writer.add_context_length(facts.n_ctx)
@@ -143,25 +193,25 @@ def _write_gguf(layout: ModelLayout, target: Path, should_cancel: CancelCheck | 
     writer.add_layer_norm_eps(LAYER_NORM_EPS)
     writer.add_file_type(_LLAMA_FILE_TYPE[facts.quantization])
     writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
-    _add_tokenizer(writer, layout.vocab, facts.eos_token_id)
-    entries = list(layout.tensors.values())
-    for entry in entries:
+    writer.add_bool(RAW_PIECES_KEY, True)
+    _add_tokenizer(writer, plan.vocab, facts.eos_token_id)
+    for tensor in plan.tensors:
         writer.add_tensor_info(
-            gguf_name(entry.name),
-            tuple(reversed(entry.ne)),  # numpy order; the writer stores it reversed again
+            tensor.name,
+            tuple(reversed(tensor.ne)),  # numpy order; the writer stores it reversed again
             np.dtype(np.float32),
-            entry.nbytes,
-            raw_dtype=gguf.GGMLQuantizationType(entry.weight_type.ggml_type),
+            tensor.nbytes,
+            raw_dtype=gguf.GGMLQuantizationType(tensor.ggml_type),
         )
     try:
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
         writer.write_ti_data_to_file()
         source = np.memmap(facts.path, dtype=np.uint8, mode="r")
-        for entry in entries:
+        for tensor in plan.tensors:
             if should_cancel is not None and should_cancel():
                 raise ConversionCancelled("The conversion was cancelled.")
-            writer.write_tensor_data(source[entry.offset : entry.offset + entry.nbytes])
+            writer.write_tensor_data(source[tensor.offset : tensor.offset + tensor.nbytes])
         del source
     finally:
         writer.close()
@@ -169,7 +219,7 @@ def _write_gguf(layout: ModelLayout, target: Path, should_cancel: CancelCheck | 
 
 def _add_tokenizer(writer: object, vocab: Sequence[bytes], eos: int | None) -> None:
     tokens = [token_string(t) for t in vocab]
-    types = [TOKEN_TYPE_NORMAL] * len(vocab)
+    types = [TOKEN_TYPE_RAW_PIECE] * len(vocab)
     if eos is not None:
         tokens[eos] = END_OF_TEXT.decode()
         types[eos] = TOKEN_TYPE_CONTROL

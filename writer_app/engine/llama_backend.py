@@ -56,7 +56,8 @@ from writer_app.engine.backend import (
     _Run,
 )
 from writer_app.engine.ggml import ModelFacts
-from writer_app.engine.gguf_check import is_gguf, read_gguf_layout
+from writer_app.engine.gguf_check import read_gguf_layout
+from writer_app.engine.gguf_convert import gguf_for
 from writer_app.engine.protocol import (
     Alternative,
     ContextOverflowError,
@@ -105,15 +106,11 @@ class LlamaCppBackend:
         context_length: int | None = None,
         should_cancel: CancelCheck | None = None,
     ) -> LlamaCppBackend:
-        """Validate (converting a GGML file first, cached beside it) and load a GPT-2
-        model. Raises InvalidModelFile, ModelLoadError or OSError (no room to convert)."""
+        """Validate, convert (GGML, or GGUF from elsewhere: see gguf_convert; cached
+        beside the model) and load a GPT-2 model. Raises InvalidModelFile,
+        ModelLoadError, ConversionCancelled or OSError (no room to convert)."""
         path = Path(path)
-        if is_gguf(path):
-            gguf_path = path
-        else:
-            from writer_app.engine.gguf_convert import gguf_for
-
-            gguf_path = gguf_for(path, should_cancel)
+        gguf_path = gguf_for(path, should_cancel)  # validates the source first
         layout = read_gguf_layout(gguf_path)  # raises InvalidModelFile first
         facts = replace(layout.facts, path=path, file_size=path.stat().st_size)
         n_ctx = min(facts.n_ctx, context_length or facts.n_ctx)
