@@ -17,8 +17,14 @@ from tests.support.reference import dequantized, reference_logits
 from writer_app.engine.backend import _penalize, softmax
 from writer_app.engine.backends import ENGINES
 from writer_app.engine.ggml import InvalidModelFile
-from writer_app.engine.llama_backend import PROMPT_CHUNK, LlamaCppBackend
-from writer_app.engine.protocol import FinishEvent, FinishReason, LoadCommand, TokenEvent
+from writer_app.engine.llama_backend import PROMPT_CHUNK, LlamaCppBackend, _start_server
+from writer_app.engine.protocol import (
+    FinishEvent,
+    FinishReason,
+    LoadCommand,
+    ModelLoadError,
+    TokenEvent,
+)
 from writer_app.engine.sampling import SamplingSettings, StopAt
 
 TINY = {"n_layer": 2, "n_embd": 64, "n_head": 4, "n_ctx": 128}
@@ -387,3 +393,25 @@ def test_the_registry_opens_llama_cpp(tiny_path):
         assert isinstance(model, LlamaCppBackend)
     finally:
         model.close()
+
+
+def test_a_load_failure_is_one_line_and_llama_cpp_prints_nothing(tmp_path, capfd):
+    # The validator stops bad files first; this is what remains if llama.cpp refuses one.
+    path = tmp_path / "refused.gguf"
+    path.write_bytes(b"GGUF" + b"\x00" * 64)
+    with pytest.raises(ModelLoadError) as caught:
+        _start_server(path, 1, 64)
+    assert str(caught.value).startswith("llama.cpp could not load refused.gguf: ")
+    assert "\n" not in str(caught.value)
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""
+
+
+def test_loading_and_generating_prints_nothing(tiny_path, capfd):
+    model = LlamaCppBackend.load(tiny_path, threads=1)
+    try:
+        run(model, PROMPT, GREEDY.with_changes(max_tokens=3))
+    finally:
+        model.close()
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""
