@@ -415,3 +415,10 @@ def test_loading_and_generating_prints_nothing(tiny_path, capfd):
         model.close()
     out, err = capfd.readouterr()
     assert out == "" and err == ""
+
+
+def test_a_model_closed_right_after_loading_closes(tiny_path):
+    # xllamacpp's Server could wait forever in its destructor when closed before its loop
+    # had run (one load in a few dozen here); load() now sends one request through it.
+    for _ in range(5):
+        LlamaCppBackend.load(tiny_path, threads=1).close()
