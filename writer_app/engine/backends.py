@@ -19,8 +19,17 @@ def _ctransformers(command: LoadCommand) -> Backend:
     )
 
 
+def _llama_cpp(command: LoadCommand) -> Backend:
+    from writer_app.engine.llama_backend import LlamaCppBackend
+
+    return LlamaCppBackend.load(
+        command.path, threads=command.threads, context_length=command.context_length
+    )
+
+
 _OPENERS: dict[str, Callable[[LoadCommand], Backend]] = {
     "ctransformers": _ctransformers,
+    "llama.cpp": _llama_cpp,
 }
 ENGINES: tuple[str, ...] = tuple(_OPENERS)
 

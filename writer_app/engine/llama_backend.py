@@ -1,0 +1,444 @@
+"""The llama.cpp backend, through xllamacpp in-process: the only module that imports it.
+
+Runs inside the engine process, from one thread, like the ctransformers backend, and
+keeps its contract: prompts arrive as token ids, and text is decoded from the model
+file's own vocabulary through Utf8Stream + StopScanner (the shared GenerationRun), so
+both engines stream and stop identically. llama.cpp only ever sees a file that passed
+the project's validator (gguf_check), converted from GGML first if need be.
+
+xllamacpp runs llama-server's engine in this process: Server(params) loads the model and
+starts its loop on a thread of its own; handle_completions(request, callback) streams one
+OpenAI-style chunk per token (the token id is in its logprobs), and the callback
+returning True ends the request. How the app's meanings map onto it:
+
+  * Sampling. The sampler chain is set explicitly to penalties -> temperature -> top_k ->
+    top_p (then llama.cpp's seeded draw), which is ctransformers' order: its top_p also
+    looks at the distribution after the temperature. llama.cpp's repeat_penalty is
+    ctransformers' formula (positive logits divided, negative ones multiplied, each
+    distinct recent token once), over the last repeat_last_n tokens of prompt and
+    suggestion together, as ctransformers' window. Greedy is temperature 0: llama.cpp
+    then keeps only the largest (penalized) logit, the argmax. A seed reproduces per
+    engine: llama.cpp seeds one generator per request, ctransformers one per token.
+  * Probabilities. llama.cpp reports, per token, the softmax of the raw logits at
+    temperature 1 (its pre-sampling probabilities), the same unpenalized distribution
+    the ctransformers backend shows, so greedy and temperature 1 agree exactly. At other
+    temperatures p_T ~ p_1^(1/T) is renormalized over the top PROBS_SCAN tokens plus an
+    estimate of the rest (the rest spread evenly); next_token_probs is exact at any
+    temperature (a temperature-only chain, whose post-sampling probabilities are the
+    full softmax at T).
+  * Cancel. ggml can't stop inside an evaluation, so prompts are read in chunks of
+    PROMPT_CHUNK tokens (one request each, each reusing the cache of the one before) and
+    the cancel check runs between them; during generation the callback checks it at
+    every token, so a cancel lands within one token.
+  * Threads: exactly the ones asked for compute (prompt and generation), and one HTTP
+    worker: xllamacpp always starts llama-server's HTTP listener (on 127.0.0.1, a random
+    port); a random API key locks it, since this app never talks to it.
+  * Logging: llama.cpp's log is silenced (verbosity -1); a load failure comes back as
+    xllamacpp's RuntimeError, reported as one ModelLoadError line.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import queue
+import secrets
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from writer_app.engine.generation import GenerationRun
+from writer_app.engine.ggml import ModelFacts
+from writer_app.engine.gguf_check import read_gguf_layout
+from writer_app.engine.gguf_convert import gguf_for
+from writer_app.engine.protocol import (
+    Alternative,
+    CancelCheck,
+    ContextOverflowError,
+    EvaluationError,
+    FinishEvent,
+    FinishReason,
+    GenerationRequest,
+    ModelLoadError,
+    TokenEvent,
+    check_token_ids,
+)
+from writer_app.engine.sampling import SamplingSettings
+from writer_app.engine.window import Window, fit_window
+
+ENGINE_NAME = "llama.cpp"
+# Tokens per prompt request and per llama.cpp batch: a cancel waits for at most one
+# chunk, and the evaluation scratch stays small (it grows with the batch). Measured on a
+# gpt2-shaped q4_0 file, 1 thread, busy machine: chunks of 8 read 90 tok/s (89 ms each),
+# 16 read 116 (138 ms), 32 read 125 (257 ms), 64 read 132 (485 ms).
+PROMPT_CHUNK = 16
+PROBS_SCAN = 64  # tokens read to renormalize probabilities at temperatures other than 1
+SAMPLERS = ["penalties", "temperature", "top_k", "top_p"]
+_DONE = object()
+
+
+class LlamaCppBackend:
+    """One GPT-2 model loaded into llama.cpp (xllamacpp), with one sequence (slot)."""
+
+    def __init__(
+        self, server: object, facts: ModelFacts, vocab: list[bytes], threads: int, n_ctx: int
+    ) -> None:
+        # Use load(); this constructor trusts its arguments.
+        self._server = server
+        self.facts = facts
+        self._vocab = vocab
+        self._threads = threads
+        self.n_ctx = n_ctx
+        self._cached: list[int] = []  # the prompt of the last finished request
+
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        threads: int = 1,
+        context_length: int | None = None,
+        should_cancel: CancelCheck | None = None,
+    ) -> LlamaCppBackend:
+        """Validate, convert (GGML, or GGUF from elsewhere: see gguf_convert; cached
+        beside the model) and load a GPT-2 model. Raises InvalidModelFile,
+        ModelLoadError, ConversionCancelled or OSError (no room to convert)."""
+        path = Path(path)
+        gguf_path = gguf_for(path, should_cancel)  # validates the source first
+        layout = read_gguf_layout(gguf_path)  # raises InvalidModelFile first
+        facts = replace(layout.facts, path=path, file_size=path.stat().st_size)
+        n_ctx = min(facts.n_ctx, context_length or facts.n_ctx)
+        threads = max(1, threads)
+        server = _start_server(gguf_path, threads, n_ctx)
+        return cls(server, facts, layout.vocab, threads, n_ctx)
+
+    @property
+    def n_vocab(self) -> int:
+        return self.facts.n_vocab
+
+    @property
+    def eos_id(self) -> int | None:
+        return self.facts.eos_token_id
+
+    def close(self) -> None:
+        self._server = None  # Server's destructor stops its loop and frees the model
+
+    # ---- prompts ---------------------------------------------------------------------
+
+    def _window(self, prompt_ids: Sequence[int], max_tokens: int) -> Window:
+        ids = check_token_ids(prompt_ids, self.n_vocab)
+        if not ids:
+            if self.eos_id is None:
+                raise ContextOverflowError("The prompt is empty and the model has no start token.")
+            ids = [self.eos_id]  # GPT-2 conditions an empty document on end-of-text
+        return fit_window(ids, n_ctx=self.n_ctx, max_new_tokens=max_tokens)
+
+    def _read_prompt(self, ids: list[int], should_cancel: CancelCheck | None) -> int:
+        """Bring the cache up to all but the last token of `ids`, one chunk per request,
+        checking should_cancel between chunks; returns the tokens evaluated. The last
+        token is left to the request that needs its logits."""
+        if len(ids) > self.n_ctx:
+            raise ContextOverflowError(
+                f"{len(ids)} tokens do not fit in the model's context of {self.n_ctx}."
+            )
+        done = _common_prefix(self._cached, ids)
+        evaluated = 0
+        while len(ids) - 1 - done > 0:
+            if should_cancel is not None and should_cancel():
+                break
+            end = min(len(ids) - 1, done + PROMPT_CHUNK)
+            result = self._complete({"prompt": ids[:end], "n_predict": 0, **_CHEAP})
+            evaluated += _prompt_n(result)
+            self._cached = ids[:end]
+            done = end
+        return evaluated
+
+    def prewarm(
+        self, prompt_ids: Sequence[int], max_tokens: int, should_cancel: CancelCheck | None = None
+    ) -> int:
+        """Evaluate the prompt a later generate() will use, so its cache is hot."""
+        window = self._window(prompt_ids, max_tokens)
+        evaluated = self._read_prompt(window.tokens, should_cancel)
+        if should_cancel is not None and should_cancel():
+            return evaluated
+        if _common_prefix(self._cached, window.tokens) == len(window.tokens):
+            return evaluated
+        result = self._complete({"prompt": window.tokens, "n_predict": 0, **_CHEAP})
+        self._cached = list(window.tokens)
+        return evaluated + _prompt_n(result)
+
+    def next_token_probs(
+        self, prompt_ids: Sequence[int], temperature: float, top_n: int
+    ) -> tuple[Alternative, ...]:
+        """The top_n most likely next tokens after the (windowed) prompt, as the softmax
+        of the logits at `temperature` (0, greedy, shows the model's own: 1)."""
+        window = self._window(prompt_ids, 1)
+        self._read_prompt(window.tokens, None)
+        top_n = max(0, min(top_n, self.n_vocab))
+        result = self._complete(
+            {
+                "prompt": window.tokens,
+                "n_predict": 1,
+                "samplers": ["temperature"],
+                "temperature": temperature if temperature > 0 else 1.0,
+                "n_probs": max(1, top_n),
+                "post_sampling_probs": True,
+                "cache_prompt": True,
+            }
+        )
+        self._cached = list(window.tokens)
+        content = _logprobs(result)
+        if not content:
+            raise EvaluationError("llama.cpp returned no probabilities.")
+        return tuple(
+            Alternative(int(p["id"]), self.token_text(int(p["id"])), float(p["prob"]))
+            for p in content[0]["top_probs"][:top_n]
+        )
+
+    def token_text(self, token_id: int) -> str:
+        return self._vocab[token_id].decode("utf-8", errors="replace")
+
+    # ---- generation ------------------------------------------------------------------
+
+    def generate(
+        self, request: GenerationRequest, should_cancel: CancelCheck | None = None
+    ) -> Iterator[TokenEvent | FinishEvent]:
+        """Stream the suggestion token by token; the last event is always a FinishEvent."""
+        settings = request.settings
+        window = self._window(request.prompt_ids, settings.max_tokens)
+        should_cancel = should_cancel or _never
+        run = GenerationRun(request)
+        started = time.perf_counter()
+        evaluated = self._read_prompt(window.tokens, should_cancel)
+        prompt_done = time.perf_counter()
+        if should_cancel():
+            run.reason = FinishReason.CANCELLED
+        else:
+            stream = _Stream(self._server, self._request_json(window, run, request))
+            try:
+                yield from self._tokens(stream, run, request, should_cancel)
+            finally:
+                stream.close()
+            self._cached = list(window.tokens)
+            if stream.timings:
+                evaluated += int(stream.timings.get("prompt_n", 0))
+                prompt_done += float(stream.timings.get("prompt_ms", 0.0)) / 1000
+        yield run.finish(
+            prompt_tokens=len(window.tokens),
+            evaluated_tokens=evaluated,
+            window_start=window.start,
+            prompt_eval_ms=(prompt_done - started) * 1000,
+            generation_ms=(time.perf_counter() - prompt_done) * 1000,
+        )
+
+    def _request_json(
+        self, window: Window, run: GenerationRun, request: GenerationRequest
+    ) -> dict[str, object]:
+        s: SamplingSettings = run.settings
+        probs = request.with_probs
+        return {
+            "prompt": window.tokens,
+            "n_predict": window.max_new_tokens,
+            "stream": True,
+            "cache_prompt": True,
+            "seed": run.seed,
+            "samplers": SAMPLERS,
+            "temperature": 0.0 if s.greedy else s.temperature,
+            "top_k": s.top_k,  # 0 is "off" in both engines
+            "top_p": s.top_p,
+            "min_p": 0.0,
+            "repeat_penalty": s.repetition_penalty,
+            "repeat_last_n": s.repetition_window,
+            # The token id comes with the probabilities: ask for the cheap post-sampling
+            # one unless the request wants the whole distribution.
+            "n_probs": max(request.top_n, PROBS_SCAN) if probs else 1,
+            "post_sampling_probs": not probs,
+        }
+
+    def _tokens(
+        self, stream: _Stream, run: GenerationRun, request: GenerationRequest, should_cancel: CancelCheck
+    ) -> Iterator[TokenEvent]:
+        stream.start(should_cancel)
+        temperature = 1.0 if run.settings.greedy else run.settings.temperature
+        for entry in stream:
+            token = int(entry["id"])
+            if should_cancel():
+                run.reason = FinishReason.CANCELLED
+                return
+            if token == self.eos_id:
+                run.reason = FinishReason.EOS
+                return
+            probability, alternatives = None, ()
+            if request.with_probs:
+                probability, alternatives = self._at_temperature(
+                    entry, token, temperature, request.top_n
+                )
+            event = run.accept(token, self._vocab[token], probability, alternatives)
+            if event is not None:
+                yield event
+            if run.stopped:
+                return
+        if stream.error:
+            raise EvaluationError(f"llama.cpp failed to generate: {stream.error}")
+        if stream.finish_reason == "stop":  # llama.cpp ended at end-of-text on its own
+            run.reason = FinishReason.EOS
+        else:
+            run.reason = FinishReason.CANCELLED if should_cancel() else FinishReason.LENGTH
+
+    def _at_temperature(
+        self, entry: dict, token: int, temperature: float, top_n: int
+    ) -> tuple[float, tuple[Alternative, ...]]:
+        """The chosen token's probability and the top_n alternatives at `temperature`,
+        from llama.cpp's temperature-1 log-probabilities (exact at 1; see module docs)."""
+        top = [(int(p["id"]), float(p["logprob"])) for p in entry["top_logprobs"]]
+        chosen = float(entry["logprob"])
+        if temperature == 1.0:
+            scale = lambda lp: math.exp(lp)  # noqa: E731
+        else:
+            inverse = 1.0 / temperature
+            known = sum(math.exp(lp * inverse) for _, lp in top)
+            rest_mass = max(0.0, 1.0 - sum(math.exp(lp) for _, lp in top))
+            rest_count = max(1, self.n_vocab - len(top))
+            total = known + rest_count * (rest_mass / rest_count) ** inverse
+            scale = lambda lp: math.exp(lp * inverse) / total  # noqa: E731
+        alternatives = tuple(
+            Alternative(i, self.token_text(i), scale(lp)) for i, lp in top[: max(0, top_n)]
+        )
+        return scale(chosen), alternatives
+
+    def _complete(self, body: dict[str, object]) -> dict:
+        """One non-streaming request; its final JSON, or EvaluationError."""
+        result = self._server.handle_completions(body)  # type: ignore[attr-defined]
+        error = _error_of(result)
+        if error:
+            raise EvaluationError(f"llama.cpp failed: {error}")
+        return result
+
+
+# Requests that only read a prompt: greedy over no penalties, nothing sampled for real.
+_GREEDY_ONLY = {"samplers": ["temperature"], "temperature": 0.0}
+_CHEAP = {**_GREEDY_ONLY, "cache_prompt": True}
+
+
+class _Stream:
+    """One streaming request on a thread of its own, its chunks handed over through a
+    queue so generate() can yield them. The callback ends the request (returns True) as
+    soon as the consumer stops or should_cancel() says so, so at most one token is
+    computed for nothing."""
+
+    def __init__(self, server: object, body: dict[str, object]) -> None:
+        self._server, self._body = server, body
+        self._chunks: queue.Queue[object] = queue.Queue()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.timings: dict | None = None
+        self.finish_reason: str | None = None
+        self.error: str | None = None
+
+    def start(self, should_cancel: CancelCheck) -> None:
+        self._should_cancel = should_cancel
+        self._thread = threading.Thread(target=self._run, name="llama.cpp stream", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._server.handle_completions(self._body, self._on_chunk)  # type: ignore[attr-defined]
+        except Exception as error:  # noqa: BLE001  # reported on the generating thread
+            self.error = str(error) or type(error).__name__
+        finally:
+            self._chunks.put(_DONE)
+
+    def _on_chunk(self, chunk: dict) -> bool:
+        error = _error_of(chunk)
+        if error:
+            self.error = error
+            return True
+        if "timings" in chunk:
+            self.timings = chunk["timings"]
+        for choice in chunk.get("choices") or ():
+            if choice.get("finish_reason"):
+                self.finish_reason = choice["finish_reason"]
+            for entry in (choice.get("logprobs") or {}).get("content") or ():
+                self._chunks.put(entry)
+        return self._stop.is_set() or self._should_cancel()
+
+    def __iter__(self) -> Iterator[dict]:
+        while True:
+            entry = self._chunks.get()
+            if entry is _DONE:
+                return
+            yield entry  # type: ignore[misc]
+
+    def close(self) -> None:
+        """Stop the request and wait for it (at most one token's time)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+
+def _start_server(gguf_path: Path, threads: int, n_ctx: int) -> object:
+    import xllamacpp
+
+    params = xllamacpp.CommonParams()
+    params.model.path = str(gguf_path)
+    params.n_ctx = n_ctx
+    params.n_parallel = 1
+    params.n_batch = params.n_ubatch = PROMPT_CHUNK
+    params.cpuparams.n_threads = threads
+    params.cpuparams_batch.n_threads = threads
+    params.n_threads_http = 1
+    params.api_keys = [secrets.token_hex(16)]  # nobody may use the HTTP listener
+    params.ctx_shift = False  # the app windows the prompt itself
+    params.cache_prompt = True
+    params.cache_ram_mib = 0  # no second prompt cache in RAM beyond the slot's own
+    params.warmup = False
+    params.verbosity = -1
+    params.endpoint_metrics = False
+    try:
+        server = xllamacpp.Server(params)
+    except RuntimeError as error:
+        raise ModelLoadError(
+            f"llama.cpp could not load {gguf_path.name}: {error}".rstrip(".") + "."
+        ) from error
+    # Server() returns before its loop has started, and the loop's start clears a stop
+    # that came earlier: a Server closed that soon never stops (its destructor waits
+    # forever; seen about one load in twenty). One request through the loop first proves
+    # it runs.
+    server.handle_completions(
+        {"prompt": [0], "n_predict": 0, "cache_prompt": False, **_GREEDY_ONLY}
+    )
+    return server
+
+
+def _prompt_n(result: dict) -> int:
+    return int((result.get("timings") or {}).get("prompt_n", 0))
+
+
+def _logprobs(result: dict) -> list[dict]:
+    choices = result.get("choices") or [{}]
+    return (choices[0].get("logprobs") or {}).get("content") or []
+
+
+def _error_of(chunk: object) -> str | None:
+    if not isinstance(chunk, dict):
+        return "an unreadable reply"
+    if "error" in chunk:
+        error = chunk["error"]
+        return str(error.get("message", error) if isinstance(error, dict) else error)
+    if "code" in chunk and "message" in chunk:
+        return str(chunk["message"])
+    return None
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+def _never() -> bool:
+    return False
