@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from writer_app import __version__
+from writer_app.cli_remote import add_server_flags
 from writer_app.engine.sampling import SamplingSettings
 
 EXIT_USAGE = 2
@@ -92,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     complete = sub.add_parser("complete", help="stream a continuation of PROMPT to stdout")
     complete.add_argument("--model", help="installed model name, or a path to a GGML file")
     _add_sampling_flags(complete)
+    add_server_flags(complete)
     complete.add_argument("prompt", help="the text to continue")
 
     generate = sub.add_parser("generate", help="write sampled continuations of many prompts as JSONL")
@@ -100,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--n", type=int, default=1, help="samples per prompt")
     generate.add_argument("--out", required=True, metavar="FILE.jsonl")
     _add_sampling_flags(generate)
+    add_server_flags(generate, concurrency=True)
 
     models = sub.add_parser("models", help="inspect, list, download, import and remove models")
     msub = models.add_subparsers(dest="models_command", required=True, parser_class=_Parser)

@@ -34,6 +34,10 @@ def run(args: argparse.Namespace) -> int:
         from writer_app.screenshot import save_screenshot
 
         return save_screenshot(Path(args.screenshot))
+    if args.command in ("complete", "generate") and args.server:
+        from writer_app import cli_remote
+
+        return cli_remote.run(args)
     if args.command == "complete":
         return complete(args)
     if args.command == "generate":

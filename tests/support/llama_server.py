@@ -82,7 +82,7 @@ def _serve(model: str, port: int) -> None:
     params.model_alias = {MODEL_ALIAS}
     params.hostnames = ["127.0.0.1"]
     params.port = port
-    params.n_ctx = 256
+    params.n_ctx = 0  # the model's own context (GPT-2 cannot go past its position table)
     params.n_parallel = 4
     params.cpuparams.n_threads = 1
     params.cpuparams_batch.n_threads = 1

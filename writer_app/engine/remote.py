@@ -336,8 +336,14 @@ class RemoteClient:
             request = self._http.build_request(method, url, json=body, headers=self._headers())
             try:
                 response = await self._http.send(request, stream=stream)
+            except httpx2.ConnectTimeout:
+                raise ServerTimeout(
+                    f"The server at {host} did not accept a connection within {self.config.connect_timeout:g} s."
+                ) from None
             except httpx2.TimeoutException:
-                raise ServerTimeout(f"The server at {host} did not answer within its time limit.") from None
+                raise ServerTimeout(
+                    f"The server at {host} sent nothing for {self.config.read_timeout:g} s; the suggestion was stopped."
+                ) from None
             except httpx2.ConnectError:
                 raise ServerUnreachable(f"Cannot reach the server at {host}; is it running?") from None
             except httpx2.TransportError:
