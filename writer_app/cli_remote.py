@@ -144,7 +144,8 @@ def done_samples(out_path: Path) -> set[tuple[int, int]]:
 class Progress:
     """One line on stderr (rewritten on a terminal); counts samples resumed as done."""
 
-    def __init__(self, total: int, already: int, stream: TextIO = sys.stderr) -> None:
+    def __init__(self, total: int, already: int, stream: TextIO | None = None) -> None:
+        stream = stream or sys.stderr
         self.total, self.done, self.new = total, already, 0
         self.stream, self.started, self.tty = stream, time.monotonic(), stream.isatty()
         if already:

@@ -164,10 +164,11 @@ def _read_prompts(path: Path) -> list[str]:
 class _ProgressBar:
     """A one-line progress bar on stderr (plain lines when stderr is not a terminal)."""
 
-    def __init__(self, total: int, stream: TextIO = sys.stderr) -> None:
-        self.total, self.stream, self.done = total, stream, 0
+    def __init__(self, total: int, stream: TextIO | None = None) -> None:
+        # sys.stderr looked up now, not at import: pytest's capture swaps it per test.
+        self.total, self.stream, self.done = total, stream or sys.stderr, 0
         self.started = time.monotonic()
-        self.tty = stream.isatty()
+        self.tty = self.stream.isatty()
 
     def advance(self) -> None:
         self.done += 1

@@ -8,16 +8,10 @@ import asyncio
 import httpx2
 import pytest
 
+from tests.support import remote_fixtures
 from tests.support.fault_proxy import FaultProxy
 from tests.support.llama_server import free_port
-from tests.support.remote_fixtures import (  # noqa: F401  (fixtures)
-    API_KEY,
-    cat_gguf,
-    cat_server,
-    keyed_server,
-    random_gguf_model,
-    random_server,
-)
+from tests.support.remote_fixtures import API_KEY
 from writer_app.engine.protocol import FinishEvent, FinishReason, TokenEvent
 from writer_app.engine.remote import (
     Capabilities,
@@ -38,6 +32,13 @@ from writer_app.engine.remote_errors import (
 )
 from writer_app.engine.remote_events import pieces_of
 from writer_app.engine.sampling import SamplingSettings
+
+# The shared real-server fixtures (module-scoped servers, session-scoped model files).
+cat_gguf = remote_fixtures.cat_gguf
+cat_server = remote_fixtures.cat_server
+keyed_server = remote_fixtures.keyed_server
+random_gguf_model = remote_fixtures.random_gguf_model
+random_server = remote_fixtures.random_server
 
 pytestmark = pytest.mark.timeout(120)
 GREEDY = SamplingSettings(temperature=0, repetition_penalty=1.0, stop_at="length", max_tokens=24)
