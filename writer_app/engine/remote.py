@@ -23,6 +23,7 @@ suggestion the stream is closed rather than read to max_tokens.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import secrets
@@ -227,15 +228,28 @@ class RemoteClient:
         body = self._completion_body(request, info, window.tokens, window.max_new_tokens, run.seed)
         started = time.perf_counter()
         response = await self._open("POST", self.config.base_url + "/completions", body, stream=True)
+        # The stream is read by a task of its own, handing chunks over a queue: when the
+        # stop rule ends the suggestion early, cancelling that task unwinds httpx's stack
+        # of stream generators in order, in the task that opened them (an abandoned
+        # generator would be closed later by the garbage collector, in another task,
+        # which httpcore's connection locks do not allow).
+        queue: asyncio.Queue[dict | RemoteError | None] = asyncio.Queue()
+        reader = asyncio.ensure_future(self._read_stream(response, run, queue))
         first_at: float | None = None
         try:
-            async for chunk in self._chunks(response, run):
+            while (chunk := await queue.get()) is not None:
+                if isinstance(chunk, RemoteError):
+                    raise chunk
                 first_at = first_at or time.perf_counter()
                 for event in run.take(chunk, self._bytes_of(info)):
                     yield event
                 if run.done:
                     break
         finally:
+            if not reader.done():
+                reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reader
             await response.aclose()  # a stop-rule end or a cancel: the server stops too
         done = time.perf_counter()
         first_at = first_at or done
@@ -278,21 +292,38 @@ class RemoteClient:
         tokenizer = self.tokenizer
         return lambda token_id: tokenizer.token_bytes(token_id) if tokenizer.is_valid_id(token_id) else None
 
+    async def _read_stream(
+        self, response: httpx2.Response, run: _Run, queue: asyncio.Queue[dict | RemoteError | None]
+    ) -> None:
+        try:
+            async for chunk in self._chunks(response, run):
+                queue.put_nowait(chunk)
+        except RemoteError as error:
+            queue.put_nowait(error)
+        else:
+            queue.put_nowait(None)
+
     async def _chunks(self, response: httpx2.Response, run: _Run) -> AsyncIterator[dict]:
         """The stream's JSON chunks; a cut, a silence or an error event ends in a RemoteError."""
         host = self.config.host
         try:
             async for sse in httpx2.EventSource(response):
                 if sse.data.strip() == "[DONE]":
+                    # Read on to the end of the body (it ends here): an iteration left
+                    # suspended would be closed later by the garbage collector.
                     run.saw_end = True
-                    return
+                    continue
                 try:
                     chunk = json.loads(sse.data)
                 except json.JSONDecodeError:
-                    raise StreamCut(f"The server at {host} sent a garbled stream; the suggestion is incomplete.") from None
+                    raise StreamCut(
+                        f"The server at {host} sent a garbled stream; the suggestion is incomplete."
+                    ) from None
                 if isinstance(chunk, dict) and "error" in chunk:
                     raise ServerRejected(f"The server at {host} stopped the completion: {_error_text(chunk)}.")
                 if isinstance(chunk, dict):
+                    if any(isinstance(c, dict) and c.get("finish_reason") for c in chunk.get("choices") or ()):
+                        run.saw_end = True  # some servers close without [DONE]
                     yield chunk
         except httpx2.TimeoutException:
             raise ServerTimeout(
@@ -302,7 +333,7 @@ class RemoteClient:
             raise StreamCut(
                 f"The connection to {host} was cut after {run.generated} tokens; the suggestion is incomplete."
             ) from None
-        if not run.saw_end and not run.done:
+        if not run.saw_end:
             raise StreamCut(
                 f"The connection to {host} was cut after {run.generated} tokens; the suggestion is incomplete."
             )
@@ -335,7 +366,13 @@ class RemoteClient:
         for attempt in range(policy.retries + 1):
             request = self._http.build_request(method, url, json=body, headers=self._headers())
             try:
-                response = await self._http.send(request, stream=stream)
+                try:
+                    response = await self._http.send(request, stream=stream)
+                except (httpx2.RemoteProtocolError, httpx2.ReadError, httpx2.WriteError):
+                    # A kept-alive connection the server closed just as we reused it
+                    # (llama-server drops idle ones after 5 s): once more, on a new one.
+                    request = self._http.build_request(method, url, json=body, headers=self._headers())
+                    response = await self._http.send(request, stream=stream)
             except httpx2.ConnectTimeout:
                 raise ServerTimeout(
                     f"The server at {host} did not accept a connection within {self.config.connect_timeout:g} s."
