@@ -101,7 +101,10 @@ def test_prompt_goes_as_token_ids_and_logprobs_become_probabilities(cat_server):
 
 def test_sentence_stop_rule_ends_the_suggestion_like_the_local_engines(cat_server):
     settings = GREEDY.with_changes(stop_at="sentence")
-    events = run(collect(RemoteConfig.create(cat_server.base_url), request("The cat sat", settings)))
+    with FaultProxy(cat_server.port) as proxy:
+        proxy.delay = 0.05  # the rest of the text is still on its way when the rule stops
+        events = run(collect(RemoteConfig.create(proxy.base_url), request("The cat sat", settings)))
+        assert proxy.hangups == 1  # the stream was closed, not read to its end
     finish = events[-1]
     assert finish.reason is FinishReason.STOP
     assert finish.text == " on the mat."

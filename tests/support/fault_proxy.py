@@ -11,17 +11,20 @@ requests (a client chunk holding "POST .../completions"), so discovery (/v1/mode
     delay = s            hold every chunk of a completion's response back s seconds
 
 It also counts completions in flight (request seen, "[DONE]" not yet), to show that a
-client keeps N requests going. Bounded: at most MAX_CONNECTIONS at once, runs on its own
+client keeps N requests going, and hang-ups: completions the client closed before their
+end (an edit, or the stop rule, ending a suggestion early). Bounded: at most MAX_CONNECTIONS at once, runs on its own
 thread and event loop, stop() closes everything.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 
 MAX_CONNECTIONS = 32
 CHUNK = 65536
+_EVENT_END = re.compile(rb"(?<=\n\n)")  # splits after each event, keeping its bytes
 
 
 class FaultProxy:
@@ -35,6 +38,7 @@ class FaultProxy:
         self.completions = 0  # completion requests seen
         self.busy_sent = 0
         self.cuts = 0
+        self.hangups = 0  # completions whose client closed the connection before the end
         self.in_flight = 0
         self.max_in_flight = 0
         self._lock = threading.Lock()
@@ -104,6 +108,9 @@ class FaultProxy:
             for task in (upward, downward):
                 task.cancel()
             await asyncio.gather(upward, downward, return_exceptions=True)
+            if state.in_completion and upward.done() and not upward.cancelled() and not state.cut:
+                with self._lock:
+                    self.hangups += 1
             self._end_completion(state)
             up_w.close()
 
@@ -131,20 +138,30 @@ class FaultProxy:
 
     async def _upstream_to_client(self, up_r, client_w, state) -> None:  # type: ignore[no-untyped-def]
         while data := await up_r.read(CHUNK):
-            if state.in_completion:
-                if self.delay:
-                    await asyncio.sleep(self.delay)
-                state.sent += len(data)
-                if self.cut_after is not None and state.sent >= self.cut_after:
-                    client_w.write(data[: max(0, len(data) - (state.sent - self.cut_after))])
-                    await client_w.drain()
-                    with self._lock:
-                        self.cuts += 1
+            # One server-sent event at a time, so a delay applies per token even when the
+            # server was quicker than the network we pretend to be.
+            for piece in _EVENT_END.split(data) if state.in_completion else (data,):
+                if piece and not await self._forward(piece, client_w, state):
                     return
-                if b"[DONE]" in data or b'"finish_reason":"' in data:
-                    self._end_completion(state)
-            client_w.write(data)
-            await client_w.drain()
+
+    async def _forward(self, data: bytes, client_w, state) -> bool:  # type: ignore[no-untyped-def]
+        """Pass one piece on; False once the connection is cut."""
+        if state.in_completion:
+            if self.delay:
+                await asyncio.sleep(self.delay)
+            state.sent += len(data)
+            if self.cut_after is not None and state.sent >= self.cut_after:
+                client_w.write(data[: max(0, len(data) - (state.sent - self.cut_after))])
+                await client_w.drain()
+                with self._lock:
+                    self.cuts += 1
+                state.cut = True
+                return False
+            if b"[DONE]" in data or b'"finish_reason":"' in data:
+                self._end_completion(state)
+        client_w.write(data)
+        await client_w.drain()
+        return True
 
     def _begin_completion(self, state: _Connection) -> None:
         with self._lock:
@@ -163,4 +180,5 @@ class _Connection:
     def __init__(self) -> None:
         self.in_completion = False
         self.sent = 0
+        self.cut = False
 
