@@ -32,6 +32,7 @@ from writer_app.engine.remote_errors import (
 )
 from writer_app.engine.remote_events import pieces_of
 from writer_app.engine.sampling import SamplingSettings
+from writer_app.engine.tokenizer import Tokenizer
 
 # The shared real-server fixtures (module-scoped servers, session-scoped model files).
 cat_gguf = remote_fixtures.cat_gguf
@@ -104,6 +105,7 @@ def test_sentence_stop_rule_ends_the_suggestion_like_the_local_engines(cat_serve
     with FaultProxy(cat_server.port) as proxy:
         proxy.delay = 0.05  # the rest of the text is still on its way when the rule stops
         events = run(collect(RemoteConfig.create(proxy.base_url), request("The cat sat", settings)))
+        proxy.settle()
         assert proxy.hangups == 1  # the stream was closed, not read to its end
     finish = events[-1]
     assert finish.reason is FinishReason.STOP
@@ -275,3 +277,26 @@ def test_plain_http_warns_only_for_another_machine():
     assert not RemoteConfig.create("http://localhost:8080").is_plain_http_to_another_machine
     assert not RemoteConfig.create("http://127.0.0.1:8080").is_plain_http_to_another_machine
     assert not RemoteConfig.create("http://[::1]:8080").is_plain_http_to_another_machine
+
+
+def test_a_model_with_another_vocabulary_gets_text_and_its_ids_are_not_taken_for_ours(cat_server):
+    # Our side knows only a byte-level vocabulary: the server's GPT-2 tokenizes the probe
+    # differently, so the prompt must go as text and the server's ids mean nothing here.
+    bytes_only = Tokenizer.from_vocab([bytes([b]) for b in range(256)] + [b"<|endoftext|>"])
+
+    async def scenario():  # type: ignore[no-untyped-def]
+        client = RemoteClient(RemoteConfig.create(cat_server.base_url), bytes_only)
+        try:
+            ids = prompt_ids_for("The cat sat", bytes_only, 256)
+            req = GenerationRequest(1, tuple(ids), GREEDY, with_probs=True, top_n=2, preceding_text="The cat sat")
+            return client.info, [e async for e in client.generate(req)], await client.connect()
+        finally:
+            await client.aclose()
+
+    _, events, info = run(scenario())
+    assert info.capabilities.token_ids is False
+    assert events[-1].text == " on the mat. Then it slept all day!"
+    tokens = [e for e in events if isinstance(e, TokenEvent)]
+    assert len(tokens) == 10 and all(e.token_id == -1 for e in tokens)
+    assert all(a.token_id == -1 for e in tokens for a in e.alternatives)
+    assert tokens[0].alternatives[0].text == " on"  # the server's own token text

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import re
 import threading
+import time
 
 MAX_CONNECTIONS = 32
 CHUNK = 65536
@@ -70,6 +71,14 @@ class FaultProxy:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
         self._loop.close()
+
+    def settle(self, timeout: float = 10.0) -> None:
+        """Wait until every connection has been wound up (counters are final then)."""
+        deadline = time.monotonic() + timeout
+        while self._tasks and time.monotonic() < deadline:
+            time.sleep(0.01)  # the proxy's own thread does the work; not a Qt wait
+        if self._tasks:
+            raise TimeoutError("the proxy still has open connections")
 
     def __enter__(self) -> FaultProxy:
         return self.start()

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import json
 import secrets
@@ -224,7 +225,7 @@ class RemoteClient:
         if not ids and self.tokenizer.eos_id is not None:
             ids = [self.tokenizer.eos_id]  # an empty page: GPT-2 starts a new text
         window = fit_window(ids, n_ctx=info.n_ctx, max_new_tokens=request.settings.max_tokens)
-        run = _Run(request, eos_id=self.tokenizer.eos_id)
+        run = _Run(request, eos_id=self.tokenizer.eos_id, ids_are_ours=info.capabilities.token_ids)
         body = self._completion_body(request, info, window.tokens, window.max_new_tokens, run.seed)
         started = time.perf_counter()
         response = await self._open("POST", self.config.base_url + "/completions", body, stream=True)
@@ -424,6 +425,13 @@ def _no_bytes(token_id: int) -> None:
     return None
 
 
+def _without_ids(piece: Piece) -> Piece:
+    """A token of a vocabulary that is not ours: its text stays, its id means nothing here."""
+    return dataclasses.replace(
+        piece, token_id=-1, alternatives=tuple(alt._replace(token_id=-1) for alt in piece.alternatives)
+    )
+
+
 def _error_text(detail: object) -> str:
     """The server's own message, on one short line."""
     data = detail
@@ -447,6 +455,7 @@ class _Run:
 
     request: GenerationRequest
     eos_id: int | None = None
+    ids_are_ours: bool = True  # False: the server's ids are another vocabulary's (sent as -1)
     seed: int = 0
     utf8: Utf8Stream = field(default_factory=Utf8Stream)
     scanner: StopScanner = field(init=False)
@@ -486,6 +495,10 @@ class _Run:
 
     def _feed(self, piece: Piece) -> TokenEvent | None:
         request = self.request
+        if not self.ids_are_ours:
+            if not piece.data and not piece.text:
+                return None  # a control token (its end of text): the finish reason says it
+            piece = _without_ids(piece)
         if piece.token_id >= 0 and piece.token_id == self.eos_id:
             self.reason, self.done = FinishReason.EOS, True
             return None

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Callable
 
 from PySide6.QtCore import QObject, Signal
@@ -47,6 +48,7 @@ PRECEDING_CHARS = 64
 PROBE_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0)  # then every 30 s
 TRANSIENT = (ServerUnreachable, ServerTimeout, StreamCut, ServerBusy)
 ConfirmPlainHttp = Callable[[str], bool]  # host -> may text go there unencrypted?
+log = logging.getLogger(__name__)
 
 
 class RemoteSource(SuggestionSource):
@@ -116,6 +118,10 @@ class RemoteSource(SuggestionSource):
         self, request_id: int, prompt_text: str, settings: SamplingSettings, forced_ids: tuple[int, ...]
     ) -> None:
         client, tokenizer = self._client, self._client.tokenizer
+        if not all(tokenizer.is_valid_id(token_id) for token_id in forced_ids):
+            self.failed.emit(request_id, "This server's model does not use GPT-2's tokens, so a "
+                                         "token cannot be chosen for it here.")
+            return
         try:
             info = await client.connect()
             ids = prompt_ids_for(prompt_text, tokenizer, info.n_ctx) + list(forced_ids)
@@ -142,6 +148,11 @@ class RemoteSource(SuggestionSource):
             self.failed.emit(request_id, str(error))
             if isinstance(error, TRANSIENT):
                 self._go_offline(error)
+            return
+        except Exception as error:  # a bug must not leave the controller waiting forever
+            log.exception("remote generation failed")
+            self.failed.emit(request_id, f"The remote engine failed unexpectedly ({type(error).__name__}); "
+                                         "your text is safe.")
             return
         self._set_status(f"Remote: {self.config.host}")
         if info is not None:
