@@ -85,10 +85,20 @@ def test_greedy_stream_equals_the_servers_own_completion(random_server):
 
 
 def test_prompt_goes_as_token_ids_and_logprobs_become_probabilities(cat_server):
-    client_events = run(collect(
-        RemoteConfig.create(cat_server.base_url),
-        request("The cat sat", with_probs=True, top_n=3),
-    ))
+    settings = SamplingSettings(temperature=0.7, top_k=30, top_p=0.9, repetition_penalty=1.2,
+                                repetition_window=32, max_tokens=20, seed=5, stop_at="length")
+    with FaultProxy(cat_server.port) as proxy:
+        client_events = run(collect(
+            RemoteConfig.create(proxy.base_url),
+            request("The cat sat", settings, with_probs=True, top_n=3),
+        ))
+        (body,) = proxy.bodies()
+    assert body["prompt"] == [464, 3797, 3332]  # "The cat sat" in GPT-2 ids
+    assert body == {
+        "model": "test-gpt2", "prompt": [464, 3797, 3332], "max_tokens": 20, "temperature": 0.7,
+        "top_p": 0.9, "seed": 5, "stream": True, "logprobs": 3, "min_p": 0.0,
+        "repeat_penalty": 1.2, "repeat_last_n": 32, "cache_prompt": True, "top_k": 30,
+    }
     tokens = [e for e in client_events if isinstance(e, TokenEvent)]
     tokenizer = gpt2_tokenizer()
     assert [e.token_id for e in tokens] == tokenizer.encode(" on the mat. Then it slept all day!")
@@ -284,8 +294,10 @@ def test_a_model_with_another_vocabulary_gets_text_and_its_ids_are_not_taken_for
     # differently, so the prompt must go as text and the server's ids mean nothing here.
     bytes_only = Tokenizer.from_vocab([bytes([b]) for b in range(256)] + [b"<|endoftext|>"])
 
+    proxy = FaultProxy(cat_server.port).start()
+
     async def scenario():  # type: ignore[no-untyped-def]
-        client = RemoteClient(RemoteConfig.create(cat_server.base_url), bytes_only)
+        client = RemoteClient(RemoteConfig.create(proxy.base_url), bytes_only)
         try:
             ids = prompt_ids_for("The cat sat", bytes_only, 256)
             req = GenerationRequest(1, tuple(ids), GREEDY, with_probs=True, top_n=2, preceding_text="The cat sat")
@@ -293,8 +305,13 @@ def test_a_model_with_another_vocabulary_gets_text_and_its_ids_are_not_taken_for
         finally:
             await client.aclose()
 
-    _, events, info = run(scenario())
+    try:
+        _, events, info = run(scenario())
+        (body,) = proxy.bodies()
+    finally:
+        proxy.stop()
     assert info.capabilities.token_ids is False
+    assert body["prompt"] == "The cat sat"
     assert events[-1].text == " on the mat. Then it slept all day!"
     tokens = [e for e in events if isinstance(e, TokenEvent)]
     assert len(tokens) == 10 and all(e.token_id == -1 for e in tokens)

@@ -19,6 +19,7 @@ thread and event loop, stop() closes everything.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import threading
 import time
@@ -40,6 +41,7 @@ class FaultProxy:
         self.busy_sent = 0
         self.cuts = 0
         self.hangups = 0  # completions whose client closed the connection before the end
+        self.requests: list[bytearray] = []  # each completion request as sent (head + body)
         self.in_flight = 0
         self.max_in_flight = 0
         self._lock = threading.Lock()
@@ -71,6 +73,10 @@ class FaultProxy:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
         self._loop.close()
+
+    def bodies(self) -> list[dict]:
+        """The JSON bodies of the completion requests so far."""
+        return [json.loads(bytes(raw).split(b"\r\n\r\n", 1)[1]) for raw in self.requests]
 
     def settle(self, timeout: float = 10.0) -> None:
         """Wait until every connection has been wound up (counters are final then)."""
@@ -142,6 +148,10 @@ class FaultProxy:
                     await client_w.drain()
                     return
                 self._begin_completion(state)
+                state.request = bytearray()
+                self.requests.append(state.request)
+            if state.request is not None:
+                state.request += data
             up_w.write(data)
             await up_w.drain()
 
@@ -190,4 +200,5 @@ class _Connection:
         self.in_completion = False
         self.sent = 0
         self.cut = False
+        self.request: bytearray | None = None
 
