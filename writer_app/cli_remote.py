@@ -15,7 +15,6 @@ Only argparse is imported at module level: cli.py adds these flags on every star
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import sys
@@ -24,6 +23,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
+    import asyncio
+
     from writer_app.engine.remote import RemoteClient
     from writer_app.engine.remote_config import RemoteConfig
     from writer_app.engine.sampling import SamplingSettings
@@ -76,6 +77,8 @@ def _config(args: argparse.Namespace) -> RemoteConfig:
 
 
 def _run_async(coroutine: object) -> int:
+    import asyncio
+
     from writer_app.cli import CliError
     from writer_app.engine.remote_errors import RemoteError
 
@@ -211,6 +214,8 @@ class _SampleWriter:
         self.request_id = 0
 
     async def run(self, jobs: list[tuple[int, int]], concurrency: int) -> None:
+        import asyncio
+
         queue: asyncio.Queue[tuple[int, int]] = asyncio.Queue()
         for job in jobs:
             queue.put_nowait(job)
