@@ -79,6 +79,11 @@ def test_an_unreachable_server_and_a_bad_address_are_one_line(capfd):
     assert "http:// or https://" in assert_one_line_error(capfd.readouterr().err)
     assert main(["complete", "--server", "http://127.0.0.1:1/v1", "--model", "gpt2", "Hi"]) == 2
     assert "--server-model" in assert_one_line_error(capfd.readouterr().err)
+    assert main(["complete", "--api-key", "k", "Hi"]) == 2
+    assert assert_one_line_error(capfd.readouterr().err) == (
+        "error: --api-key needs --server URL (it is for a remote server)")
+    assert main(["generate", "--concurrency", "4", "--prompts", "p.txt", "--out", "o.jsonl"]) == 2
+    assert "--concurrency needs --server" in assert_one_line_error(capfd.readouterr().err)
 
 
 def test_a_server_killed_mid_stream_gives_one_clear_line(random_gguf_model):

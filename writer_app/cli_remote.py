@@ -48,6 +48,18 @@ def add_server_flags(parser: argparse.ArgumentParser, *, concurrency: bool = Fal
                            help="requests in flight at once (default 1)")
 
 
+def refuse_server_flags_without_server(args: argparse.Namespace) -> None:
+    """--api-key, --server-model, --concurrency mean nothing for a local model: say so
+    rather than ignore them."""
+    from writer_app.cli import CliError
+
+    given = [flag for flag, value in (("--api-key", args.api_key), ("--server-model", args.server_model),
+                                      ("--concurrency", getattr(args, "concurrency", 1) != 1 or None))
+             if value is not None]
+    if given:
+        raise CliError(f"{given[0]} needs --server URL (it is for a remote server)")
+
+
 def run(args: argparse.Namespace) -> int:
     from writer_app.cli import CliError
 

@@ -34,10 +34,12 @@ def run(args: argparse.Namespace) -> int:
         from writer_app.screenshot import save_screenshot
 
         return save_screenshot(Path(args.screenshot))
-    if args.command in ("complete", "generate") and args.server:
+    if args.command in ("complete", "generate"):
         from writer_app import cli_remote
 
-        return cli_remote.run(args)
+        if args.server:
+            return cli_remote.run(args)
+        cli_remote.refuse_server_flags_without_server(args)
     if args.command == "complete":
         return complete(args)
     if args.command == "generate":
