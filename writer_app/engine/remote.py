@@ -24,17 +24,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import functools
 import json
-import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import httpx2
 
-from writer_app.engine.protocol import FinishEvent, FinishReason, TokenEvent
+from writer_app.engine.protocol import FinishEvent, TokenEvent
 from writer_app.engine.remote_config import RemoteConfig
 from writer_app.engine.remote_errors import (
     AuthenticationFailed,
@@ -46,9 +44,8 @@ from writer_app.engine.remote_errors import (
     StreamCut,
     UnknownModel,
 )
-from writer_app.engine.remote_events import Piece, pieces_of
+from writer_app.engine.remote_events import RemoteRun, no_bytes
 from writer_app.engine.sampling import SamplingSettings
-from writer_app.engine.stopping import StopScanner, Utf8Stream
 from writer_app.engine.tokenizer import Tokenizer
 from writer_app.engine.window import fit_window, text_window_start
 
@@ -138,16 +135,13 @@ def prompt_ids_for(text: str, tokenizer: Tokenizer, n_ctx: int) -> list[int]:
 class RemoteClient:
     """One server. Use from one event loop; connect() is optional (generate() does it)."""
 
-    def __init__(
-        self, config: RemoteConfig, tokenizer: Tokenizer, *,
-        transport: httpx2.AsyncBaseTransport | None = None,
-    ) -> None:
+    def __init__(self, config: RemoteConfig, tokenizer: Tokenizer) -> None:
         self.config = config
         self.tokenizer = tokenizer
         timeout = httpx2.Timeout(config.read_timeout, connect=config.connect_timeout)
         # trust_env=False: no proxy from the environment; text goes only where configured.
         self._http = httpx2.AsyncClient(
-            timeout=timeout, transport=transport, trust_env=False, follow_redirects=False,
+            timeout=timeout, trust_env=False, follow_redirects=False,
             limits=httpx2.Limits(max_connections=64, max_keepalive_connections=16),
         )
         self._info: ServerInfo | None = None
@@ -165,11 +159,6 @@ class RemoteClient:
         self._info = None
 
     # ---- discovery ---------------------------------------------------------------------
-
-    async def list_models(self) -> tuple[str, ...]:
-        data = await self._get_json(self.config.base_url + "/models")
-        entries = data.get("data") if isinstance(data, dict) else None
-        return tuple(str(entry["id"]) for entry in entries or () if isinstance(entry, dict) and "id" in entry)
 
     async def connect(self) -> ServerInfo:
         if self._info is not None:
@@ -225,7 +214,7 @@ class RemoteClient:
         if not ids and self.tokenizer.eos_id is not None:
             ids = [self.tokenizer.eos_id]  # an empty page: GPT-2 starts a new text
         window = fit_window(ids, n_ctx=info.n_ctx, max_new_tokens=request.settings.max_tokens)
-        run = _Run(request, eos_id=self.tokenizer.eos_id, ids_are_ours=info.capabilities.token_ids)
+        run = RemoteRun(request, eos_id=self.tokenizer.eos_id, ids_are_ours=info.capabilities.token_ids)
         body = self._completion_body(request, info, window.tokens, window.max_new_tokens, run.seed)
         started = time.perf_counter()
         response = await self._open("POST", self.config.base_url + "/completions", body, stream=True)
@@ -289,12 +278,12 @@ class RemoteClient:
 
     def _bytes_of(self, info: ServerInfo) -> Callable[[int], bytes | None]:
         if not info.capabilities.token_ids:
-            return _no_bytes
+            return no_bytes
         tokenizer = self.tokenizer
         return lambda token_id: tokenizer.token_bytes(token_id) if tokenizer.is_valid_id(token_id) else None
 
     async def _read_stream(
-        self, response: httpx2.Response, run: _Run, queue: asyncio.Queue[dict | RemoteError | None]
+        self, response: httpx2.Response, run: RemoteRun, queue: asyncio.Queue[dict | RemoteError | None]
     ) -> None:
         try:
             async for chunk in self._chunks(response, run):
@@ -304,7 +293,7 @@ class RemoteClient:
         else:
             queue.put_nowait(None)
 
-    async def _chunks(self, response: httpx2.Response, run: _Run) -> AsyncIterator[dict]:
+    async def _chunks(self, response: httpx2.Response, run: RemoteRun) -> AsyncIterator[dict]:
         """The stream's JSON chunks; a cut, a silence or an error event ends in a RemoteError."""
         host = self.config.host
         try:
@@ -421,17 +410,6 @@ class RemoteClient:
         return ServerRejected(f"The server at {host} refused the request ({status}: {message}).")
 
 
-def _no_bytes(token_id: int) -> None:
-    return None
-
-
-def _without_ids(piece: Piece) -> Piece:
-    """A token of a vocabulary that is not ours: its text stays, its id means nothing here."""
-    return dataclasses.replace(
-        piece, token_id=-1, alternatives=tuple(alt._replace(token_id=-1) for alt in piece.alternatives)
-    )
-
-
 def _error_text(detail: object) -> str:
     """The server's own message, on one short line."""
     data = detail
@@ -447,81 +425,3 @@ def _error_text(detail: object) -> str:
             data = data.get("detail") or data.get("message") or json.dumps(data)
     text = " ".join(str(data).split()).rstrip(".") or "no details"
     return text[:MAX_ERROR_CHARS]
-
-
-@dataclass
-class _Run:
-    """The mutable state of one remote generation (as engine/backend.py's _Run)."""
-
-    request: GenerationRequest
-    eos_id: int | None = None
-    ids_are_ours: bool = True  # False: the server's ids are another vocabulary's (sent as -1)
-    seed: int = 0
-    utf8: Utf8Stream = field(default_factory=Utf8Stream)
-    scanner: StopScanner = field(init=False)
-    reason: FinishReason = FinishReason.LENGTH
-    generated: int = 0
-    evaluated: int = 0
-    text: str = ""
-    tail: str = ""
-    done: bool = False  # the stop rule, end of text or the server's finish ended it
-    saw_end: bool = False  # [DONE] arrived
-
-    def __post_init__(self) -> None:
-        settings = self.request.settings
-        self.seed = settings.seed if settings.seed >= 0 else secrets.randbits(31)
-        self.scanner = StopScanner(settings.stop_at, self.request.preceding_text)
-
-    def take(self, chunk: dict, bytes_of: Callable[[int], bytes | None]) -> list[TokenEvent]:
-        if isinstance(chunk.get("timings"), dict):
-            self.evaluated = int(chunk["timings"].get("prompt_n") or 0)
-        choices = chunk.get("choices") or []
-        if not choices or not isinstance(choices[0], dict):
-            return []
-        choice = choices[0]
-        events = []
-        for piece in pieces_of(choice, bytes_of):
-            event = self._feed(piece)
-            if event is not None:
-                events.append(event)
-            if self.done:
-                return events
-        finish = choice.get("finish_reason")
-        if finish:
-            # No stop strings are sent, so "stop" means the model's end-of-text token.
-            self.reason = FinishReason.LENGTH if finish == "length" else FinishReason.EOS
-            self.done = True
-        return events
-
-    def _feed(self, piece: Piece) -> TokenEvent | None:
-        request = self.request
-        if not self.ids_are_ours:
-            if not piece.data and not piece.text:
-                return None  # a control token (its end of text): the finish reason says it
-            piece = _without_ids(piece)
-        if piece.token_id >= 0 and piece.token_id == self.eos_id:
-            self.reason, self.done = FinishReason.EOS, True
-            return None
-        self.generated += 1
-        text = self.utf8.push(piece.data) if piece.data is not None else piece.text
-        result = self.scanner.feed(text)
-        event = None
-        if result.stopped and not result.piece_used:
-            self.tail += result.text
-        else:
-            self.text += result.text
-            probability = piece.probability if request.with_probs else None
-            alternatives = piece.alternatives[: request.top_n] if request.with_probs else ()
-            event = TokenEvent(request.request_id, piece.token_id, result.text, probability, alternatives)
-        if result.stopped:
-            self.reason, self.done = FinishReason.STOP, True
-        return event
-
-    def finish(self, **timing: object) -> FinishEvent:
-        if self.reason is not FinishReason.STOP:
-            self.tail += self.scanner.finish()
-        return FinishEvent(
-            request_id=self.request.request_id, reason=self.reason, text=self.text + self.tail,
-            tail_text=self.tail, generated_tokens=self.generated, **timing,  # type: ignore[arg-type]
-        )
-

@@ -1,4 +1,5 @@
-"""One streamed completion chunk -> the tokens in it, whatever dialect the server speaks.
+"""One streamed completion chunk -> the tokens in it, whatever dialect the server speaks,
+and those tokens -> the project's TokenEvents and FinishEvent (RemoteRun).
 
     llama.cpp   logprobs.content = [{id, token, bytes, logprob, top_logprobs: [...]}, ...]
     vLLM        OpenAI's legacy logprobs {tokens, token_logprobs, top_logprobs}, with
@@ -11,12 +12,19 @@ decode through Utf8Stream exactly as the local engines do; otherwise its text.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
+import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from writer_app.engine.protocol import Alternative
+from writer_app.engine.protocol import Alternative, FinishEvent, FinishReason, TokenEvent
+from writer_app.engine.stopping import StopScanner, Utf8Stream
+
+if TYPE_CHECKING:
+    from writer_app.engine.remote import GenerationRequest
 
 _TOKEN_ID = re.compile(r"^token_id:(\d+)$")
 BytesOf = Callable[[int], bytes | None]  # our vocabulary's bytes for an id, None: not trusted
@@ -93,3 +101,93 @@ def _openai_token(token: str, bytes_of: BytesOf) -> tuple[int, bytes | None, str
     token_id = int(match.group(1))
     data = bytes_of(token_id)
     return token_id, data, "" if data is None else data.decode("utf-8", "replace")
+
+
+def no_bytes(token_id: int) -> None:
+    """For a vocabulary that is not ours: no id is decoded with our bytes."""
+    return None
+
+
+def _without_ids(piece: Piece) -> Piece:
+    """A token of a vocabulary that is not ours: its text stays, its id means nothing here."""
+    return dataclasses.replace(
+        piece, token_id=-1, alternatives=tuple(alt._replace(token_id=-1) for alt in piece.alternatives)
+    )
+
+
+@dataclass
+class RemoteRun:
+    """The mutable state of one remote generation (as engine/backend.py's _Run): pieces
+    in, TokenEvents out through Utf8Stream + StopScanner, a FinishEvent at the end."""
+
+    request: GenerationRequest
+    eos_id: int | None = None
+    ids_are_ours: bool = True  # False: the server's ids are another vocabulary's (sent as -1)
+    seed: int = 0
+    utf8: Utf8Stream = field(default_factory=Utf8Stream)
+    scanner: StopScanner = field(init=False)
+    reason: FinishReason = FinishReason.LENGTH
+    generated: int = 0
+    evaluated: int = 0
+    text: str = ""
+    tail: str = ""
+    done: bool = False  # the stop rule, end of text or the server's finish ended it
+    saw_end: bool = False  # [DONE] arrived
+
+    def __post_init__(self) -> None:
+        settings = self.request.settings
+        self.seed = settings.seed if settings.seed >= 0 else secrets.randbits(31)
+        self.scanner = StopScanner(settings.stop_at, self.request.preceding_text)
+
+    def take(self, chunk: dict, bytes_of: Callable[[int], bytes | None]) -> list[TokenEvent]:
+        if isinstance(chunk.get("timings"), dict):
+            self.evaluated = int(chunk["timings"].get("prompt_n") or 0)
+        choices = chunk.get("choices") or []
+        if not choices or not isinstance(choices[0], dict):
+            return []
+        choice = choices[0]
+        events = []
+        for piece in pieces_of(choice, bytes_of):
+            event = self._feed(piece)
+            if event is not None:
+                events.append(event)
+            if self.done:
+                return events
+        finish = choice.get("finish_reason")
+        if finish:
+            # No stop strings are sent, so "stop" means the model's end-of-text token.
+            self.reason = FinishReason.LENGTH if finish == "length" else FinishReason.EOS
+            self.done = True
+        return events
+
+    def _feed(self, piece: Piece) -> TokenEvent | None:
+        request = self.request
+        if not self.ids_are_ours:
+            if not piece.data and not piece.text:
+                return None  # a control token (its end of text): the finish reason says it
+            piece = _without_ids(piece)
+        if piece.token_id >= 0 and piece.token_id == self.eos_id:
+            self.reason, self.done = FinishReason.EOS, True
+            return None
+        self.generated += 1
+        text = self.utf8.push(piece.data) if piece.data is not None else piece.text
+        result = self.scanner.feed(text)
+        event = None
+        if result.stopped and not result.piece_used:
+            self.tail += result.text
+        else:
+            self.text += result.text
+            probability = piece.probability if request.with_probs else None
+            alternatives = piece.alternatives[: request.top_n] if request.with_probs else ()
+            event = TokenEvent(request.request_id, piece.token_id, result.text, probability, alternatives)
+        if result.stopped:
+            self.reason, self.done = FinishReason.STOP, True
+        return event
+
+    def finish(self, **timing: object) -> FinishEvent:
+        if self.reason is not FinishReason.STOP:
+            self.tail += self.scanner.finish()
+        return FinishEvent(
+            request_id=self.request.request_id, reason=self.reason, text=self.text + self.tail,
+            tail_text=self.tail, generated_tokens=self.generated, **timing,  # type: ignore[arg-type]
+        )
