@@ -10,7 +10,7 @@ from tests.support.fault_proxy import FaultProxy
 from tests.support.llama_server import LlamaServer, free_port
 from writer_app.engine.remote_config import RemoteConfig
 from writer_app.engine.sampling import SamplingSettings, StopAt
-from writer_app.services.qt_asyncio import close_qt_event_loop, pending_tasks, qt_event_loop
+from writer_app.services.qt_asyncio import pending_tasks, qt_event_loop, release_running_loop
 from writer_app.services.remote_source import RemoteSource
 from writer_app.services.suggestion_controller import SuggestionController, SuggestionPreferences
 
@@ -31,7 +31,7 @@ def qt_loop(qapp, qtbot):
     for task in pending_tasks():
         task.cancel()
     qtbot.waitUntil(lambda: not pending_tasks(), timeout=10_000)  # streams closed in order
-    close_qt_event_loop()
+    release_running_loop()  # one loop for the session; asyncio.run() works between tests
 
 
 def make(qtbot, url: str, settings: SamplingSettings = GREEDY, **options):  # type: ignore[no-untyped-def]

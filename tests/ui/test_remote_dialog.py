@@ -10,7 +10,7 @@ from tests.support.dummy_suggestion_source import DummySuggestionSource
 from writer_app.engine.remote import Capabilities
 from writer_app.engine.remote_config import RemoteConfig
 from writer_app.engine.sampling import SamplingSettings
-from writer_app.services.qt_asyncio import close_qt_event_loop, pending_tasks, qt_event_loop
+from writer_app.services.qt_asyncio import pending_tasks, qt_event_loop, release_running_loop
 from writer_app.services.remote_settings import RemoteSettingsStore
 from writer_app.services.remote_source import RemoteSource
 from writer_app.services.suggestion_controller import SuggestionController, SuggestionPreferences
@@ -33,7 +33,7 @@ def qt_loop(qapp, qtbot):
     for task in pending_tasks():
         task.cancel()
     qtbot.waitUntil(lambda: not pending_tasks(), timeout=10_000)
-    close_qt_event_loop()
+    release_running_loop()  # one loop for the session; asyncio.run() works between tests
 
 
 def test_test_connection_offers_the_servers_models(qtbot, qt_loop, cat_server):

@@ -25,7 +25,17 @@ def qt_event_loop() -> asyncio.AbstractEventLoop:
         if app is None:
             raise RuntimeError("asyncio on Qt needs a running QApplication")
         _loop = qasync.QEventLoop(app, already_running=True)
+    elif asyncio.events._get_running_loop() is None:
+        asyncio.events._set_running_loop(_loop)  # taken up again after release_running_loop()
     return _loop
+
+
+def release_running_loop() -> None:
+    """Leave the GUI thread without a running asyncio loop, so that other code may
+    asyncio.run() there (the tests do); the loop itself stays, and qt_event_loop() takes
+    it up again. Cheaper and safer than closing: Qt may still hold queued calls for it."""
+    if _loop is not None and asyncio.events._get_running_loop() is _loop:
+        asyncio.events._set_running_loop(None)
 
 
 def pending_tasks() -> set[asyncio.Task[object]]:
