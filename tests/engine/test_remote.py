@@ -260,6 +260,26 @@ def test_a_slow_server_times_out(cat_server):
     assert str(error) == f"The server at 127.0.0.1:{proxy.port} sent nothing for 0.3 s; the suggestion was stopped."
 
 
+def test_a_server_that_stalls_mid_stream_times_out_with_what_arrived(random_server):
+    async def scenario():  # type: ignore[no-untyped-def]
+        client = RemoteClient(RemoteConfig.create(proxy.base_url, read_timeout=0.5), gpt2_tokenizer())
+        events = []
+        try:
+            async for event in client.generate(request("Tell me", GREEDY.with_changes(max_tokens=60))):
+                events.append(event)
+        except ServerTimeout as error:
+            return events, error
+        finally:
+            await client.aclose()
+        return events, None
+
+    with FaultProxy(random_server.port) as proxy:
+        proxy.delay, proxy.delay_after = 2.0, 4  # headers and a few tokens, then silence
+        events, error = run(scenario())
+    assert 1 <= len(events) <= 4 and all(isinstance(e, TokenEvent) for e in events)
+    assert str(error) == f"The server at 127.0.0.1:{proxy.port} sent nothing for 0.5 s; the suggestion was stopped."
+
+
 # ---- configuration ------------------------------------------------------------------------
 
 

@@ -8,7 +8,8 @@ requests (a client chunk holding "POST .../completions"), so discovery (/v1/mode
                          (429 by default; Retry-After: 0) and close that connection
     cut_after = n        close the client's connection once n bytes of a completion's
                          response went through (a cable pulled mid-stream)
-    delay = s            hold every chunk of a completion's response back s seconds
+    delay = s            hold every piece (server-sent event) of a completion's response
+                         back s seconds, after the first `delay_after` pieces
 
 It also counts completions in flight (request seen, "[DONE]" not yet), to show that a
 client keeps N requests going, and hang-ups: completions the client closed before their
@@ -37,6 +38,7 @@ class FaultProxy:
         self.busy_status = 429
         self.cut_after: int | None = None
         self.delay = 0.0
+        self.delay_after = 0  # pieces of a completion's response passed on before delays start
         self.completions = 0  # completion requests seen
         self.busy_sent = 0
         self.cuts = 0
@@ -166,7 +168,8 @@ class FaultProxy:
     async def _forward(self, data: bytes, client_w, state) -> bool:  # type: ignore[no-untyped-def]
         """Pass one piece on; False once the connection is cut."""
         if state.in_completion:
-            if self.delay:
+            state.pieces += 1
+            if self.delay and state.pieces > self.delay_after:
                 await asyncio.sleep(self.delay)
             state.sent += len(data)
             if self.cut_after is not None and state.sent >= self.cut_after:
@@ -200,5 +203,6 @@ class _Connection:
         self.in_completion = False
         self.sent = 0
         self.cut = False
+        self.pieces = 0
         self.request: bytearray | None = None
 

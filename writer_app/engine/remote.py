@@ -363,6 +363,13 @@ class RemoteClient:
                     # (llama-server drops idle ones after 5 s): once more, on a new one.
                     request = self._http.build_request(method, url, json=body, headers=self._headers())
                     response = await self._http.send(request, stream=stream)
+                status = response.status_code
+                if status < 400:
+                    if not stream:
+                        await response.aread()
+                    return response
+                detail = (await response.aread()).decode("utf-8", "replace")
+                await response.aclose()
             except httpx2.ConnectTimeout:
                 raise ServerTimeout(
                     f"The server at {host} did not accept a connection within {self.config.connect_timeout:g} s."
@@ -375,13 +382,6 @@ class RemoteClient:
                 raise ServerUnreachable(f"Cannot reach the server at {host}; is it running?") from None
             except httpx2.TransportError:
                 raise ServerUnreachable(f"The server at {host} closed the connection without answering.") from None
-            status = response.status_code
-            if status < 400:
-                if not stream:
-                    await response.aread()
-                return response
-            detail = (await response.aread()).decode("utf-8", "replace")
-            await response.aclose()
             if status in (429, 503) and attempt < policy.retries:
                 await asyncio.sleep(policy.delay(attempt, response.headers.get("retry-after")))
                 continue
