@@ -20,6 +20,7 @@ from writer_app.cli_common import (
     add_sampling_flags,
     discard_stdout,
 )
+from writer_app.cli_remote import add_server_flags
 from writer_app.engine.printable import printable
 
 COMMANDS = ("complete", "generate", "models")
@@ -53,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     complete = sub.add_parser("complete", help="stream a continuation of PROMPT to stdout")
     complete.add_argument("--model", help=MODEL_HELP)
     add_sampling_flags(complete)
+    add_server_flags(complete)
     complete.add_argument("prompt", help="the text to continue")
 
     generate = sub.add_parser("generate", help="write sampled continuations of many prompts as JSONL")
@@ -61,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--n", type=int, default=1, help="samples per prompt")
     generate.add_argument("--out", required=True, metavar="FILE.jsonl")
     add_sampling_flags(generate)
+    add_server_flags(generate, concurrency=True)
 
     models = sub.add_parser("models", help="inspect, list, download, import and remove models")
     msub = models.add_subparsers(dest="models_command", required=True, parser_class=Parser)

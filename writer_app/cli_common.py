@@ -9,8 +9,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from collections.abc import Callable
-from typing import NoReturn
+from pathlib import Path
+from typing import NoReturn, TextIO
 
 from writer_app.engine.printable import printable
 from writer_app.engine.sampling import SamplingSettings
@@ -144,3 +146,41 @@ def discard_stdout() -> None:
 def require_stdout() -> None:
     """Fail now, before any work, when standard output is closed."""
     write_out("")
+
+
+def read_prompts(path: Path) -> list[str]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise CliError(f"prompt file not found: {printable(str(path))}") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise CliError(f"cannot read prompt file {printable(str(path))}: {error}") from None
+    prompts = [line.rstrip("\r") for line in text.split("\n") if line.strip()]
+    if not prompts:
+        raise CliError(f"the prompt file {printable(str(path))} has no prompts (one per line)")
+    return prompts
+
+
+class SampleProgress:
+    """A one-line progress bar of samples on stderr (rewritten in place on a terminal, a
+    line per sample otherwise); samples resumed from an earlier run count as done."""
+
+    def __init__(self, total: int, already: int = 0, stream: TextIO | None = None) -> None:
+        stream = stream or sys.stderr  # looked up now: pytest's capture swaps it per test
+        self.total, self.done, self.new = total, already, 0
+        self.stream, self.started, self.tty = stream, time.monotonic(), stream.isatty()
+        if already:
+            stream.write(f"resuming: {already} of {total} samples are already in the output\n")
+
+    def advance(self) -> None:
+        self.done += 1
+        self.new += 1
+        elapsed = time.monotonic() - self.started
+        rate = self.new / elapsed if elapsed > 0 else 0.0
+        left = (self.total - self.done) / rate if rate > 0 else 0.0
+        filled = int(30 * self.done / self.total)
+        line = (f"[{'#' * filled}{'.' * (30 - filled)}] {self.done}/{self.total} samples"
+                f" · {rate:.2f}/s · {left:.0f}s left")
+        end = "\n" if not self.tty or self.done == self.total else ""
+        self.stream.write(("\r" if self.tty else "") + line + end)
+        self.stream.flush()

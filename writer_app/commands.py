@@ -10,17 +10,17 @@ import argparse
 import json
 import os
 import stat
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import TextIO
 
 from writer_app.assets import demo_model_path
 from writer_app.cli_common import (
     DEMO_MODEL_NAME,
     CliError,
+    SampleProgress,
+    read_prompts,
     require_stdout,
     sampling_from_args,
     say,
@@ -46,6 +46,12 @@ def run(args: argparse.Namespace) -> int:
         from writer_app.screenshot import save_screenshot
 
         return save_screenshot(Path(args.screenshot))
+    if args.command in ("complete", "generate"):
+        from writer_app import cli_remote
+
+        if args.server:
+            return cli_remote.run(args)
+        cli_remote.refuse_server_flags_without_server(args)
     if args.command == "complete":
         return complete(args)
     if args.command == "generate":
@@ -163,47 +169,11 @@ def complete(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_prompts(path: Path) -> list[str]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise CliError(f"prompt file not found: {printable(str(path))}") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise CliError(f"cannot read prompt file {printable(str(path))}: {error}") from None
-    prompts = [line.rstrip("\r") for line in text.split("\n") if line.strip()]
-    if not prompts:
-        raise CliError(f"the prompt file {printable(str(path))} has no prompts (one per line)")
-    return prompts
-
-
-class _ProgressBar:
-    """A one-line progress bar on stderr (plain lines when stderr is not a terminal)."""
-
-    def __init__(self, total: int, stream: TextIO = sys.stderr) -> None:
-        self.total, self.stream, self.done = total, stream, 0
-        self.started = time.monotonic()
-        self.tty = stream.isatty()
-
-    def advance(self) -> None:
-        self.done += 1
-        elapsed = time.monotonic() - self.started
-        rate = self.done / elapsed if elapsed > 0 else 0.0
-        left = (self.total - self.done) / rate if rate > 0 else 0.0
-        filled = int(30 * self.done / self.total)
-        line = (f"[{'#' * filled}{'.' * (30 - filled)}] {self.done}/{self.total} samples"
-                f" · {rate:.2f}/s · {left:.0f}s left")
-        if self.tty:
-            self.stream.write("\r" + line + ("\n" if self.done == self.total else ""))
-        else:
-            self.stream.write(line + "\n")
-        self.stream.flush()
-
-
 def generate(args: argparse.Namespace) -> int:
     settings = sampling_from_args(args)
     if args.n < 1:
         raise CliError("--n must be at least 1")
-    prompts = _read_prompts(Path(args.prompts))
+    prompts = read_prompts(Path(args.prompts))
     out_path = Path(args.out)
     try:
         folder_exists = out_path.parent.exists()
@@ -213,7 +183,7 @@ def generate(args: argparse.Namespace) -> int:
         raise CliError(f"output folder does not exist: {printable(str(out_path.parent))}")
     model_path = resolve_model(args.model)
     session = _open_session(model_path)
-    progress = _ProgressBar(len(prompts) * args.n)
+    progress = SampleProgress(len(prompts) * args.n)
     # A fixed --seed makes the whole file reproducible: sample k of prompt p gets seed+k.
     base_seed = settings.seed if settings.seed >= 0 else int(time.time_ns() % 2**31)
     try:

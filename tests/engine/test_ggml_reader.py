@@ -325,7 +325,9 @@ def test_k_quant_rows_must_fit_256_blocks(tmp_path):
 
 # ---- what the validator checks beyond the format (issue 17) -------------------------------
 
-BPE_VOCAB = [*TINY_VOCAB, b"ab", b"abc"]  # "abc" is the merge of "ab" and "c"
+# "abc" is the merge of "ab" and "c"; both before <|endoftext|>, as in GPT-2 (a token after
+# it that is no merge counts as one added in fine-tuning).
+BPE_VOCAB = [bytes([b]) for b in range(256)] + [b"ab", b"abc", b"<|endoftext|>"]
 
 
 def flipped_vocabulary(good: bytes) -> bytes:
@@ -346,7 +348,7 @@ def test_a_flipped_vocabulary_byte_is_refused_with_the_token_escaped(tmp_path, b
     ok.write_bytes(bpe_bytes)
     assert read_vocab(ok) == BPE_VOCAB
     reason = reject(tmp_path, flipped_vocabulary(bpe_bytes))
-    assert reason.startswith("its vocabulary can't be tokenized exactly: Token 258 ")
+    assert reason.startswith("its vocabulary can't be tokenized exactly: Token 257 ")
     assert "\\x1b" in reason and "\x1b" not in reason
 
 

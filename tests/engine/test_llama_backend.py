@@ -13,8 +13,8 @@ from tests.support.foreign_gguf import foreign_gguf
 from tests.support.gpt2_vocab import END_OF_TEXT_ID, encode, gpt2_vocab
 from tests.support.models import phrase_model, random_gpt2, random_weights
 from tests.support.reference import dequantized, reference_logits
-from writer_app.engine.generation import penalize, softmax
 from writer_app.engine.backends import open_backend
+from writer_app.engine.generation import penalize, softmax
 from writer_app.engine.ggml import InvalidModelFile
 from writer_app.engine.llama_backend import PROMPT_CHUNK, LlamaCppBackend, _start_server
 from writer_app.engine.protocol import (

@@ -100,8 +100,18 @@ class GenerationRun:
         alternatives: tuple[Alternative, ...] = (),
     ) -> TokenEvent | None:
         """Count a generated (non end-of-text) token and release its text."""
+        return self.accept_text(token_id, self.utf8.push(token_bytes), probability, alternatives)
+
+    def accept_text(
+        self,
+        token_id: int,
+        text: str,
+        probability: float | None = None,
+        alternatives: tuple[Alternative, ...] = (),
+    ) -> TokenEvent | None:
+        """accept() for a token known only as text (a server whose vocabulary isn't ours)."""
         self.generated += 1
-        result = self.scanner.feed(self.utf8.push(token_bytes))
+        result = self.scanner.feed(text)
         event = None
         if result.stopped and not result.piece_used:
             self.tail += result.text

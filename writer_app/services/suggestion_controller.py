@@ -145,10 +145,30 @@ class SuggestionController(QObject):
         self._debounce.setSingleShot(True)
         self._debounce.setInterval(self._preferences.debounce_ms)
         self._debounce.timeout.connect(self._on_debounce_timeout)
-        source.token.connect(self._on_token)
-        source.step.connect(self._on_step)
-        source.finished.connect(self._on_finished)
-        source.failed.connect(self._on_failed)
+        self._connect_source(source, connect=True)
+
+    @property
+    def source(self) -> SuggestionSource:
+        return self._source
+
+    def set_source(self, source: SuggestionSource) -> None:
+        """Generate with another source from now on (Model ▸ Engine: local or remote).
+        The suggestion in progress is dropped; the old source's late answers are ignored."""
+        if source is self._source:
+            return
+        self._drop_suggestion()
+        self._connect_source(self._source, connect=False)
+        self._source = source
+        self._connect_source(source, connect=True)
+
+    def _connect_source(self, source: SuggestionSource, *, connect: bool) -> None:
+        for signal, slot in (
+            (source.token, self._on_token),
+            (source.step, self._on_step),
+            (source.finished, self._on_finished),
+            (source.failed, self._on_failed),
+        ):
+            signal.connect(slot) if connect else signal.disconnect(slot)
 
     # --- settings -------------------------------------------------------------------
 
