@@ -71,9 +71,11 @@ def readme_apt_lines() -> list[set[str]]:
     """The packages of each `sudo apt-get install` command in the README."""
     text = README.read_text(encoding="utf-8")
     lines = []
-    for match in re.finditer(r"sudo apt-get install((?:[ \t]+|[ \t]*\\\n[ \t]*)[a-z0-9][a-z0-9.+-]*)+", text):
+    for match in re.finditer(
+        r"sudo apt-get install( -y)?((?:[ \t]+|[ \t]*\\\n[ \t]*)[a-z0-9][a-z0-9.+-]*)+", text
+    ):
         words = match.group(0).replace("\\", " ").split()[3:]
-        lines.append(set(words))
+        lines.append({word for word in words if not word.startswith("-")})
     return lines
 
 
