@@ -39,7 +39,13 @@ from pathlib import Path
 
 import numpy as np
 
-from writer_app.engine.generation import GenerationRun, penalize, softmax, top_alternatives
+from writer_app.engine.generation import (
+    GenerationRun,
+    penalize,
+    prompt_window,
+    softmax,
+    top_alternatives,
+)
 from writer_app.engine.ggml import ModelFacts, path_for_native_code, read_layout
 from writer_app.engine.protocol import (
     Alternative,
@@ -54,7 +60,7 @@ from writer_app.engine.protocol import (
     check_token_ids,
 )
 from writer_app.engine.sampling import SamplingSettings
-from writer_app.engine.window import Window, fit_window
+from writer_app.engine.window import Window
 
 MAX_BATCH = 32  # more tokens per native call hardly speed up GPT-2 on a CPU
 # A generation's own prompt goes one token per native call, so an edit cancels it within
@@ -322,16 +328,7 @@ class CTransformersBackend:
         return self.evaluate(window.tokens, should_cancel, max_chunk=PREWARM_CHUNK)
 
     def _window(self, prompt_ids: Sequence[int], max_tokens: int) -> Window:
-        ids = self._with_start(self.check_ids(prompt_ids))
-        return fit_window(ids, n_ctx=self.n_ctx, max_new_tokens=max_tokens)
-
-    def _with_start(self, prompt_ids: Sequence[int]) -> list[int]:
-        """GPT-2 conditions an empty document on its end-of-text token."""
-        if prompt_ids:
-            return list(prompt_ids)
-        if self.eos_id is None:
-            raise ContextOverflowError("The prompt is empty and the model has no start token.")
-        return [self.eos_id]
+        return prompt_window(prompt_ids, self.facts, self.n_ctx, max_tokens)
 
     # ---- generation ------------------------------------------------------------------
 

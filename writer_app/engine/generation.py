@@ -20,14 +20,18 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from writer_app.engine.ggml import ModelFacts
 from writer_app.engine.protocol import (
     Alternative,
+    ContextOverflowError,
     FinishEvent,
     FinishReason,
     GenerationRequest,
     TokenEvent,
+    check_token_ids,
 )
 from writer_app.engine.stopping import StopScanner, Utf8Stream
+from writer_app.engine.window import Window, fit_window
 
 
 def derive_seed(request_seed: int, step: int) -> int:
@@ -146,3 +150,17 @@ class GenerationRun:
             prompt_eval_ms=prompt_eval_ms,
             generation_ms=generation_ms,
         )
+
+
+def prompt_window(
+    prompt_ids: Sequence[int], facts: ModelFacts, n_ctx: int, max_tokens: int
+) -> Window:
+    """The tokens an engine evaluates for a prompt: checked against the vocabulary (a bad
+    id would crash native code), an empty prompt as GPT-2's end-of-text (how it starts a
+    new document), cut to the context in use with room for max_tokens (fit_window)."""
+    ids = check_token_ids(prompt_ids, facts.n_vocab)
+    if not ids:
+        if facts.eos_token_id is None:
+            raise ContextOverflowError("The prompt is empty and the model has no start token.")
+        ids = [facts.eos_token_id]
+    return fit_window(ids, n_ctx=n_ctx, max_new_tokens=max_tokens)

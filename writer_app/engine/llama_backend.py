@@ -49,7 +49,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from writer_app.engine.generation import GenerationRun
+from writer_app.engine.generation import GenerationRun, prompt_window
 from writer_app.engine.ggml import ModelFacts
 from writer_app.engine.gguf_check import read_gguf_layout
 from writer_app.engine.gguf_convert import gguf_for
@@ -63,10 +63,9 @@ from writer_app.engine.protocol import (
     GenerationRequest,
     ModelLoadError,
     TokenEvent,
-    check_token_ids,
 )
 from writer_app.engine.sampling import SamplingSettings
-from writer_app.engine.window import Window, fit_window
+from writer_app.engine.window import Window
 
 ENGINE_NAME = "llama.cpp"
 # Tokens per prompt request and per llama.cpp batch: a cancel waits for at most one
@@ -128,12 +127,7 @@ class LlamaCppBackend:
     # ---- prompts ---------------------------------------------------------------------
 
     def _window(self, prompt_ids: Sequence[int], max_tokens: int) -> Window:
-        ids = check_token_ids(prompt_ids, self.n_vocab)
-        if not ids:
-            if self.eos_id is None:
-                raise ContextOverflowError("The prompt is empty and the model has no start token.")
-            ids = [self.eos_id]  # GPT-2 conditions an empty document on end-of-text
-        return fit_window(ids, n_ctx=self.n_ctx, max_new_tokens=max_tokens)
+        return prompt_window(prompt_ids, self.facts, self.n_ctx, max_tokens)
 
     def _read_prompt(self, ids: list[int], should_cancel: CancelCheck | None) -> int:
         """Bring the cache up to all but the last token of `ids`, one chunk per request,
