@@ -162,37 +162,46 @@ def import_chosen_model(chooser: ModelChooser, store: ModelStore, messenger: Mes
 
 
 class _ImportRelay(QObject):
-    progressed = Signal(int, int)  # bytes copied, bytes in all
+    progressed = Signal(str, int, int)  # phase ("" for a plain copy), done, total
     finished = Signal(object, object)  # InstalledModel or None, ModelsError or None
 
 
-def import_with_progress(store: ModelStore, source: Path,
-                         parent: QWidget | None) -> InstalledModel:
-    """store.import_file on a worker thread, so the window keeps painting while a model
-    from another disk is checked and copied (hundreds of MB); a progress dialog with
-    Cancel appears if it takes more than a moment. Raises what import_file raises."""
+# A job gets a progress callback (phase, done, total) and a cancel check, and returns the
+# model it added; the store's import_file and the checkpoint importer both fit this.
+ImportJob = Callable[[Callable[[str, int, int], None], Callable[[], bool]], InstalledModel]
+
+
+def _run_with_progress(job: ImportJob, *, title: str, label: Callable[[str], str],
+                       name: str, parent: QWidget | None) -> InstalledModel:
+    """Run an import on a worker thread, so the window keeps painting while hundreds of MB
+    are read; a progress dialog with Cancel appears if it takes more than a moment, and
+    names the phase. Raises what the job raises (OSError as a ModelsError)."""
     relay = _ImportRelay()
     cancelled = threading.Event()
     outcome: list[tuple[InstalledModel | None, ModelsError | None]] = []
-    dialog = QProgressDialog(f"Importing {source.name}…", "Cancel", 0, 1000, parent)
-    dialog.setWindowTitle("Import Model File")
+    dialog = QProgressDialog(label(""), "Cancel", 0, 1000, parent)
+    dialog.setWindowTitle(title)
     dialog.setWindowModality(Qt.WindowModality.WindowModal)
     dialog.setMinimumDuration(400)
     dialog.setAutoClose(False)
     dialog.setAutoReset(False)
     dialog.canceled.connect(cancelled.set)
     waiting = QEventLoop()
-    relay.progressed.connect(lambda done, total: dialog.setValue(done * 1000 // max(1, total)))
+
+    def show(phase: str, done: int, total: int) -> None:
+        dialog.setLabelText(label(phase))
+        dialog.setValue(done * 1000 // max(1, total))
+
+    relay.progressed.connect(show)
     relay.finished.connect(lambda model, error: (outcome.append((model, error)), waiting.quit()))
 
     def work() -> None:
         try:
-            model = store.import_file(source, progress=relay.progressed.emit,
-                                      should_cancel=cancelled.is_set)
+            model = job(relay.progressed.emit, cancelled.is_set)
         except ModelsError as error:
             relay.finished.emit(None, error)
         except OSError as error:
-            relay.finished.emit(None, ModelsError(f"Could not import {source.name}: {error}."))
+            relay.finished.emit(None, ModelsError(f"Could not import {name}: {error}."))
         else:
             relay.finished.emit(model, None)
 
@@ -209,9 +218,16 @@ def import_with_progress(store: ModelStore, source: Path,
     return model
 
 
-class _ConvertRelay(QObject):
-    progressed = Signal(str, int, int)  # phase, done, total
-    finished = Signal(object, object)  # InstalledModel or None, ModelsError or None
+def import_with_progress(store: ModelStore, source: Path,
+                         parent: QWidget | None) -> InstalledModel:
+    """store.import_file (a GGML file, checked and copied) with a progress dialog."""
+    return _run_with_progress(
+        lambda progress, cancel: store.import_file(
+            source, progress=lambda done, total: progress("", done, total), should_cancel=cancel
+        ),
+        title="Import Model File", label=lambda phase: f"Importing {source.name}…",
+        name=source.name, parent=parent,
+    )
 
 
 CONVERT_PHASES = {"converting": "Converting {name}…", "checking": "Checking the converted model…",
@@ -220,52 +236,16 @@ CONVERT_PHASES = {"converting": "Converting {name}…", "checking": "Checking th
 
 def convert_with_progress(store: ModelStore, source: Path,
                           parent: QWidget | None) -> InstalledModel:
-    """import_checkpoint on a worker thread (the shape of import_with_progress): the dialog
-    names the phase, and Cancel stops the conversion between tensors, keeping nothing.
-    Raises what import_checkpoint raises."""
-    relay = _ConvertRelay()
-    cancelled = threading.Event()
-    outcome: list[tuple[InstalledModel | None, ModelsError | None]] = []
+    """import_checkpoint with a progress dialog that names the phase; Cancel stops the
+    conversion between tensors, keeping nothing."""
     name = (source if source.is_dir() else source.parent).name
-    dialog = QProgressDialog(CONVERT_PHASES["converting"].format(name=name), "Cancel", 0, 1000,
-                             parent)
-    dialog.setWindowTitle("Import Model")
-    dialog.setWindowModality(Qt.WindowModality.WindowModal)
-    dialog.setMinimumDuration(400)
-    dialog.setAutoClose(False)
-    dialog.setAutoReset(False)
-    dialog.canceled.connect(cancelled.set)
-    waiting = QEventLoop()
-
-    def show(phase: str, done: int, total: int) -> None:
-        dialog.setLabelText(CONVERT_PHASES.get(phase, phase).format(name=name))
-        dialog.setValue(done * 1000 // max(1, total))
-
-    relay.progressed.connect(show)
-    relay.finished.connect(lambda model, error: (outcome.append((model, error)), waiting.quit()))
-
-    def work() -> None:
-        try:
-            model = import_checkpoint(source, store, progress=relay.progressed.emit,
-                                      should_cancel=cancelled.is_set)
-        except ModelsError as error:
-            relay.finished.emit(None, error)
-        except OSError as error:
-            relay.finished.emit(None, ModelsError(f"Could not import {name}: {error}."))
-        else:
-            relay.finished.emit(model, None)
-
-    worker = threading.Thread(target=work, name="checkpoint-import", daemon=True)
-    worker.start()
-    waiting.exec()  # the finished signal is queued to this thread, so it can't be missed
-    worker.join()
-    dialog.close()
-    dialog.deleteLater()
-    [(model, error)] = outcome
-    if error is not None:
-        raise error
-    assert model is not None
-    return model
+    return _run_with_progress(
+        lambda progress, cancel: import_checkpoint(
+            source, store, progress=progress, should_cancel=cancel
+        ),
+        title="Import Model", name=name, parent=parent,
+        label=lambda phase: CONVERT_PHASES.get(phase or "converting", phase).format(name=name),
+    )
 
 
 # ---- what each row shows ----------------------------------------------------------------
