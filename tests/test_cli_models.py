@@ -76,6 +76,26 @@ def test_list_shows_the_catalog_without_going_online(capsys, fake_hub, app_home)
     assert fake_hub.requests == []
 
 
+def test_ram_figures_follow_the_engines_memory_model_at_the_writers_budget(capsys, app_home):
+    # One memory model (engine/memory.py) for the catalog, the installed models and the
+    # demo, at the context the writer's memory budget allows, as the app quotes them.
+    from writer_app.assets import demo_model_path
+    from writer_app.engine.ggml import validate_model_file
+    from writer_app.engine.memory import app_resident_within_budget
+    from writer_app.models.catalog import ram_bytes_within
+
+    demo = validate_model_file(demo_model_path())
+    large = Catalog().get("gpt2-large-q4_0")
+    for budget_mb in (1000, 600):
+        settings = Settings(models=ModelSettings(memory_budget_mb=budget_mb))
+        SettingsStore.for_paths(app_home).save(settings)
+        rows = listed(capsys)
+        budget = budget_mb * 1_000_000
+        assert rows["demo"]["ram_bytes"] == app_resident_within_budget(demo, budget)
+        assert rows["gpt2-large-q4_0"]["ram_bytes"] == ram_bytes_within(large, budget)
+    assert ram_bytes_within(large, 600_000_000) < ram_bytes_within(large, 1_000_000_000)
+
+
 def test_download_installs_with_a_progress_bar_then_lists_it(capsys, fake_hub, app_home,
                                                              tmp_path):
     data = host(fake_hub, SMALL, tmp_path)

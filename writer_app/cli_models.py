@@ -17,8 +17,11 @@ from typing import Any, TextIO
 
 from writer_app.assets import demo_model_path
 from writer_app.cli_common import DEMO_MODEL_NAME, CliError, say
+from writer_app.engine.memory import app_resident_within_budget
 from writer_app.engine.printable import printable
-from writer_app.models.catalog import Catalog, app_catalog
+from writer_app.model_choice import DEMO_MODEL_NAME as DEMO_MODEL_LABEL
+from writer_app.model_choice import memory_budget_bytes, models_folder
+from writer_app.models.catalog import Catalog, app_catalog, ram_bytes_within
 from writer_app.models.checkpoint import checkpoint_folder
 from writer_app.models.downloader import Downloader, DownloadPhase, Progress, RetryPolicy
 from writer_app.models.errors import ModelsError
@@ -29,7 +32,6 @@ from writer_app.paths import AppPaths
 from writer_app.settings import Settings, SettingsStore
 
 RETRY_POLICY = RetryPolicy()  # a module constant so tests can make retries quick
-DEMO_LABEL = "Demo (Jane Austen, tiny)"  # as the Model menu calls it
 OFFLINE = ("offline mode is on in the settings (privacy), so writer-app does not contact "
            "the model hub; turn it off to download models")
 
@@ -48,8 +50,11 @@ class _Context:
 
     @property
     def models_dir(self) -> Path:
-        chosen = self.settings.models.models_dir
-        return Path(chosen).expanduser() if chosen else self.paths.models_dir
+        return models_folder(self.settings, self.paths)
+
+    @property
+    def budget(self) -> int | None:
+        return memory_budget_bytes(self.settings)
 
     def store(self) -> ModelStore:
         return ModelStore(self.models_dir, catalog=self.catalog)
@@ -74,14 +79,14 @@ def run(args: argparse.Namespace) -> int:
 # ---- list ------------------------------------------------------------------------------
 
 
-def demo_row(path: Path | None = None) -> dict[str, Any]:
+def demo_row(budget: int | None, path: Path | None = None) -> dict[str, Any]:
     """The model that ships with the app: `--model demo` (and the default)."""
     from writer_app.models.errors import InvalidModel
     from writer_app.models.store import check_model_file
 
     path = path or demo_model_path()
     row: dict[str, Any] = {
-        "id": DEMO_MODEL_NAME, "name": f"{DEMO_LABEL} (built-in)", "filename": path.name,
+        "id": DEMO_MODEL_NAME, "name": f"{DEMO_MODEL_LABEL} (built-in)", "filename": path.name,
         "quantization": None, "size_bytes": 0, "ram_bytes": 0, "status": "missing",
         "percent": None, "path": str(path), "imported": False, "builtin": True,
         "sha256": None, "license": "MIT",
@@ -91,16 +96,19 @@ def demo_row(path: Path | None = None) -> dict[str, Any]:
     except InvalidModel:
         return row  # an incomplete installation: listed as missing, not hidden
     return row | {"quantization": facts.quantization, "size_bytes": facts.file_size,
-                  "ram_bytes": facts.estimated_ram_bytes, "status": "built-in",
+                  "ram_bytes": app_resident_within_budget(facts, budget), "status": "built-in",
                   "percent": 100.0}
 
 
-def model_rows(contents: StoreContents, catalog: Catalog) -> list[dict[str, Any]]:
+def model_rows(
+    contents: StoreContents, catalog: Catalog, budget: int | None
+) -> list[dict[str, Any]]:
     """The built-in demo, the catalog (extras only when present) and imported models, with
-    their status."""
+    their status. RAM is the whole app's with each model at the context the memory
+    budget allows: the engine's one memory model (engine/memory.py), as in the app."""
     installed = {m.name: m for m in contents.models}
     partials = {p.name: p for p in contents.partials}
-    rows = [demo_row()]
+    rows = [demo_row(budget)]
     for item in catalog.items():
         entry = item.entry
         model, partial = installed.get(entry.filename), partials.get(entry.filename)
@@ -109,13 +117,14 @@ def model_rows(contents: StoreContents, catalog: Catalog) -> list[dict[str, Any]
         row: dict[str, Any] = {
             "id": entry.id, "name": entry.label, "filename": entry.filename,
             "quantization": entry.quantization, "size_bytes": item.size_bytes,
-            "ram_bytes": entry.ram_bytes, "status": "not downloaded", "percent": None,
+            "ram_bytes": ram_bytes_within(entry, budget), "status": "not downloaded", "percent": None,
             "path": None, "imported": False, "builtin": False, "sha256": item.sha256,
             "license": entry.license,
         }
         if model is not None:
             row.update(status="installed", size_bytes=model.size_bytes, path=str(model.path),
-                       ram_bytes=model.facts.estimated_ram_bytes, percent=100.0)
+                       ram_bytes=app_resident_within_budget(model.facts, budget),
+                       percent=100.0)
         elif partial is not None:
             total = partial.total_bytes or item.size_bytes
             row.update(status="partial", percent=round(100 * partial.bytes_done / total, 1))
@@ -126,7 +135,8 @@ def model_rows(contents: StoreContents, catalog: Catalog) -> list[dict[str, Any]
             rows.append({
                 "id": model.name, "name": f"{model.display_name} (imported)",
                 "filename": model.name, "quantization": facts.quantization,
-                "size_bytes": model.size_bytes, "ram_bytes": facts.estimated_ram_bytes,
+                "size_bytes": model.size_bytes,
+                "ram_bytes": app_resident_within_budget(facts, budget),
                 "status": "installed", "percent": 100.0, "path": str(model.path),
                 "imported": True, "builtin": False, "sha256": None, "license": None,
             })
@@ -135,7 +145,7 @@ def model_rows(contents: StoreContents, catalog: Catalog) -> list[dict[str, Any]
 
 def list_models(args: argparse.Namespace, context: _Context) -> int:
     contents = context.store().scan()
-    rows = model_rows(contents, context.catalog)
+    rows = model_rows(contents, context.catalog, context.budget)
     rejected = [{"path": str(r.path), "reason": r.reason} for r in contents.rejected]
     if args.json:  # json.dumps escapes what isn't printable
         say(json.dumps({"models_dir": str(context.models_dir), "models": rows,

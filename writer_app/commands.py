@@ -27,6 +27,7 @@ from writer_app.cli_common import (
     write_out,
 )
 from writer_app.engine.ggml import InvalidModelFile, ModelFacts, validate_model_file
+from writer_app.engine.memory import app_resident_within_budget
 from writer_app.engine.printable import printable
 from writer_app.engine.process import EngineCrashed
 from writer_app.engine.protocol import EngineError, FinishEvent
@@ -34,7 +35,9 @@ from writer_app.engine.sampling import SamplingSettings
 from writer_app.engine.session import TextSession
 from writer_app.engine.tokenizer import TokenizerError
 from writer_app.engine.window import WindowError
+from writer_app.model_choice import memory_budget_bytes, models_folder
 from writer_app.paths import AppPaths
+from writer_app.settings import Settings
 
 
 def run(args: argparse.Namespace) -> int:
@@ -88,13 +91,10 @@ def resolve_model(name: str | None) -> Path:
         raise CliError(f"model file not found: {printable(name)}")
     from writer_app.models.errors import ModelsError
     from writer_app.models.store import app_store
-    from writer_app.settings import SettingsStore
 
     paths = AppPaths.default()
-    chosen_dir = SettingsStore.for_paths(paths).load().settings.models.models_dir
     try:
-        models_dir = Path(chosen_dir).expanduser() if chosen_dir else None
-        return app_store(paths, models_dir).find(name).path
+        return app_store(paths, models_folder(_settings(paths), paths)).find(name).path
     except ModelsError as error:
         # "story.bin" may have meant a file here as much as an installed model.
         raise CliError(f"model file not found: {printable(name)}" if candidate.suffix
@@ -133,8 +133,19 @@ def model_info(args: argparse.Namespace) -> int:
     say(f"  layers/width   {facts.n_layer} layers, {facts.n_embd} wide, {facts.n_head} heads")
     say(f"  context        {facts.n_ctx} tokens, vocabulary {facts.n_vocab:,}")
     say(f"  file size      {facts.file_size / mib:,.1f} MiB")
-    say(f"  RAM needed     ~{facts.estimated_ram_bytes / mib:,.0f} MiB")
+    paths = AppPaths.default()
+    budget = memory_budget_bytes(_settings(paths))
+    needed = app_resident_within_budget(facts, budget)
+    say(f"  RAM needed     ~{needed / mib:,.0f} MiB (the whole app, at the context a "
+        f"{(budget or 0) // 1_000_000:,} MB budget allows)" if budget else
+        f"  RAM needed     ~{needed / mib:,.0f} MiB (the whole app, at the full context)")
     return 0
+
+
+def _settings(paths: AppPaths) -> Settings:
+    from writer_app.settings import SettingsStore
+
+    return SettingsStore.for_paths(paths).load().settings  # damaged: the defaults
 
 
 # ---- generation -----------------------------------------------------------------------

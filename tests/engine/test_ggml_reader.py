@@ -240,7 +240,6 @@ def test_facts_of_a_tied_f32_file(tmp_path):
         has_lm_head=False,
         parameter_count=expected_parameters(257, 2, 32, 16),
         file_size=path.stat().st_size,
-        estimated_ram_bytes=facts.estimated_ram_bytes,
         eos_token_id=256,
         # f32 tensors, and gpt2.cc's own copy of the tied embedding as lm_head
         weight_bytes=4 * expected_parameters(257, 2, 32, 16) + 4 * 257 * 32,
@@ -258,17 +257,6 @@ def test_no_end_of_text_token(tmp_path):
     vocab = [bytes([b]) for b in range(256)]
     path = random_gpt2(tmp_path / "noeos.bin", vocab=vocab, **TINY)
     assert validate_model_file(path).eos_token_id is None
-
-
-def test_ram_estimate_covers_weights_and_shrinks_with_quantization(tmp_path):
-    estimates = {}
-    for ftype in ("f32", "f16", "q8_0", "q5_1", "q4_0"):
-        path = random_gpt2(tmp_path / f"{ftype}.bin", vocab=TINY_VOCAB, ftype=ftype, **TINY)
-        facts = validate_model_file(path)
-        # The tied head is a second copy of wte in memory, on top of the file's weights.
-        assert facts.estimated_ram_bytes > facts.file_size
-        estimates[ftype] = facts.estimated_ram_bytes
-    assert list(estimates.values()) == sorted(estimates.values(), reverse=True)
 
 
 def sparse_model(path: Path, *, n_layer: int, n_embd: int, n_ctx: int, ftype: str) -> Path:
@@ -297,16 +285,10 @@ def sparse_model(path: Path, *, n_layer: int, n_embd: int, n_ctx: int, ftype: st
     return path
 
 
-@pytest.mark.parametrize(
-    "shape, measured_mb",
-    [(dict(n_layer=12, n_embd=768), 230), (dict(n_layer=36, n_embd=1280), 890)],
-    ids=["gpt2", "gpt2-large"],
-)
-def test_ram_estimate_matches_measured_q4_0_residency(tmp_path, shape, measured_mb):
-    path = sparse_model(tmp_path / "big.bin", n_ctx=1024, ftype="q4_0", **shape)
+def test_a_full_size_layout_validates_without_reading_its_weights(tmp_path):
+    path = sparse_model(tmp_path / "big.bin", n_ctx=1024, ftype="q4_0", n_layer=36, n_embd=1280)
     facts = validate_model_file(path)
-    assert facts.parameter_count == expected_parameters(50257, n_ctx=1024, **shape)
-    assert abs(facts.estimated_ram_bytes / 1e6 - measured_mb) < 0.1 * measured_mb
+    assert facts.parameter_count == expected_parameters(50257, n_ctx=1024, n_layer=36, n_embd=1280)
 
 
 @pytest.mark.parametrize("ftype", ["q2_k", "q3_k", "q4_k", "q5_k", "q6_k"])

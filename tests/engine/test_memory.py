@@ -29,7 +29,7 @@ def facts_like(n_layer: int, n_embd: int, weight_mib: float, n_ctx: int = 1024) 
     return ModelFacts(
         path=Path("model.bin"), n_vocab=50257, n_ctx=n_ctx, n_embd=n_embd, n_head=20,
         n_layer=n_layer, ftype=2, quantization="q4_0", has_lm_head=False,
-        parameter_count=0, file_size=0, estimated_ram_bytes=0, eos_token_id=50256,
+        parameter_count=0, file_size=0, eos_token_id=50256,
         weight_bytes=int(weight_mib * MIB),
     )
 

@@ -87,11 +87,6 @@ MAX_TOKEN_BYTES = 1024
 # at least one prompt token and one new token beside them (prompt_budget() refuses
 # n_ctx <= margin + 1), so a context of 5 tokens or fewer can never generate anything.
 MIN_CTX = DEFAULT_MARGIN + 2
-# Resident memory beyond weights and KV cache: eval scratch buffer (256 MiB static in
-# gpt2.cc, mostly untouched), the ctransformers library and its threads. Measured: gpt2
-# q4_0 ~230 MB resident, gpt2-large q4_0 ~890 MB.
-RUNTIME_OVERHEAD_BYTES = 60 * 1024 * 1024
-
 
 def weight_type(name: str) -> WeightType:
     try:
@@ -172,7 +167,6 @@ class ModelFacts:
     has_lm_head: bool
     parameter_count: int
     file_size: int
-    estimated_ram_bytes: int
     eos_token_id: int | None
     weight_bytes: int = 0  # in memory once loaded: the tensors, plus a copied lm_head if tied
 
@@ -402,7 +396,6 @@ def read_layout(path: str | os.PathLike[str]) -> ModelLayout:
     # gpt2.cc always allocates a separate lm_head, copying wte when the file has none.
     if not has_lm_head:
         weight_bytes += wtype.nbytes(header.n_vocab * header.n_embd)
-    kv_cache_bytes = 2 * 4 * header.n_layer * header.n_ctx * header.n_embd
     try:
         eos: int | None = vocab.index(END_OF_TEXT)
     except ValueError:
@@ -419,7 +412,6 @@ def read_layout(path: str | os.PathLike[str]) -> ModelLayout:
         has_lm_head=has_lm_head,
         parameter_count=parameters,
         file_size=file_size,
-        estimated_ram_bytes=weight_bytes + kv_cache_bytes + RUNTIME_OVERHEAD_BYTES,
         eos_token_id=eos,
         weight_bytes=weight_bytes,
     )

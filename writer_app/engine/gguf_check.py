@@ -32,7 +32,6 @@ from writer_app.engine.ggml import (
     MAX_LAYERS,
     MAX_TOKEN_BYTES,
     MAX_VOCAB,
-    RUNTIME_OVERHEAD_BYTES,
     WEIGHT_TYPES,
     InvalidModelFile,
     ModelFacts,
@@ -406,7 +405,6 @@ def _facts(
             path, f"vocabulary has {len(vocab):,} tokens but the embedding has {n_vocab:,} rows"
         )
     weight_bytes = sum(t.nbytes for t in tensors.values())  # llama.cpp shares a tied head
-    kv_cache_bytes = 2 * 4 * hp["n_layer"] * hp["n_ctx"] * hp["n_embd"]
     eos = metadata.get("tokenizer.ggml.eos_token_id")
     if not isinstance(eos, int) or not 0 <= eos < n_vocab:
         eos = vocab.index(END_OF_TEXT) if END_OF_TEXT in vocab else None
@@ -424,7 +422,6 @@ def _facts(
         has_lm_head="output.weight" in tensors,
         parameter_count=sum(_count(t.ne) for t in tensors.values()),
         file_size=file_size,
-        estimated_ram_bytes=weight_bytes + kv_cache_bytes + RUNTIME_OVERHEAD_BYTES,
         eos_token_id=eos,
         weight_bytes=weight_bytes,
     )

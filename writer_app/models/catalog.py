@@ -115,7 +115,7 @@ def expected_facts(fam: _Family, quantization: str, file_size: int) -> ModelFact
         path=Path(f"{fam.file_prefix}.{quantization}.bin"), n_vocab=GPT2_VOCAB,
         n_ctx=CONTEXT_LENGTH, n_embd=fam.n_embd, n_head=fam.n_head, n_layer=fam.n_layer,
         ftype=0, quantization=quantization, has_lm_head=False, parameter_count=0,
-        file_size=file_size, estimated_ram_bytes=0, eos_token_id=GPT2_VOCAB - 1,
+        file_size=file_size, eos_token_id=GPT2_VOCAB - 1,
         weight_bytes=file_size + head_copy,
     )
 
