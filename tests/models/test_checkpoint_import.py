@@ -14,7 +14,8 @@ from tests.support.models import phrase_weights, random_weights
 from tests.support.reference import dequantized, reference_logits
 from writer_app.engine import ggml_writer
 from writer_app.engine.ggml import read_vocab, validate_model_file
-from writer_app.engine.protocol import FinishEvent, TokenEvent
+from writer_app.engine.llama_backend import LlamaCppBackend
+from writer_app.engine.protocol import FinishEvent, GenerationRequest, TokenEvent
 from writer_app.engine.sampling import SamplingSettings, StopAt
 from writer_app.engine.session import TextSession
 from writer_app.models.checkpoint import open_checkpoint
@@ -126,6 +127,15 @@ def test_the_imported_models_greedy_text_is_the_reference_forwards(tmp_path, dty
     assert isinstance(events[-1], FinishEvent)
     assert tokens == expected[:-1]
     assert "".join(e.text for e in events if isinstance(e, TokenEvent)) == " sat on the mat."
+
+    # The llama.cpp engine runs the same import (converted to GGUF on first use) alike.
+    llama = LlamaCppBackend.load(model.path)
+    try:
+        request = GenerationRequest(2, tuple(ids), settings, preceding_text=prompt)
+        events = list(llama.generate(request))
+    finally:
+        llama.close()
+    assert [e.token_id for e in events if isinstance(e, TokenEvent)] == expected[:-1]
 
 
 def test_a_transposed_weight_is_caught_and_nothing_is_added(tmp_path, monkeypatch):
