@@ -150,6 +150,10 @@ class Settings:
             window = replace(window, recent_files=recent)
         return replace(self, window=window)
 
+    def with_models(self, **changes: Any) -> Settings:
+        """These model settings changed (e.g. engine="llama.cpp", threads="auto")."""
+        return replace(self, models=replace(self.models, **changes))
+
     def with_preset(self, name: str, sampling: SamplingSettings) -> Settings:
         if not name.strip():
             raise ValueError("a preset needs a name")
