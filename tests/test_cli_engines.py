@@ -145,3 +145,17 @@ def test_generate_records_the_engine_and_threads_reach_it(cat_model, tmp_path, c
 def test_bad_engine_flags_are_one_line(flag, expected, capsys):
     assert main(["complete", *flag, "Hi"]) == 2
     assert expected in one_line(capsys.readouterr().err)
+
+
+def test_the_engine_flag_picks_the_engine_that_runs(tmp_path, capfd):
+    """Seeds reproduce per engine (each draws with its own generator), so a seeded sample
+    tells the engines apart: the flag really changed which one ran."""
+    model = random_gpt2(tmp_path / "random.bin", n_layer=1, n_embd=32, n_head=2, n_ctx=64,
+                        seed=11)
+    texts = {}
+    for engine in ("ctransformers", "llama.cpp", "llama.cpp"):
+        assert main(["complete", "--engine", engine, "--model", str(model), "--seed", "7",
+                     "--temperature", "1", "--top-k", "0", "--max-tokens", "12", PROMPT]) == 0
+        text = capfd.readouterr().out
+        assert texts.setdefault(engine, text) == text  # the same seed reproduces
+    assert texts["llama.cpp"] != texts["ctransformers"]
