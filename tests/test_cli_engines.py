@@ -141,6 +141,10 @@ def test_generate_records_the_engine_and_threads_reach_it(cat_model, tmp_path, c
     (["--threads", "0"], "--threads: 0 is outside 1 to 64"),
     (["--threads", "two"], "--threads: 'two' is not a whole number"),
     (["--engine", "vllm"], "--engine: invalid choice: 'vllm'"),
+    (["--server", "http://127.0.0.1:9/v1", "--engine", "llama.cpp"],
+     "--engine is for a local model; it can't be used with --server"),
+    (["--server", "http://127.0.0.1:9/v1", "--threads", "2"],
+     "--threads is for a local model; it can't be used with --server"),
 ])
 def test_bad_engine_flags_are_one_line(flag, expected, capsys):
     assert main(["complete", *flag, "Hi"]) == 2

@@ -124,12 +124,24 @@ def _thread_count(text: str) -> int:
 
 def add_engine_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("engine")
-    group.add_argument("--engine", choices=ENGINES, default=ENGINES[0],
-                       help="which engine runs the model (default: %(default)s); llama.cpp "
+    group.add_argument("--engine", choices=ENGINES, default=None,
+                       help=f"which engine runs the model (default: {ENGINES[0]}); llama.cpp "
                             "converts a GGML file to GGUF on first use, cached beside it")
     group.add_argument("--threads", type=_thread_count, default=None,
                        help="engine threads (default: every physical core; never more "
                             "than there are)")
+
+
+def engine_from_args(args: argparse.Namespace) -> str:
+    return args.engine or ENGINES[0]
+
+
+def refuse_engine_flags_with_server(args: argparse.Namespace) -> None:
+    """--engine and --threads choose how a local model runs: with --server they would
+    mean nothing, so say so rather than ignore them."""
+    for flag, value in (("--engine", args.engine), ("--threads", args.threads)):
+        if value is not None:
+            raise CliError(f"{flag} is for a local model; it can't be used with --server")
 
 
 def engine_threads_from_args(args: argparse.Namespace) -> int:

@@ -21,8 +21,10 @@ from writer_app.cli_common import (
     DEMO_MODEL_NAME,
     CliError,
     SampleProgress,
+    engine_from_args,
     engine_threads_from_args,
     read_prompts,
+    refuse_engine_flags_with_server,
     require_stdout,
     sampling_from_args,
     say,
@@ -52,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
         from writer_app import cli_remote
 
         if args.server:
+            refuse_engine_flags_with_server(args)
             return cli_remote.run(args)
         cli_remote.refuse_server_flags_without_server(args)
     if args.command == "complete":
@@ -106,7 +109,7 @@ def resolve_model(name: str | None) -> Path:
 def _open_session(path: Path, args: argparse.Namespace) -> TextSession:
     """The model on --engine with --threads; if llama.cpp can't take it, ctransformers
     does, after one line on stderr saying why."""
-    engine = args.engine
+    engine = engine_from_args(args)
 
     def preparing() -> None:
         note(f"preparing {printable(path.name)} for llama.cpp (converting it to GGUF once, "
