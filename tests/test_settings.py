@@ -44,7 +44,8 @@ def test_missing_file_gives_defaults_silently(store):
     assert result.settings == Settings()
     editor = result.settings.editor
     assert (editor.debounce_ms, editor.suggest_mid_word, editor.theme) == (300, False, Theme.SYSTEM)
-    assert result.settings.models.threads == 1 and result.settings.models.active_model is None
+    models = result.settings.models
+    assert (models.threads, models.engine, models.active_model) == ("auto", "ctransformers", None)
 
 
 def test_round_trip_keeps_every_value(store, app_home):
@@ -99,7 +100,7 @@ def test_single_bad_values_fall_back_alone(store, app_home):
     assert (settings.editor.font_size, settings.editor.theme) == (13, Theme.SYSTEM)
     assert settings.window.recent_files == () and settings.window.show_probability_panel
     assert (settings.sampling.temperature, settings.sampling.top_k) == (0.8, 12)
-    assert (settings.models.threads, settings.models.active_model) == (1, "gpt2-medium")
+    assert (settings.models.threads, settings.models.active_model) == ("auto", "gpt2-medium")
     for name in ("editor.font_size", "editor.theme", "window.recent_files"):
         assert name in result.notice
     for name in ("sampling.temperature", "models.threads", "privacy"):
@@ -212,3 +213,31 @@ def test_saving_keeps_the_settings_files_permissions(store, app_home):
     store.save(_customised())
     assert app_home.settings_file.stat().st_mode & 0o777 == 0o600
     assert store.load().settings == _customised()
+
+
+@pytest.mark.parametrize(
+    ("stored", "threads", "engine", "reset"),
+    [
+        ({"threads": 3}, 3, "ctransformers", []),  # a file from before "auto": kept
+        ({"threads": "auto", "engine": "llama.cpp"}, "auto", "llama.cpp", []),
+        ({"threads": "fast"}, "auto", "ctransformers", ["models.threads"]),
+        ({"threads": 0}, "auto", "ctransformers", ["models.threads"]),
+        ({"threads": 65}, "auto", "ctransformers", ["models.threads"]),
+        ({"threads": 2.5}, "auto", "ctransformers", ["models.threads"]),
+        ({"engine": "vllm"}, "auto", "ctransformers", ["models.engine"]),
+        ({"engine": None}, "auto", "ctransformers", ["models.engine"]),
+    ],
+)
+def test_threads_are_auto_or_a_number_and_the_engine_a_known_one(
+    store, app_home, stored, threads, engine, reset
+):
+    app_home.config_dir.mkdir(parents=True)
+    app_home.settings_file.write_text(json.dumps({"models": stored}), "utf-8")
+    result = store.load()
+    assert (result.settings.models.threads, result.settings.models.engine) == (threads, engine)
+    for name in reset:
+        assert name in result.notice
+    if not reset:
+        assert result.notice is None
+        store.save(result.settings)
+        assert store.load().settings == result.settings

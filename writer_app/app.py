@@ -20,6 +20,7 @@ from writer_app import __version__
 from writer_app.assets import demo_model_path, resources_dir
 from writer_app.documents.recovery import RecoveryError, RecoveryStore
 from writer_app.engine.ggml import ModelFacts
+from writer_app.engine.session import DEFAULT_ENGINE
 from writer_app.model_choice import DEMO_MODEL_NAME, chosen_model, memory_budget_bytes
 from writer_app.models.catalog import Catalog
 from writer_app.paths import AppPaths
@@ -33,12 +34,14 @@ from writer_app.services.suggestion_controller import (
 from writer_app.settings import Settings, SettingsStore
 from writer_app.ui.choosers import FileChooser, FontChooser
 from writer_app.ui.dialogs import Messenger, QtMessenger
+from writer_app.ui.engine_menu import EngineMenu
 from writer_app.ui.engine_notice import EngineNotice
 from writer_app.ui.ghost_editor import GhostTextEditor
 from writer_app.ui.main_window import MainWindow
 from writer_app.ui.model_manager import ModelChooser
 from writer_app.ui.model_menu import ModelsUi
 from writer_app.ui.recovery_dialog import RecoveryChooser
+from writer_app.ui.remote_engine import RemoteEngineUi, install_remote_engine
 from writer_app.ui.sampling_panel import NameAsker, SamplingDocks, install_sampling
 from writer_app.ui.suggestion_menu import SuggestionMenu
 
@@ -80,9 +83,17 @@ def model_details(facts: ModelFacts, context_tokens: int) -> str:
     return f"{facts.path}\n{context}"
 
 
-def engine_settings(settings: Settings) -> tuple[int, int | None]:
-    """The engine's threads and the app's memory budget in bytes (None: no budget)."""
-    return engine_threads(settings.models.threads), memory_budget_bytes(settings)
+def engine_settings(settings: Settings, cores: int | None = None) -> tuple[int, int | None, str]:
+    """The engine's threads ("auto" resolved for `cores` physical cores, this machine's by
+    default), the app's memory budget in bytes (None: no budget), and the engine's name."""
+    return (engine_threads(settings.models.threads, cores), memory_budget_bytes(settings),
+            settings.models.engine)
+
+
+def model_status(facts: ModelFacts, engine: str | None, catalog: Catalog | None = None) -> str:
+    """The status bar's model text: the model, and the engine when it is not the default."""
+    label = model_label(facts, catalog)
+    return f"{label} · {engine}" if engine and engine != DEFAULT_ENGINE else label
 
 
 @dataclass
@@ -101,6 +112,9 @@ class WriterApp:
     sampling_docks: SamplingDocks  # sampling sliders, token probabilities
     suggestion_menu: SuggestionMenu  # Edit ▸ Suggestions
     demo_path: Path
+    engine_menu: EngineMenu  # Model ▸ Engine: ctransformers / llama.cpp, Threads
+    remote_ui: RemoteEngineUi  # Model ▸ Engine ▸ Remote server…
+    cores: int | None = None  # physical cores "auto" counts (None: this machine's)
 
     @classmethod
     def build(
@@ -117,6 +131,7 @@ class WriterApp:
         demo_path: Path | None = None,
         total_ram: int | None = None,
         make_downloader: DownloaderFactory | None = None,
+        cores: int | None = None,
     ) -> WriterApp:
         """The app with the real settings file, recovery folder and models folder; every
         dialog is a seam (Qt's by default; tests pass scripted ones)."""
@@ -152,6 +167,7 @@ class WriterApp:
             helper.setParent(window)  # they live and die with the window
         if isinstance(messenger, QtMessenger):
             messenger.set_parent(window)
+        engine_menu = EngineMenu(keeper, window, cores=cores)
         models_ui = ModelsUi(
             manager=downloads,
             service=service,
@@ -162,6 +178,7 @@ class WriterApp:
             chooser=model_chooser,
             demo_path=demo_path,
             total_ram=total_ram,
+            engine_menu=engine_menu.menu,
         )
         sampling_docks = install_sampling(
             window,
@@ -180,8 +197,13 @@ class WriterApp:
             edit_menu=window.menus.edit,
             help_menu=window.menus.help,
         )
+        remote_ui = install_remote_engine(
+            engine_menu.menu, controller, service, paths, window,
+            sampling_controls=sampling_docks.sampling.controls,
+        )
         app = cls(paths, keeper, recovery, downloads, service, controller, editor, window,
-                  models_ui, sampling_docks, suggestion_menu, demo_path)
+                  models_ui, sampling_docks, suggestion_menu, demo_path, engine_menu, remote_ui,
+                  cores)
         app._wire()
         return app
 
@@ -191,12 +213,15 @@ class WriterApp:
 
     def _wire(self) -> None:
         self._engine_stale = False  # settings changed while a model was loading
+        self._remote_status = ""  # "Remote: host" while a server makes the suggestions
+        self._wire_engine_menu()
         self.keeper.subscribe(self._apply_settings)
         self.keeper.subscribe(self._apply_engine_settings)
         self.service.stateChanged.connect(self._show_engine_state)
         self.service.modelLoaded.connect(self._on_model_loaded)
         self.service.modelLoaded.connect(freeze_long_lived_objects)
         self.service.modelFailed.connect(self._on_model_failed)
+        self.service.engineFallback.connect(self.window.notice_bar.show_notice)
         self.controller.errorOccurred.connect(self.window.notice_bar.show_notice)
         EngineNotice(self.window.notice_bar, self.service)  # "isn't responding" + Restart
         self.window.closed.connect(self.shutdown)
@@ -204,18 +229,46 @@ class WriterApp:
             self.window.closed.connect(self.recovery.close)
         self.window.set_model_text("no model")
 
+    def _wire_engine_menu(self) -> None:
+        """One Engine menu: the remote server's item joins the local engines' (its own
+        "Local model" item is what choosing ctransformers or llama.cpp means here)."""
+        remote, menu = self.remote_ui, self.engine_menu
+        remote.local_action.setVisible(False)
+        menu.place_before_threads(remote.local_action, remote.remote_action)
+        for action in menu.engine_actions.values():
+            action.triggered.connect(lambda _=False: remote.remote and remote.use_local())
+        remote.sourceChanged.connect(
+            lambda source: menu.set_local_in_use(source is self.service))
+        remote.statusChanged.connect(self._show_remote_status)
+
+    def _show_remote_status(self, text: str) -> None:
+        self._remote_status = text
+        if text:
+            self.window.set_model_text(text, "Suggestions come from this server.")
+        elif self.service.facts is not None:
+            self._show_model(self.service.facts)
+
+    def _show_model(self, facts: ModelFacts) -> None:
+        if self._remote_status:
+            return  # the local model is loaded, but the server is the one suggesting
+        self.window.set_model_text(
+            model_status(facts, self.service.loaded_engine, self.downloads.catalog),
+            model_details(facts, self.service.context_tokens),
+        )
+
     def _apply_settings(self, settings: Settings) -> None:
         self.controller.set_settings(settings.sampling)
         self.controller.set_preferences(preferences_from(settings))
 
     def _apply_engine_settings(self, settings: Settings) -> None:
-        """Threads and the memory budget are fixed when the engine process starts, so a
-        change reloads the model in use (it keeps suggesting until the reload is done)."""
-        threads, budget = engine_settings(settings)
+        """The engine, its threads and the memory budget are fixed when the engine
+        process starts, so a change reloads the model in use (it keeps suggesting until
+        the reload is done)."""
+        wanted = engine_settings(settings, self.cores)
         service = self.service
-        if (threads, budget) == (service.threads, service.memory_budget_bytes):
+        if wanted == (service.threads, service.memory_budget_bytes, service.engine):
             return
-        service.threads, service.memory_budget_bytes = threads, budget
+        service.threads, service.memory_budget_bytes, service.engine = wanted
         if service.loading:
             self._engine_stale = True  # that load started with the old values
         elif service.facts is not None:
@@ -225,10 +278,7 @@ class WriterApp:
         if self._engine_stale:
             self._engine_stale = False
             self.service.load_model(facts.path)
-        self.window.set_model_text(
-            model_label(facts, self.downloads.catalog),
-            model_details(facts, self.service.context_tokens),
-        )
+        self._show_model(facts)
 
     def _on_model_failed(self, _path: str, message: str) -> None:
         self._engine_stale = False
@@ -241,6 +291,7 @@ class WriterApp:
             EngineState.LOADING.value: "loading…",
             EngineState.THINKING.value: "thinking…",
             EngineState.RESTARTING.value: "restarting the engine…",
+            EngineState.PREPARING.value: "preparing the model for llama.cpp…",
         }.get(state, state)
         self.window.set_engine_state(f"{text} · {detail}" if detail else text)
 

@@ -17,6 +17,7 @@ from writer_app.cli_common import (
     CliError,
     OutputClosed,
     Parser,
+    add_engine_flags,
     add_sampling_flags,
     discard_stdout,
 )
@@ -53,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     complete = sub.add_parser("complete", help="stream a continuation of PROMPT to stdout")
     complete.add_argument("--model", help=MODEL_HELP)
+    add_engine_flags(complete)
     add_sampling_flags(complete)
     add_server_flags(complete)
     complete.add_argument("prompt", help="the text to continue")
@@ -62,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--prompts", required=True, metavar="FILE", help="one prompt per line")
     generate.add_argument("--n", type=int, default=1, help="samples per prompt")
     generate.add_argument("--out", required=True, metavar="FILE.jsonl")
+    add_engine_flags(generate)
     add_sampling_flags(generate)
     add_server_flags(generate, concurrency=True)
 

@@ -14,6 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn, TextIO
 
+from writer_app.engine.backends import ENGINES
+from writer_app.engine.cores import resolve_threads
 from writer_app.engine.printable import printable
 from writer_app.engine.sampling import SamplingSettings
 
@@ -103,6 +105,49 @@ def sampling_from_args(args: argparse.Namespace) -> SamplingSettings:
         )
     except ValueError as exc:
         raise CliError(f"invalid sampling setting: {exc}") from None
+
+
+# ---- engine flags ------------------------------------------------------------------------
+
+MAX_THREADS = 64
+
+
+def _thread_count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{printable(text)!r} is not a whole number") from None
+    if not 1 <= value <= MAX_THREADS:
+        raise argparse.ArgumentTypeError(f"{printable(text)} is outside 1 to {MAX_THREADS}")
+    return value
+
+
+def add_engine_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("engine")
+    group.add_argument("--engine", choices=ENGINES, default=None,
+                       help=f"which engine runs the model (default: {ENGINES[0]}); llama.cpp "
+                            "converts a GGML file to GGUF on first use, cached beside it")
+    group.add_argument("--threads", type=_thread_count, default=None,
+                       help="engine threads (default: every physical core; never more "
+                            "than there are)")
+
+
+def engine_from_args(args: argparse.Namespace) -> str:
+    return args.engine or ENGINES[0]
+
+
+def refuse_engine_flags_with_server(args: argparse.Namespace) -> None:
+    """--engine and --threads choose how a local model runs: with --server they would
+    mean nothing, so say so rather than ignore them."""
+    for flag, value in (("--engine", args.engine), ("--threads", args.threads)):
+        if value is not None:
+            raise CliError(f"{flag} is for a local model; it can't be used with --server")
+
+
+def engine_threads_from_args(args: argparse.Namespace) -> int:
+    """--threads, or "auto": every physical core (the command line keeps no window)."""
+    return resolve_threads(args.threads if args.threads is not None else "auto",
+                           for_window=False)
 
 
 # ---- standard output -------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import stat
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -20,7 +21,10 @@ from writer_app.cli_common import (
     DEMO_MODEL_NAME,
     CliError,
     SampleProgress,
+    engine_from_args,
+    engine_threads_from_args,
     read_prompts,
+    refuse_engine_flags_with_server,
     require_stdout,
     sampling_from_args,
     say,
@@ -32,7 +36,7 @@ from writer_app.engine.printable import printable
 from writer_app.engine.process import EngineCrashed
 from writer_app.engine.protocol import EngineError, FinishEvent
 from writer_app.engine.sampling import SamplingSettings
-from writer_app.engine.session import TextSession
+from writer_app.engine.session import TextSession, open_with_fallback
 from writer_app.engine.tokenizer import TokenizerError
 from writer_app.engine.window import WindowError
 from writer_app.model_choice import memory_budget_bytes, models_folder
@@ -53,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
         from writer_app import cli_remote
 
         if args.server:
+            refuse_engine_flags_with_server(args)
             return cli_remote.run(args)
         cli_remote.refuse_server_flags_without_server(args)
     if args.command == "complete":
@@ -101,13 +106,30 @@ def resolve_model(name: str | None) -> Path:
                        else str(error)) from None
 
 
-def _open_session(path: Path) -> TextSession:
+def _open_session(path: Path, args: argparse.Namespace) -> TextSession:
+    """The model on --engine with --threads; if llama.cpp can't take it, ctransformers
+    does, after one line on stderr saying why."""
+    engine = engine_from_args(args)
+
+    def preparing() -> None:
+        note(f"preparing {printable(path.name)} for llama.cpp (converting it to GGUF once, "
+             "cached beside the model)…")
+
     try:
-        return TextSession.open(path)
+        opened = open_with_fallback(path, engine=engine, threads=engine_threads_from_args(args),
+                                    on_preparing=preparing)
     except InvalidModelFile as error:
         raise CliError(str(error)) from None
     except (EngineError, OSError, TokenizerError, WindowError) as error:
         raise CliError(f"could not load {printable(path.name)}: {error}") from None
+    if opened.notice:
+        note(printable(opened.notice))
+    return opened.session
+
+
+def note(line: str) -> None:
+    """A line on stderr that is not an error: the run goes on."""
+    print(line, file=sys.stderr, flush=True)
 
 
 def facts_as_dict(facts: ModelFacts) -> dict[str, object]:
@@ -171,7 +193,7 @@ def complete(args: argparse.Namespace) -> int:
     if not args.prompt.strip():
         raise CliError("the prompt is empty")
     require_stdout()  # before loading a model for nothing
-    session = _open_session(resolve_model(args.model))
+    session = _open_session(resolve_model(args.model), args)
     try:
         _stream(session, args.prompt, settings, write_out)
         write_out("\n")
@@ -193,7 +215,7 @@ def generate(args: argparse.Namespace) -> int:
     if not folder_exists:
         raise CliError(f"output folder does not exist: {printable(str(out_path.parent))}")
     model_path = resolve_model(args.model)
-    session = _open_session(model_path)
+    session = _open_session(model_path, args)
     progress = SampleProgress(len(prompts) * args.n)
     # A fixed --seed makes the whole file reproducible: sample k of prompt p gets seed+k.
     base_seed = settings.seed if settings.seed >= 0 else int(time.time_ns() % 2**31)
@@ -208,6 +230,7 @@ def generate(args: argparse.Namespace) -> int:
                                      request_id)
                     record = {"prompt": prompt, "text": finish.text,
                               "model": printable(model_path.name),
+                              "engine": session.engine,  # a seed reproduces per engine
                               "settings": settings.to_dict(),
                               "seed": seed}
                     out.write(json.dumps(record, ensure_ascii=False) + "\n")

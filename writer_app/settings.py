@@ -24,6 +24,8 @@ from pathlib import Path
 from types import UnionType
 from typing import Any, ClassVar, Union, get_args, get_origin, get_type_hints
 
+from writer_app.engine.backends import ENGINES
+from writer_app.engine.cores import AUTO
 from writer_app.engine.memory import DEFAULT_BUDGET_BYTES
 from writer_app.engine.sampling import SamplingSettings
 from writer_app.paths import AppPaths
@@ -81,18 +83,27 @@ class ModelSettings(_Section):
     active_model: str | None = None  # the path of the model last chosen (None: the demo)
     models_dir: str | None = None  # None: AppPaths.models_dir
     hub_endpoint: str | None = None  # None: huggingface_hub's default (or HF_ENDPOINT)
-    threads: int = 1  # for the engine; at most the CPUs but one (services.engine_threads)
+    # The engine's threads: "auto" (every free physical core, engine/cores.py) or a
+    # number, which is capped to the free cores all the same. Older files stored 1.
+    threads: int | str = AUTO
+    engine: str = "ctransformers"  # or "llama.cpp" (engine/backends.py ENGINES)
     # The whole app's resident memory, in MB (10^6 bytes), that the model's context is
     # capped to fit (engine/memory.py); 0: no cap. 1000 keeps gpt2-large at 416 tokens.
     memory_budget_mb: int = DEFAULT_BUDGET_BYTES // 1_000_000
 
     LIMITS: ClassVar[dict[str, tuple[int, int]]] = {
-        "threads": (1, 64),
         "memory_budget_mb": (0, 10_000_000),
     }
+    MAX_THREADS: ClassVar[int] = 64
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if isinstance(self.threads, str) and self.threads != AUTO:
+            raise ValueError(f"threads must be {AUTO!r} or a number, got {self.threads!r}")
+        if isinstance(self.threads, int) and not 1 <= self.threads <= self.MAX_THREADS:
+            raise ValueError(f"threads must be between 1 and {self.MAX_THREADS}")
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
         if self.hub_endpoint and not self.hub_endpoint.startswith(("http://", "https://")):
             raise ValueError(f"hub_endpoint must be an http(s) address, got {self.hub_endpoint}")
 
@@ -138,6 +149,10 @@ class Settings:
             recent = (path, *(p for p in self.window.recent_files if p != path))
             window = replace(window, recent_files=recent)
         return replace(self, window=window)
+
+    def with_models(self, **changes: Any) -> Settings:
+        """These model settings changed (e.g. engine="llama.cpp", threads="auto")."""
+        return replace(self, models=replace(self.models, **changes))
 
     def with_preset(self, name: str, sampling: SamplingSettings) -> Settings:
         if not name.strip():
@@ -340,11 +355,16 @@ def _hints(cls: type) -> dict[str, Any]:
 def _coerce(value: Any, hint: Any, name: str) -> Any:
     """Return `value` as type `hint` (Enum from its value, tuple from a list) or raise."""
     origin = get_origin(hint)
-    if origin in (Union, UnionType):  # only `X | None` is used
-        if value is None:
+    if origin in (Union, UnionType):  # `X | None`, or `int | str`: the first that fits
+        if value is None and type(None) in get_args(hint):
             return None
-        (inner,) = [arg for arg in get_args(hint) if arg is not type(None)]
-        return _coerce(value, inner, name)
+        inner = [arg for arg in get_args(hint) if arg is not type(None)]
+        for arg in inner[:-1]:
+            try:
+                return _coerce(value, arg, name)
+            except (TypeError, ValueError):
+                pass
+        return _coerce(value, inner[-1], name)
     if origin is tuple:
         if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
             return tuple(value)

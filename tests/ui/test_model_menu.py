@@ -141,6 +141,7 @@ def test_the_menu_lists_demo_catalog_and_imported_models(make_app, installed, ca
         "owl-story (imported)",
         "Manage Models…",
         "Import Model…",
+        "Engine",  # its submenu: tests/ui/test_engine_menu.py
     ]
     models = [action for action, _choice in app.ui.actions()]
     assert all(a.isCheckable() for a in models)

@@ -21,9 +21,9 @@ from tests.support.scripted import (
 )
 from writer_app.app import WriterApp
 from writer_app.documents.recovery import RecoveryStore
+from writer_app.engine.cores import physical_cores
 from writer_app.engine.memory import MIN_CONTEXT
 from writer_app.engine.sampling import SamplingSettings, StopAt
-from writer_app.services import inference
 from writer_app.services.inference import engine_threads
 from writer_app.ui.recovery_dialog import RecoveryDecision
 
@@ -38,8 +38,9 @@ ENDLESS = SamplingSettings(temperature=1.0, top_k=0, top_p=1.0, max_tokens=256,
 
 
 def build_app(qtbot, app_home, model, sampling: SamplingSettings = PHRASES,
-              debounce_ms: int = 50) -> WriterApp:
+              debounce_ms: int = 50, cores: int | None = None) -> WriterApp:
     writer = WriterApp.build(
+        cores=cores,
         paths=app_home,
         messenger=ScriptedMessenger(),
         file_chooser=ScriptedFileChooser(),
@@ -88,25 +89,26 @@ def text(writer: WriterApp) -> str:
 
 def test_the_engine_gets_the_settings_memory_budget_and_spares_a_cpu(cat_app):
     models = cat_app.settings.models
-    assert models.memory_budget_mb == 1000
+    assert models.memory_budget_mb == 1000 and models.threads == "auto"
     assert cat_app.service.memory_budget_bytes == 10**9
-    assert cat_app.service.threads == engine_threads(models.threads) == 1
+    assert cat_app.service.threads == engine_threads("auto") == max(1, physical_cores() - 1)
 
 
 def test_a_new_memory_budget_or_thread_count_reloads_the_model_with_it(
-    qtbot, app_home, slow_model, monkeypatch
+    qtbot, app_home, slow_model
 ):
-    monkeypatch.setattr(inference.os, "cpu_count", lambda: 8)  # room for more threads
-    writer = build_app(qtbot, app_home, slow_model)
+    writer = build_app(qtbot, app_home, slow_model, cores=8)  # room for more threads
     try:
         service, label = writer.service, writer.window.status.model_label
         assert service.context_tokens == 1024 and "capped" not in label.toolTip()
+        assert service.threads == 7  # "auto": all 8 cores but the window's
         loads: list[tuple[str, int, int | None]] = []
-        service._load.connect(lambda path, threads, budget: loads.append((path, threads, budget)))
+        service._load.connect(
+            lambda path, threads, budget, _engine: loads.append((path, threads, budget)))
         with qtbot.waitSignal(service.modelLoaded, timeout=60_000):
             writer.keeper.update(lambda s: replace(
                 s, models=replace(s.models, memory_budget_mb=1)))  # far too small: the floor
-        assert loads == [(str(slow_model), 1, 1_000_000)]
+        assert loads == [(str(slow_model), 7, 1_000_000)]
         assert service.context_tokens == MIN_CONTEXT < 1024
         assert f"reads up to {MIN_CONTEXT} tokens" in label.toolTip()
         with qtbot.waitSignal(service.modelLoaded, timeout=60_000):

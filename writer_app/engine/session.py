@@ -9,13 +9,21 @@ streams back complete UTF-8 text.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
-from writer_app.engine.ggml import ModelFacts, read_layout
+from writer_app.engine.ggml import InvalidModelFile, ModelFacts, read_layout
+from writer_app.engine.gguf_convert import gguf_for
 from writer_app.engine.memory import context_for_budget
 from writer_app.engine.process import EngineClient
-from writer_app.engine.protocol import Alternative, FinishEvent, GenerationRequest, TokenEvent
+from writer_app.engine.protocol import (
+    Alternative,
+    EngineError,
+    FinishEvent,
+    GenerationRequest,
+    TokenEvent,
+)
 from writer_app.engine.sampling import SamplingSettings
 from writer_app.engine.tokenizer import Tokenizer, TokenizerCache
 from writer_app.engine.window import text_window_start
@@ -26,18 +34,26 @@ from writer_app.engine.window import text_window_start
 # of it, on a word boundary), never twice for the same stretch of typing. Denser text
 # (numbers, code, CJK) gives more tokens, which fit_window then cuts in its own steps.
 CHARS_PER_TOKEN_BUDGET = 4
+DEFAULT_ENGINE = "ctransformers"
+LLAMA_CPP = "llama.cpp"
 
 
 class TextSession:
     """One model in one engine process. Drive it from one thread (cancel(): any thread)."""
 
     def __init__(
-        self, client: EngineClient, facts: ModelFacts, tokenizer: Tokenizer, n_ctx: int
+        self,
+        client: EngineClient,
+        facts: ModelFacts,
+        tokenizer: Tokenizer,
+        n_ctx: int,
+        engine: str = DEFAULT_ENGINE,
     ) -> None:
         self.client = client
         self.facts = facts
         self.tokenizer = tokenizer
         self.n_ctx = n_ctx  # the context the engine uses: the model's, or less (memory)
+        self.engine = engine  # the engine that runs it (engine/backends.py)
 
     @classmethod
     def open(
@@ -47,24 +63,32 @@ class TextSession:
         threads: int = 1,
         memory_budget_bytes: int | None = None,
         tokenizers: TokenizerCache | None = None,
+        engine: str = DEFAULT_ENGINE,
+        on_preparing: Callable[[], None] | None = None,
     ) -> TextSession:
-        """Start an engine process and load the model (validated before it gets there).
+        """Start an engine process and load the model (validated before it gets there)
+        with the named engine.
 
         memory_budget_bytes caps the context so the whole app stays within it (see
         engine/memory.py); tokenizers reuses a tokenizer built for the same vocabulary.
-        Raises InvalidModelFile, EngineError or OSError.
+        For llama.cpp the GGML file is converted to GGUF here, in the caller's thread,
+        on first use (cached beside it; gguf_convert.gguf_for), after on_preparing() is
+        called if a conversion is needed; the engine process then finds it cached.
+        Raises InvalidModelFile, EngineError or OSError (e.g. NotEnoughSpace).
         """
         layout = read_layout(path)
         n_ctx = context_for_budget(layout.facts, memory_budget_bytes)
         tokenizer = (tokenizers or TokenizerCache()).get(layout.vocab)
+        if engine == LLAMA_CPP:
+            _prepare_for_llama_cpp(Path(path), on_preparing)
         client = EngineClient(auto_restart=True)
         client.start()
         try:
-            facts = client.load(Path(path), threads=threads, context_length=n_ctx)
+            facts = client.load(Path(path), threads=threads, context_length=n_ctx, engine=engine)
         except BaseException:
             client.close()
             raise
-        return cls(client, facts, tokenizer, n_ctx)
+        return cls(client, facts, tokenizer, n_ctx, engine)
 
     @property
     def path(self) -> Path:
@@ -122,3 +146,60 @@ class TextSession:
 
     def close(self) -> None:
         self.client.close()
+
+
+def _prepare_for_llama_cpp(path: Path, on_preparing: Callable[[], None] | None) -> None:
+    from writer_app.engine.gguf_check import is_gguf, read_gguf_layout
+    from writer_app.engine.gguf_convert import RAW_PIECES_KEY, converted_path
+
+    # A GGUF this app wrote is used as it is; any other file is (re)written once.
+    needs_writing = not converted_path(path).exists() and not (
+        is_gguf(path) and read_gguf_layout(path).metadata.get(RAW_PIECES_KEY) is True
+    )
+    if needs_writing and on_preparing is not None:
+        on_preparing()
+    gguf_for(path)
+
+
+@dataclass(frozen=True)
+class OpenedSession:
+    session: TextSession
+    notice: str | None  # why the engine asked for was not used, or None
+
+
+def open_with_fallback(
+    path: str | Path,
+    *,
+    engine: str = DEFAULT_ENGINE,
+    threads: int = 1,
+    memory_budget_bytes: int | None = None,
+    tokenizers: TokenizerCache | None = None,
+    on_preparing: Callable[[], None] | None = None,
+) -> OpenedSession:
+    """TextSession.open with `engine`; if llama.cpp cannot load the model (or convert it),
+    the model is opened with ctransformers instead and `notice` says so in one sentence.
+    A bad model file is not retried (InvalidModelFile): no engine would take it."""
+    options = dict(threads=threads, memory_budget_bytes=memory_budget_bytes, tokenizers=tokenizers)
+    if engine == DEFAULT_ENGINE:
+        return OpenedSession(TextSession.open(path, **options), None)  # type: ignore[arg-type]
+    try:
+        session = TextSession.open(
+            path, engine=engine, on_preparing=on_preparing, **options  # type: ignore[arg-type]
+        )
+        return OpenedSession(session, None)
+    except InvalidModelFile:
+        raise
+    except (EngineError, OSError) as error:
+        reason = fallback_reason(error)
+    session = TextSession.open(path, **options)  # type: ignore[arg-type]
+    notice = f"{engine} could not load {Path(path).name} ({reason}); using {DEFAULT_ENGINE}"
+    return OpenedSession(session, notice)
+
+
+def fallback_reason(error: BaseException) -> str:
+    """The reason of a failure in a few words, for inside parentheses on one line."""
+    text = (getattr(error, "strerror", None) if isinstance(error, OSError) else None)
+    text = " ".join(str(text or error).split()).rstrip(".")
+    if isinstance(error, OSError) and error.filename and str(error.filename) not in text:
+        text = f"{text}: {Path(error.filename).name}"
+    return text or type(error).__name__

@@ -29,7 +29,6 @@ fires; restart_engine() then kills and restarts it.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -38,11 +37,12 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
+from writer_app.engine.cores import Threads, resolve_threads
 from writer_app.engine.ggml import InvalidModelFile, ModelFacts
 from writer_app.engine.process import EngineCrashed
 from writer_app.engine.protocol import EngineError, FinishEvent, FinishReason
 from writer_app.engine.sampling import SamplingSettings
-from writer_app.engine.session import TextSession
+from writer_app.engine.session import DEFAULT_ENGINE, OpenedSession, TextSession, open_with_fallback
 from writer_app.engine.tokenizer import TokenizerCache
 from writer_app.engine.window import fit_window
 from writer_app.services.engine_watchdog import NOT_RESPONDING_SECONDS, EngineWatchdog
@@ -61,6 +61,7 @@ class EngineState(str, Enum):
     IDLE = "idle"
     THINKING = "thinking"
     RESTARTING = "restarting"
+    PREPARING = "preparing"  # converting the model for llama.cpp (first use only)
     NOT_RESPONDING = "not responding"  # it has work but shows no progress (hung, stopped)
 
 
@@ -278,35 +279,38 @@ RESTARTING_ON_REQUEST = "The suggestion engine is restarting; your text is safe.
 NOT_RESPONDING_NOTICE = "The suggestion engine isn't responding."
 
 
-def engine_threads(requested: int, cpus: int | None = None) -> int:
-    """Threads for the engine: as asked, but always leaving one CPU to the GUI thread.
+def engine_threads(requested: Threads, cores: int | None = None) -> int:
+    """Threads for the window's engine: "auto" is every physical core but the GUI's, a
+    number is capped to the same (engine/cores.py); cores: this machine's by default.
 
     Measured on 2 cores: with 2 engine threads, ggml's threads take both CPUs and the
     GUI waits for one (stall p99 6-7.5 ms while generating, even with the engine at
     nice 10); with 1, p99 is 1-2.6 ms.
     """
-    cpus = cpus or os.cpu_count() or 1
-    return max(1, min(requested, cpus - 1))
+    return resolve_threads(requested, for_window=True, cores=cores)
 
 
 class _Loader(QObject):
     """Loads a model in a fresh engine process on its own thread."""
 
-    loaded = Signal(object)  # TextSession
+    loaded = Signal(object)  # OpenedSession: the session, and a fallback notice or None
     failed = Signal(str, str)  # path, message
+    preparing = Signal(str)  # path: converting it for llama.cpp (its first use)
 
     def __init__(self) -> None:
         super().__init__()
         self._tokenizers = TokenizerCache()  # only this thread uses it
 
-    @Slot(str, int, object)
-    def load(self, path: str, threads: int, memory_budget_bytes: int | None) -> None:
+    @Slot(str, int, object, str)
+    def load(self, path: str, threads: int, memory_budget_bytes: int | None, engine: str) -> None:
         try:
-            session = TextSession.open(
+            opened = open_with_fallback(
                 path,
+                engine=engine,
                 threads=threads,
                 memory_budget_bytes=memory_budget_bytes,
                 tokenizers=self._tokenizers,
+                on_preparing=lambda: self.preparing.emit(path),
             )
         except InvalidModelFile as error:
             self.failed.emit(path, str(error))
@@ -316,7 +320,7 @@ class _Loader(QObject):
             logger.exception("Loading %s failed", path)
             self.failed.emit(path, f"The model {Path(path).name} could not be loaded ({error!r}).")
         else:
-            self.loaded.emit(session)
+            self.loaded.emit(opened)
 
 
 class InferenceService(SuggestionSource):
@@ -325,7 +329,7 @@ class InferenceService(SuggestionSource):
     _generate = Signal(int, str, object, object)
     _probe = Signal(int, str, float, int, int)
     _prewarm = Signal(int, str, int)
-    _load = Signal(str, int, object)
+    _load = Signal(str, int, object, str)
     _adopt = Signal(object)
     _shutdown = Signal()
     _restart_if_asked = Signal()
@@ -333,6 +337,9 @@ class InferenceService(SuggestionSource):
     stateChanged = Signal(str, str)  # EngineState value, detail (e.g. "42 tok/s")
     modelLoaded = Signal(object)  # ModelFacts
     modelFailed = Signal(str, str)  # path, message
+    # One sentence: the engine asked for could not load the model, another one did
+    # ("llama.cpp could not load X (reason); using ctransformers").
+    engineFallback = Signal(str)
     probabilities = Signal(int, object)  # probe id, tuple of protocol.Alternative, best first
     probabilitiesFailed = Signal(int, str)  # probe id, a sentence for the writer
     prewarmed = Signal(int, int)  # prewarm id, prompt tokens it had to evaluate
@@ -344,6 +351,7 @@ class InferenceService(SuggestionSource):
         *,
         threads: int = 1,
         memory_budget_bytes: int | None = None,
+        engine: str = DEFAULT_ENGINE,
         not_responding_seconds: float = NOT_RESPONDING_SECONDS,
         parent: QObject | None = None,
     ) -> None:
@@ -352,6 +360,8 @@ class InferenceService(SuggestionSource):
         # The whole app's resident memory to stay within (the context is capped to fit);
         # None: the model's full context.
         self.memory_budget_bytes = memory_budget_bytes
+        self.engine = engine  # the engine to load models with (engine/backends.py)
+        self.loaded_engine: str | None = None  # the one running the model (after fallback)
         self.facts: ModelFacts | None = None
         self.context_tokens = 0  # of the loaded model: its own context, or the budget's cap
         self.requests = RequestLedger()
@@ -391,6 +401,7 @@ class InferenceService(SuggestionSource):
         self._worker.state.connect(self._on_worker_state)
         self._loader.loaded.connect(self._on_loaded)
         self._loader.failed.connect(self._on_load_failed)
+        self._loader.preparing.connect(self._on_preparing)
         self._worker_thread.start()
         self._loader_thread.start()
         self._loading: str | None = None
@@ -501,13 +512,20 @@ class InferenceService(SuggestionSource):
         """Load in the background; the current model keeps suggesting meanwhile."""
         self._loading = str(path)
         self.stateChanged.emit(EngineState.LOADING.value, Path(path).name)
-        self._load.emit(str(path), self.threads, self.memory_budget_bytes)
+        self._load.emit(str(path), self.threads, self.memory_budget_bytes, self.engine)
 
-    def _on_loaded(self, session: TextSession) -> None:
+    def _on_preparing(self, path: str) -> None:
+        self.stateChanged.emit(EngineState.PREPARING.value, Path(path).name)
+
+    def _on_loaded(self, opened: OpenedSession) -> None:
+        session = opened.session
         self._loading = None
         self.facts = session.facts
         self.context_tokens = session.n_ctx
+        self.loaded_engine = session.engine
         self._adopt.emit(session)
+        if opened.notice:
+            self.engineFallback.emit(opened.notice)
         self.modelLoaded.emit(session.facts)
 
     def _on_load_failed(self, path: str, message: str) -> None:

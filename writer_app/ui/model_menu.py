@@ -75,8 +75,10 @@ class ModelsUi(QObject):
         chooser: ModelChooser | None = None,
         demo_path: Path | None = None,
         total_ram: int | None = None,
+        engine_menu: QMenu | None = None,
     ) -> None:
         super().__init__(parent_window)
+        self.engine_menu = engine_menu  # Model ▸ Engine (ui/engine_menu.py), kept last
         self.service, self.keeper, self.messenger, self.menu = service, keeper, messenger, menu
         self.parent_window = parent_window
         self.chooser = chooser or QtModelChooser()
@@ -176,6 +178,9 @@ class ModelsUi(QObject):
         self.menu.addSeparator()
         self.menu.addAction(self.manage_action)
         self.menu.addAction(self.import_action)
+        if self.engine_menu is not None:
+            self.menu.addSeparator()
+            self.menu.addMenu(self.engine_menu)
 
     def actions(self) -> list[tuple[QAction, MenuChoice]]:
         return list(self._choices)

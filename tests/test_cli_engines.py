@@ -1,0 +1,165 @@
+"""`--engine` and `--threads` on `complete` and `generate` (issue 12, steps 1-2): both
+engines give the numpy reference's greedy text, bad files are refused alike, and a model
+llama.cpp cannot take falls back to ctransformers with one line on stderr."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import struct
+
+import numpy as np
+import pytest
+
+from tests.conftest import CAT_PHRASE
+from tests.support.gpt2_vocab import encode, gpt2_vocab
+from tests.support.models import random_gpt2
+from tests.support.reference import read_weights, reference_logits
+from writer_app.cli import main
+from writer_app.engine.ggml import validate_model_file
+from writer_app.engine.gguf_convert import converted_path
+from writer_app.engine.process import EngineClient
+
+PROMPT = "The cat sat"
+BPE_VOCAB = [bytes([b]) for b in range(256)] + [b"ab", b"abc", b"<|endoftext|>"]
+TINY = dict(n_layer=1, n_embd=8, n_head=2)
+
+
+def one_line(err: str) -> str:
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
+    return lines[0]
+
+
+def reference_greedy(path, prompt: str, steps: int) -> str:
+    """The numpy forward's argmax chain, decoded."""
+    weights = read_weights(path)
+    n_head = validate_model_file(path).n_head
+    ids = encode(prompt)
+    for _ in range(steps):
+        ids.append(int(np.argmax(reference_logits(weights, ids, n_head=n_head)[-1])))
+    new = ids[len(encode(prompt)):]
+    return b"".join(gpt2_vocab()[i] for i in new).decode()
+
+
+def test_greedy_text_is_the_same_on_both_engines_and_the_numpy_reference(
+    cat_model, tmp_path, capfd
+):
+    cat_model = shutil.copy(cat_model, tmp_path / cat_model.name)  # not converted yet
+    outputs = {}
+    for engine in ("ctransformers", "llama.cpp"):
+        code = main(["complete", "--engine", engine, "--model", str(cat_model),
+                     "--temperature", "0", "--max-tokens", "8", "--stop-at", "length", PROMPT])
+        captured = capfd.readouterr()
+        assert code == 0, captured.err
+        outputs[engine] = captured.out
+        first_use = [f"preparing {cat_model.name} for llama.cpp (converting it to GGUF once, "
+                     "cached beside the model)…"]
+        assert captured.err.splitlines() == (first_use if engine == "llama.cpp" else [])
+    expected = reference_greedy(cat_model, PROMPT, 8)
+    assert CAT_PHRASE.startswith(PROMPT + expected.rstrip("\n"))  # the phrase, as built
+    assert outputs["llama.cpp"] == outputs["ctransformers"] == expected + "\n"
+    assert converted_path(cat_model).is_file()  # converted once, cached beside the model
+    assert main(["complete", "--engine", "llama.cpp", "--model", str(cat_model), PROMPT]) == 0
+    assert "preparing" not in capfd.readouterr().err  # the cache is used from then on
+
+
+def _bad_files(tmp_path):
+    tiny = random_gpt2(tmp_path / "tiny.bin", vocab=BPE_VOCAB, n_ctx=16, **TINY).read_bytes()
+    token = struct.pack("<I", 3) + b"abc"
+    files = {
+        "flipped.bin": tiny.replace(token, struct.pack("<I", 3) + b"a\x1bc"),
+        "truncated.bin": b"lmgg" + b"\x00" * 20,
+        "tensor.bin": tiny.replace(b"model/ln_f/g", b"model/\n\x1b_f/g", 1),
+        "half.bin": tiny[: len(tiny) // 2],
+    }
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    five = random_gpt2(tmp_path / "five.bin", vocab=BPE_VOCAB, n_ctx=5, **TINY)
+    return [tmp_path / name for name in files] + [five, tmp_path / "missing.bin", tmp_path]
+
+
+def test_the_bad_file_set_is_refused_through_llama_cpp_as_through_ctransformers(
+    tmp_path, capfd
+):
+    for bad in _bad_files(tmp_path):
+        errors = {}
+        for engine in ("ctransformers", "llama.cpp"):
+            assert main(["complete", "--engine", engine, "--model", str(bad), "Hi"]) == 2
+            errors[engine] = one_line(capfd.readouterr().err)
+        assert errors["llama.cpp"] == errors["ctransformers"], bad.name
+        assert not list(tmp_path.glob("*.gguf")), "nothing is converted for a bad file"
+
+
+def test_llama_cpp_that_cannot_convert_falls_back_to_ctransformers_with_one_line(
+    tmp_path, cat_model, capfd
+):
+    model = tmp_path / "cat.bin"
+    model.write_bytes(cat_model.read_bytes())
+    # Where the conversion would go is taken (by a folder): llama.cpp can't have it.
+    converted_path(model).mkdir()
+    code = main(["complete", "--engine", "llama.cpp", "--model", str(model),
+                 "--temperature", "0", "--max-tokens", "8", "--stop-at", "length", PROMPT])
+    captured = capfd.readouterr()
+    assert code == 0
+    assert captured.out == reference_greedy(cat_model, PROMPT, 8) + "\n"
+    assert captured.err.splitlines() == [(f"llama.cpp could not load cat.bin (Is a directory: "
+                      f"{converted_path(model).name}); using ctransformers")]
+
+
+def test_generate_records_the_engine_and_threads_reach_it(cat_model, tmp_path, capfd,
+                                                          monkeypatch):
+    loads = []
+    real_load = EngineClient.load
+
+    def recording_load(self, path, **options):  # the real load, noted on the way
+        loads.append(options)
+        return real_load(self, path, **options)
+
+    monkeypatch.setattr(EngineClient, "load", recording_load)
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text(PROMPT + "\n")
+    out = tmp_path / "out.jsonl"
+    assert main(["generate", "--engine", "llama.cpp", "--threads", "1", "--model",
+                 str(cat_model), "--prompts", str(prompts), "--out", str(out),
+                 "--temperature", "0", "--max-tokens", "8"]) == 0
+    (record,) = [json.loads(line) for line in out.read_text().splitlines()]
+    assert record["engine"] == "llama.cpp"
+    assert record["text"] == reference_greedy(cat_model, PROMPT, 8)
+    assert loads[-1]["threads"] == 1 and loads[-1]["engine"] == "llama.cpp"
+    capfd.readouterr()
+    # No --threads: every physical core; a number beyond them is capped to them.
+    from writer_app.engine.cores import physical_cores
+
+    for flags, threads in (([], physical_cores()), (["--threads", "64"], physical_cores())):
+        assert main(["complete", *flags, "--model", str(cat_model), "--max-tokens", "2",
+                     PROMPT]) == 0
+        assert loads[-1]["threads"] == threads and loads[-1]["engine"] == "ctransformers"
+
+
+@pytest.mark.parametrize(("flag", "expected"), [
+    (["--threads", "0"], "--threads: 0 is outside 1 to 64"),
+    (["--threads", "two"], "--threads: 'two' is not a whole number"),
+    (["--engine", "vllm"], "--engine: invalid choice: 'vllm'"),
+    (["--server", "http://127.0.0.1:9/v1", "--engine", "llama.cpp"],
+     "--engine is for a local model; it can't be used with --server"),
+    (["--server", "http://127.0.0.1:9/v1", "--threads", "2"],
+     "--threads is for a local model; it can't be used with --server"),
+])
+def test_bad_engine_flags_are_one_line(flag, expected, capsys):
+    assert main(["complete", *flag, "Hi"]) == 2
+    assert expected in one_line(capsys.readouterr().err)
+
+
+def test_the_engine_flag_picks_the_engine_that_runs(tmp_path, capfd):
+    """Seeds reproduce per engine (each draws with its own generator), so a seeded sample
+    tells the engines apart: the flag really changed which one ran."""
+    model = random_gpt2(tmp_path / "random.bin", n_layer=1, n_embd=32, n_head=2, n_ctx=64,
+                        seed=11)
+    texts = {}
+    for engine in ("ctransformers", "llama.cpp", "llama.cpp"):
+        assert main(["complete", "--engine", engine, "--model", str(model), "--seed", "7",
+                     "--temperature", "1", "--top-k", "0", "--max-tokens", "12", PROMPT]) == 0
+        text = capfd.readouterr().out
+        assert texts.setdefault(engine, text) == text  # the same seed reproduces
+    assert texts["llama.cpp"] != texts["ctransformers"]
