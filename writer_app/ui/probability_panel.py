@@ -240,7 +240,7 @@ class ProbabilityPanel(QWidget):
         self.setMinimumWidth(300)
         self._controller = controller
         self.probe = NextTokenProbe(controller, service, keeper.current.sampling, parent=self)
-        keeper.changed.connect(self._settings_changed)
+        keeper.subscribe(self._settings_changed)  # now and on every change
         self._steps: list[TokenStep] = []
 
         self.next_title = _heading("Next token at the cursor")
