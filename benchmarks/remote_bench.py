@@ -74,9 +74,13 @@ def _generate(args: list[str], prompts: Path, n: int, out: Path, env: dict[str, 
     return seconds
 
 
-def _eos_count(out: Path) -> int:
-    """Samples the server ended early with end-of-text (remote lines carry `finish`)."""
-    return sum(json.loads(line).get("finish") == "eos" for line in out.read_text("utf-8").splitlines())
+def _eos_count(out: Path) -> int | None:
+    """Samples that ended early with end-of-text; None where the lines don't say (the
+    local `generate` writes no `finish`, so its token count assumes none did)."""
+    records = [json.loads(line) for line in out.read_text("utf-8").splitlines()]
+    if not all("finish" in record for record in records):
+        return None
+    return sum(record["finish"] == "eos" for record in records)
 
 
 def measure(name: str, args: list[str], n: int, work: Path, env: dict[str, str]) -> dict:
@@ -87,7 +91,8 @@ def measure(name: str, args: list[str], n: int, work: Path, env: dict[str, str])
     samples = n * len(PROMPTS)
     steady_s = max(total_s - one_s, 1e-9)
     eos = _eos_count(out)
-    # Stopping at length, every sample is MAX_TOKENS tokens unless it drew end-of-text.
+    # Stopping at length, every sample is MAX_TOKENS tokens unless it drew end-of-text
+    # (random weights over 50,257 tokens: rare); eos_samples > 0 makes tokens/s an upper bound.
     tokens = samples * MAX_TOKENS
     return {
         "command_args": args, "samples": samples, "max_tokens": MAX_TOKENS, "eos_samples": eos,
