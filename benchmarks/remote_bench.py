@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import secrets
 import subprocess
 import sys
@@ -30,7 +31,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from benchmarks.models import DEFAULT_CACHE_DIR, GPT2, TINY, ensure_model  # noqa: E402
-from benchmarks.procfs import load_average  # noqa: E402
+from benchmarks.procfs import cpu_seconds, load_average  # noqa: E402
 from benchmarks.remote_server import BenchServer, served_gguf  # noqa: E402
 from writer_app.engine.cores import physical_cores  # noqa: E402
 from writer_app.engine.ggml import read_layout  # noqa: E402
@@ -56,22 +57,30 @@ class BenchmarkFailed(RuntimeError):
     """A measured command failed; its stderr says why."""
 
 
-def _generate(args: list[str], prompts: Path, n: int, out: Path, env: dict[str, str]) -> float:
-    """Wall seconds of one `writer-app generate` run; checks every sample was written."""
+def _generate(args: list[str], prompts: Path, n: int, out: Path, env: dict[str, str]) -> tuple[float, float]:
+    """Wall and CPU seconds (the CLI and its engine process) of one `writer-app generate`
+    run; checks every sample was written."""
     out.unlink(missing_ok=True)
     command = [sys.executable, "-m", "writer_app", "generate", "--prompts", str(prompts), "--n", str(n),
                "--out", str(out), "--max-tokens", str(MAX_TOKENS), "--stop-at", "length",
                "--temperature", "0.8", "--seed", "1", *args]
+    cpu_before = _children_cpu()
     started = time.perf_counter()
     completed = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=1800)
     seconds = time.perf_counter() - started
+    cpu = _children_cpu() - cpu_before
     if completed.returncode != 0:
         raise BenchmarkFailed(f"{' '.join(args)}: exit {completed.returncode}: {completed.stderr.strip()[-500:]}")
     lines = out.read_text("utf-8").splitlines()
     expected = n * len(prompts.read_text("utf-8").splitlines())
     if len(lines) != expected:
         raise BenchmarkFailed(f"{' '.join(args)}: {len(lines)} samples written, {expected} asked for")
-    return seconds
+    return seconds, cpu
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # waited-for children and theirs
+    return usage.ru_utime + usage.ru_stime
 
 
 def _eos_count(out: Path) -> int | None:
@@ -83,11 +92,14 @@ def _eos_count(out: Path) -> int | None:
     return sum(record["finish"] == "eos" for record in records)
 
 
-def measure(name: str, args: list[str], n: int, work: Path, env: dict[str, str]) -> dict:
+def measure(name: str, args: list[str], n: int, work: Path, env: dict[str, str],
+            server_pid: int | None = None) -> dict:
     prompts, one = work / "prompts.txt", work / "one-prompt.txt"
     out = work / f"{name}.jsonl"
-    one_s = _generate(args, one, 1, out, env)
-    total_s = _generate(args, prompts, n, out, env)
+    one_s, _ = _generate(args, one, 1, out, env)
+    server_before = cpu_seconds(server_pid) if server_pid else None
+    total_s, client_cpu_s = _generate(args, prompts, n, out, env)
+    server_cpu_s = cpu_seconds(server_pid) - server_before if server_before is not None else None
     samples = n * len(PROMPTS)
     steady_s = max(total_s - one_s, 1e-9)
     eos = _eos_count(out)
@@ -99,6 +111,9 @@ def measure(name: str, args: list[str], n: int, work: Path, env: dict[str, str])
         "wall_s": total_s, "one_sample_wall_s": one_s,
         "samples_per_s": (samples - 1) / steady_s, "tokens_per_s": (tokens - MAX_TOKENS) / steady_s,
         "wall_samples_per_s": samples / total_s, "wall_tokens_per_s": tokens / total_s,
+        # CPU seconds of the whole run: the CLI process with its engine process (local),
+        # and the server process; against wall x cores, they show who had the CPUs.
+        "client_cpu_s": client_cpu_s, "server_cpu_s": server_cpu_s,
     }
 
 
@@ -119,7 +134,7 @@ def run(model_path: Path, n: int, log=print) -> dict:
             for concurrency in CONCURRENCIES:
                 key = f"remote_c{concurrency}"
                 results[key] = measure(key, ["--server", server.base_url, "--concurrency", str(concurrency)],
-                                       n, work, env)
+                                       n, work, env, server_pid=server.process.pid)
                 log(f"  {key}: {results[key]['samples_per_s']:.2f} samples/s")
         for engine in LOCAL_ENGINES:  # after the server is gone: each side has the CPUs alone
             key = f"local_{engine}"
@@ -132,14 +147,16 @@ def run(model_path: Path, n: int, log=print) -> dict:
 def format_table(figures: dict) -> str:
     results = figures["results"]
     base = {engine: results[f"local_{engine}"]["tokens_per_s"] for engine in LOCAL_ENGINES}
-    rows = ["| run | samples | wall s | samples/s | tokens/s | x local ctransformers | x local llama.cpp |",
-            "|---|---|---|---|---|---|---|"]
+    rows = ["| run | samples | wall s | samples/s | tokens/s | x local ctransformers | x local llama.cpp "
+            "| CPU s: CLI (+ engine) / server |",
+            "|---|---|---|---|---|---|---|---|"]
     for key, r in results.items():
         label = (f"server, --concurrency {key.removeprefix('remote_c')}" if key.startswith("remote_")
                  else f"local --engine {key.removeprefix('local_')}")
         rows.append(f"| {label} | {r['samples']} | {r['wall_s']:.1f} | {r['samples_per_s']:.2f} | "
                     f"{r['tokens_per_s']:.0f} | {r['tokens_per_s'] / base['ctransformers']:.2f} | "
-                    f"{r['tokens_per_s'] / base['llama.cpp']:.2f} |")
+                    f"{r['tokens_per_s'] / base['llama.cpp']:.2f} | {r['client_cpu_s']:.1f} / "
+                    f"{'-' if r['server_cpu_s'] is None else format(r['server_cpu_s'], '.1f')} |")
     return "\n".join(rows)
 
 

@@ -111,6 +111,8 @@ def test_tiny_remote_run_measures_the_server_and_both_local_engines(tmp_path):
     for run in runs.values():
         assert run["samples"] == 8 and run["samples_per_s"] > 0 and run["tokens_per_s"] > 0
     assert runs["remote_c8"]["command_args"][-2:] == ["--concurrency", "8"]
+    assert runs["remote_c1"]["server_cpu_s"] > 0 and runs["local_llama.cpp"]["server_cpu_s"] is None
+    assert runs["local_ctransformers"]["client_cpu_s"] > 0
     assert "--threads" in runs["local_llama.cpp"]["command_args"]
     assert figures["server_slots"] == 8 and figures["physical_cores"] >= 1
     for label in ("server, --concurrency 1", "server, --concurrency 8", "local --engine ctransformers",
