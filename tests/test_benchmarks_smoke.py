@@ -4,9 +4,13 @@ the pieces that decide PASS/FAIL on known numbers."""
 from __future__ import annotations
 
 import json
+import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from benchmarks.probe import StallMonitor, stall_causes
 from benchmarks.report import format_table, model_rows
@@ -91,3 +95,29 @@ def test_targets_are_judged_on_the_measured_numbers():
     assert next(line for line in failing.splitlines() if "generation, 1" in line).endswith("FAIL")
     assert next(line for line in passing.splitlines() if "whole app" in line).endswith("PASS")
     assert next(line for line in failing.splitlines() if "whole app" in line).endswith("FAIL")
+
+
+def test_tiny_remote_run_measures_the_server_and_both_local_engines(tmp_path):
+    results = tmp_path / "remote.json"
+    completed = subprocess.run(
+        [sys.executable, "benchmarks/remote_bench.py", "--tiny", "--cache-dir", str(tmp_path / "cache"),
+         "--json", str(results)],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    figures = json.loads(results.read_text())
+    runs = figures["results"]
+    assert set(runs) == {"remote_c1", "remote_c4", "remote_c8", "local_ctransformers", "local_llama.cpp"}
+    for run in runs.values():
+        assert run["samples"] == 8 and run["samples_per_s"] > 0 and run["tokens_per_s"] > 0
+    assert runs["remote_c8"]["command_args"][-2:] == ["--concurrency", "8"]
+    assert runs["remote_c1"]["server_cpu_s"] > 0 and runs["local_llama.cpp"]["server_cpu_s"] is None
+    assert runs["local_ctransformers"]["client_cpu_s"] > 0
+    assert "--threads" in runs["local_llama.cpp"]["command_args"]
+    assert figures["server_slots"] == 8 and figures["physical_cores"] >= 1
+    for label in ("server, --concurrency 1", "server, --concurrency 8", "local --engine ctransformers",
+                  "local --engine llama.cpp"):
+        assert any(line.startswith(f"| {label} |") for line in completed.stdout.splitlines()), label
+    port = int(re.search(r"llama-server at http://127\.0\.0\.1:(\d+)/v1", completed.stdout).group(1))
+    with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", port), timeout=2):
+        pass  # the server was stopped with the run
