@@ -129,3 +129,31 @@ def test_plain_http_to_another_machine_asks_first_and_sends_nothing_if_refused(q
     assert asked == ["gpu-box.invalid:8000"]  # asked once, before the first request only
     assert errors[0] == "No suggestions: you chose not to send your text unencrypted to gpu-box.invalid:8000."
     assert not source._tasks  # nothing was sent
+
+
+def test_the_next_token_probe_follows_the_source_to_the_server_and_back(qtbot, qt_loop, cat_server):
+    # The Token probabilities panel must show the model that writes the suggestions.
+    from writer_app.services.inference import InferenceService
+    from writer_app.services.next_token_probe import NextTokenProbe
+
+    local = InferenceService()  # no model loaded: it could not answer a probe
+    try:
+        source = RemoteSource(RemoteConfig.create(cat_server.base_url))
+        controller = SuggestionController(local, GREEDY, SuggestionPreferences(auto_trigger=False))
+        probe = NextTokenProbe(controller, local, GREEDY, delay_ms=10)
+        answers: list[tuple] = []
+        probe.updated.connect(answers.append)
+        probe.set_active(True)
+        controller.set_source(source)
+        type_text(controller, "The cat sat", 1)
+        qtbot.waitUntil(lambda: bool(answers), timeout=20_000)
+        best = answers[-1][0]
+        assert best.text == " on" and best.probability == pytest.approx(1.0, abs=1e-3)
+        assert len(answers[-1]) > 1  # the runners-up too
+        controller.set_source(local)  # back to the local engine, which has no model yet
+        type_text(controller, "The cat sat on", 2)
+        qtbot.waitUntil(lambda: not probe.pending, timeout=5_000)
+        assert len(answers) == 1
+        source.close()
+    finally:
+        local.shutdown()

@@ -443,6 +443,11 @@ class InferenceService(SuggestionSource):
         self.watchdog.sent()
         self._probe.emit(probe_id, prompt_text, float(temperature), int(top_n), int(max_tokens))
 
+    @property
+    def can_probe(self) -> bool:
+        """A model is loaded, so next-token probabilities can be asked for."""
+        return self.facts is not None
+
     def cancel_probabilities(self, probe_id: int) -> None:
         """Forget probe `probe_id` (and older): no answer will come for it."""
         # Interrupting stops the prompt evaluation between chunks.

@@ -5,7 +5,9 @@ probe is active (the Token probabilities panel is visible); every edit or cursor
 cancels the one in flight, so typing never waits. The engine computes the answer from
 the model's logits at the current temperature (InferenceService.request_probabilities,
 on the worker thread), over the same prompt window the suggestion will use, so a probe
-also warms the cache for it.
+also warms the cache for it. When suggestions come from a server (RemoteSource), the
+probe asks the server instead: it follows the controller's source, so the panel always
+shows the model that writes the suggestions.
 """
 
 from __future__ import annotations
@@ -52,9 +54,32 @@ class NextTokenProbe(QObject):
         self._timer.setInterval(delay_ms)
         self._timer.timeout.connect(self._ask)
         controller.contextChanged.connect(self._context_changed)
-        service.modelLoaded.connect(lambda _facts: self.schedule())
-        service.probabilities.connect(self._answered)
-        service.probabilitiesFailed.connect(self._failed)
+        controller.sourceChanged.connect(self._source_changed)
+        self._local = service
+        self._bind(service, connect=True)
+
+    def _bind(self, service: object, *, connect: bool) -> None:
+        ready = getattr(service, "modelLoaded", None) or service.connected  # type: ignore[attr-defined]
+        for signal, slot in (
+            (ready, self._ready),
+            (service.probabilities, self._answered),  # type: ignore[attr-defined]
+            (service.probabilitiesFailed, self._failed),  # type: ignore[attr-defined]
+        ):
+            signal.connect(slot) if connect else signal.disconnect(slot)
+
+    def _source_changed(self, source: object) -> None:
+        """Probe what writes the suggestions: the server's source, or the local service."""
+        target = source if hasattr(source, "request_probabilities") else self._local
+        if target is self._service:
+            return
+        self._cancel()
+        self._bind(self._service, connect=False)
+        self._service = target  # type: ignore[assignment]
+        self._bind(target, connect=True)
+        self.schedule()
+
+    def _ready(self, *_: object) -> None:
+        self.schedule()
 
     @property
     def temperature(self) -> float:
@@ -94,7 +119,7 @@ class NextTokenProbe(QObject):
             self._waiting = False
 
     def _ask(self) -> None:
-        if not self._active or self._service.facts is None:
+        if not self._active or not self._service.can_probe:
             return
         self._probe_id += 1
         self._waiting = True

@@ -36,7 +36,7 @@ from writer_app.engine.remote_errors import (
     ServerUnreachable,
     StreamCut,
 )
-from writer_app.engine.sampling import SamplingSettings
+from writer_app.engine.sampling import SamplingSettings, StopAt
 from writer_app.engine.tokenizer import Tokenizer
 from writer_app.services.qt_asyncio import qt_event_loop
 from writer_app.services.suggestion import TokenStep
@@ -54,6 +54,10 @@ class RemoteSource(SuggestionSource):
     statusChanged = Signal(str)  # "Remote: host", or with what is wrong
     connected = Signal(object)  # ServerInfo: model, context, capabilities for the sampling panel
     recovered = Signal()  # the server answers again after a transient fault
+    # Next-token probabilities at the cursor, as InferenceService answers them.
+    probabilities = Signal(int, object)  # probe id, tuple of protocol.Alternative, best first
+    probabilitiesFailed = Signal(int, str)  # probe id, a sentence for the writer
+    can_probe = True  # the first probe connects, as the first suggestion does
 
     def __init__(
         self,
@@ -72,6 +76,7 @@ class RemoteSource(SuggestionSource):
         self._probe_delays = probe_delays
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._probe: asyncio.Task[None] | None = None
+        self._next_token: tuple[int, asyncio.Task[None]] | None = None  # probe id, its task
         self._status = f"Remote: {config.host}"
         # Per-token probabilities on every step, when the probability panel shows them.
         self.step_probabilities = False
@@ -110,6 +115,53 @@ class RemoteSource(SuggestionSource):
         task = self._tasks.get(request_id)
         if task is not None:
             task.cancel()  # closes the stream; the server stops generating
+
+    # ---- next-token probabilities at the cursor --------------------------------------------
+
+    def request_probabilities(
+        self, probe_id: int, prompt_text: str, temperature: float, top_n: int,
+        max_tokens: int = 1,
+    ) -> None:
+        """The server's top_n likeliest next tokens (from its logprobs for one generated
+        token), answered by `probabilities`; a newer probe cancels an older one."""
+        if self._next_token is not None:
+            self._next_token[1].cancel()
+        if not self._may_send():
+            self.probabilitiesFailed.emit(probe_id, f"Nothing is sent to {self.config.host}.")
+            return
+        task = qt_event_loop().create_task(
+            self._probabilities(probe_id, prompt_text, temperature, top_n)
+        )
+        self._next_token = (probe_id, task)
+
+    def cancel_probabilities(self, probe_id: int) -> None:
+        if self._next_token is not None and self._next_token[0] <= probe_id:
+            self._next_token[1].cancel()
+
+    async def _probabilities(
+        self, probe_id: int, prompt_text: str, temperature: float, top_n: int
+    ) -> None:
+        client = self._client
+        settings = SamplingSettings(
+            temperature=temperature, max_tokens=1, stop_at=StopAt.LENGTH, seed=0
+        )
+        try:
+            info = await client.connect()
+            ids = prompt_ids_for(prompt_text, client.tokenizer, info.n_ctx)
+            request = GenerationRequest(
+                probe_id, tuple(ids), settings, with_probs=True, top_n=top_n,
+                preceding_text=prompt_text[-PRECEDING_CHARS:],
+            )
+            choices: tuple = ()
+            async with contextlib.aclosing(client.generate(request)) as events:
+                async for event in events:
+                    if not isinstance(event, FinishEvent):
+                        choices = event.alternatives
+                        break
+        except RemoteError as error:
+            self.probabilitiesFailed.emit(probe_id, str(error))
+            return
+        self.probabilities.emit(probe_id, tuple(choices))
 
     # ---- the remote generation ------------------------------------------------------------
 
@@ -196,6 +248,8 @@ class RemoteSource(SuggestionSource):
         """Stop every request and the probe; the connection pool closes in the background."""
         for task in list(self._tasks.values()):
             task.cancel()
+        if self._next_token is not None:
+            self._next_token[1].cancel()
         if self._probe is not None:
             self._probe.cancel()
         loop = qt_event_loop()

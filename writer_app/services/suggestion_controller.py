@@ -122,6 +122,7 @@ class SuggestionController(QObject):
     contextChanged = Signal(object)  # EditorContext: the text or the cursor moved
     busyChanged = Signal(bool)  # a request is being generated
     errorOccurred = Signal(str)  # the source failed; a sentence for the status bar
+    sourceChanged = Signal(object)  # SuggestionSource: suggestions now come from it
 
     def __init__(
         self,
@@ -160,6 +161,7 @@ class SuggestionController(QObject):
         self._connect_source(self._source, connect=False)
         self._source = source
         self._connect_source(source, connect=True)
+        self.sourceChanged.emit(source)
 
     def _connect_source(self, source: SuggestionSource, *, connect: bool) -> None:
         for signal, slot in (
