@@ -157,3 +157,20 @@ def test_the_next_token_probe_follows_the_source_to_the_server_and_back(qtbot, q
         source.close()
     finally:
         local.shutdown()
+
+
+def test_alternatives_are_seeded_requests_to_the_server(qtbot, qt_loop, random_server):
+    # Alt+] on a server: the next alternative is another request with its own seed.
+    sampled = SamplingSettings(temperature=1.5, top_k=0, top_p=1.0, alternatives=3, seed=5,
+                               max_tokens=12, stop_at=StopAt.LENGTH)
+    source, controller, errors = make(qtbot, random_server.base_url, sampled)
+    type_text(controller, "Once upon a time", 1)
+    qtbot.waitUntil(lambda: len(ghost(controller)) > 0 and not controller.busy, timeout=20_000)
+    first = ghost(controller)
+    assert controller.cycle(+1)
+    qtbot.waitUntil(lambda: not controller.busy and len(controller.suggestion.alternatives) == 2,
+                    timeout=20_000)
+    second = ghost(controller)
+    assert second and second != first and not errors
+    assert controller.cycle(-1) and ghost(controller) == first  # back, without a request
+    source.close()
