@@ -36,6 +36,7 @@ from writer_app.engine.ggml import (
     InvalidModelFile,
     ModelFacts,
     WeightType,
+    expected_tensors,
 )
 
 GGUF_MAGIC = b"GGUF"
@@ -73,34 +74,10 @@ def gguf_tensor_shapes(
     The same shapes as the GGML file's (ggml's gpt-2 example already stores the
     Conv1D weights transposed, as llama.cpp wants them), under llama.cpp's names.
     """
-    e = n_embd
-    shapes: dict[str, tuple[int, ...]] = {
-        "token_embd.weight": (e, n_vocab),
-        "position_embd.weight": (e, n_ctx),
-        "output_norm.weight": (e,),
-        "output_norm.bias": (e,),
-    }
-    if lm_head:
-        shapes["output.weight"] = (e, n_vocab)
-    for i in range(n_layer):
-        p = f"blk.{i}."
-        shapes.update(
-            {
-                p + "attn_norm.weight": (e,),
-                p + "attn_norm.bias": (e,),
-                p + "attn_qkv.weight": (e, 3 * e),
-                p + "attn_qkv.bias": (3 * e,),
-                p + "attn_output.weight": (e, e),
-                p + "attn_output.bias": (e,),
-                p + "ffn_norm.weight": (e,),
-                p + "ffn_norm.bias": (e,),
-                p + "ffn_up.weight": (e, 4 * e),
-                p + "ffn_up.bias": (4 * e,),
-                p + "ffn_down.weight": (4 * e, e),
-                p + "ffn_down.bias": (e,),
-            }
-        )
-    return shapes
+    ggml_shapes = expected_tensors(
+        n_vocab=n_vocab, n_ctx=n_ctx, n_embd=n_embd, n_layer=n_layer, lm_head=lm_head
+    )
+    return {gguf_name(name): ne for name, ne in ggml_shapes.items()}
 
 
 def gguf_name(ggml_name: str) -> str:

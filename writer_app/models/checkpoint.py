@@ -13,17 +13,15 @@ says how to re-save the model is safer than any unpickler we could write.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from writer_app.engine.ggml_writer import hf_names
-from writer_app.models.safetensors_file import InvalidCheckpoint, SafetensorsFile
+from writer_app.models.safetensors_file import InvalidCheckpoint, SafetensorsFile, read_json
 
 CONFIG = "config.json"
 SINGLE = "model.safetensors"
@@ -64,7 +62,7 @@ def checkpoint_folder(path: Path) -> Path | None:
 
 
 def read_config(folder: Path) -> GPT2Config:
-    raw = _read_json(folder / CONFIG)
+    raw = read_json(folder / CONFIG)
     architectures = raw.get("architectures") or []
     if raw.get("model_type") != "gpt2" and "GPT2LMHeadModel" not in architectures:
         kind = raw.get("model_type") or ", ".join(map(str, architectures)) or "unknown"
@@ -183,7 +181,7 @@ def open_checkpoint(path: Path) -> Checkpoint:
 def _weight_files(folder: Path) -> list[SafetensorsFile]:
     index = folder / INDEX
     if index.is_file():
-        weight_map = _read_json(index).get("weight_map")
+        weight_map = read_json(index).get("weight_map")
         if not isinstance(weight_map, dict) or not weight_map:
             raise InvalidCheckpoint(f"{INDEX} in {folder.name} has no weight_map.")
         shards = sorted({str(shard) for shard in weight_map.values()})
@@ -246,16 +244,3 @@ def _match_tensors(folder: Path, config: GPT2Config, files: list[SafetensorsFile
     return sources
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InvalidCheckpoint(f"{path.parent.name} has no {path.name}.") from None
-    except OSError as exc:
-        raise InvalidCheckpoint(f"{path.name} could not be read: {exc.strerror or exc}.") from exc
-    except ValueError as exc:
-        raise InvalidCheckpoint(f"{path.name} in {path.parent.name} is not valid JSON "
-                                f"({exc}).") from exc
-    if not isinstance(data, dict):
-        raise InvalidCheckpoint(f"{path.name} in {path.parent.name} is not a JSON object.")
-    return data

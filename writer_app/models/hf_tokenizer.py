@@ -15,11 +15,10 @@ row as the file format requires.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from writer_app.models.safetensors_file import InvalidCheckpoint
+from writer_app.models.safetensors_file import InvalidCheckpoint, read_json
 
 GPT2_VOCAB_SIZE = 50257
 REFUSED = ("{folder}'s tokenizer is not GPT-2's byte-level BPE ({why}), so the app's "
@@ -121,7 +120,7 @@ def _read_files(folder: Path) -> tuple[dict[str, int], list[tuple[str, str]], di
     """(vocab, merges, added tokens by id) from tokenizer.json or vocab.json + merges.txt."""
     fast = folder / "tokenizer.json"
     if fast.is_file():
-        data = _json(fast)
+        data = read_json(fast)
         model = data.get("model") or {}
         pre = data.get("pre_tokenizer") or {}
         if model.get("type") != "BPE" or pre.get("type") != "ByteLevel":
@@ -138,7 +137,7 @@ def _read_files(folder: Path) -> tuple[dict[str, int], list[tuple[str, str]], di
             "save it with tokenizer.save_pretrained(DIR) next to the model."
         )
     config_file = folder / "tokenizer_config.json"
-    config = _json(config_file) if config_file.is_file() else {}
+    config = read_json(config_file) if config_file.is_file() else {}
     kind = config.get("tokenizer_class") or "GPT2Tokenizer"
     if not str(kind).startswith("GPT2Tokenizer"):
         raise InvalidCheckpoint(REFUSED.format(folder=folder.name, why=f"it is a {kind}"))
@@ -154,10 +153,10 @@ def _read_files(folder: Path) -> tuple[dict[str, int], list[tuple[str, str]], di
     added: dict[int, str] = {}
     added_file = folder / "added_tokens.json"
     if added_file.is_file():
-        added |= {int(i): str(t) for t, i in _json(added_file).items()}
+        added |= {int(i): str(t) for t, i in read_json(added_file).items()}
     for token_id, token in (config.get("added_tokens_decoder") or {}).items():
         added[int(token_id)] = str(token.get("content"))
-    return _vocab(_json(vocab_file), vocab_file), merges, added
+    return _vocab(read_json(vocab_file), vocab_file), merges, added
 
 
 def _vocab(raw: Any, path: Path) -> dict[str, int]:
@@ -171,14 +170,3 @@ def _vocab(raw: Any, path: Path) -> dict[str, int]:
     return raw
 
 
-def _json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise InvalidCheckpoint(f"{path.name} could not be read: {exc.strerror or exc}.") from exc
-    except ValueError as exc:
-        raise InvalidCheckpoint(f"{path.name} in {path.parent.name} is not valid JSON "
-                                f"({exc}).") from exc
-    if not isinstance(data, dict):
-        raise InvalidCheckpoint(f"{path.name} in {path.parent.name} is not a JSON object.")
-    return data

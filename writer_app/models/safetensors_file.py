@@ -14,6 +14,7 @@ import math
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -112,3 +113,20 @@ def _tensor_info(
             f"but the file has only {data_start + data_size:,} bytes."
         )
     return TensorInfo(dtype, shape, data_start + begin, nbytes)
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """A checkpoint's JSON file (config, index, tokenizer) as a dict, or InvalidCheckpoint
+    in one sentence."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InvalidCheckpoint(f"{path.parent.name} has no {path.name}.") from None
+    except OSError as exc:
+        raise InvalidCheckpoint(f"{path.name} could not be read: {exc.strerror or exc}.") from exc
+    except ValueError as exc:
+        raise InvalidCheckpoint(f"{path.name} in {path.parent.name} is not valid JSON "
+                                f"({exc}).") from exc
+    if not isinstance(data, dict):
+        raise InvalidCheckpoint(f"{path.name} in {path.parent.name} is not a JSON object.")
+    return data
