@@ -35,6 +35,7 @@ from writer_app.engine.ggml import (
     WEIGHT_TYPES,
     InvalidModelFile,
     ModelFacts,
+    TensorEntry,
     WeightType,
     expected_tensors,
 )
@@ -133,13 +134,8 @@ def token_bytes(text: str) -> bytes | None:
         return None
 
 
-@dataclass(frozen=True)
-class GgufTensor:
-    name: str
-    ne: tuple[int, ...]
-    weight_type: WeightType
-    offset: int  # of the data, from the start of the file
-    nbytes: int
+# A tensor's table entry is the same record in both formats.
+GgufTensor = TensorEntry
 
 
 @dataclass(frozen=True)
