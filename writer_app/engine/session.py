@@ -16,12 +16,14 @@ from pathlib import Path
 from writer_app.engine.ggml import InvalidModelFile, ModelFacts, read_layout
 from writer_app.engine.gguf_convert import gguf_for
 from writer_app.engine.memory import context_for_budget
-from writer_app.engine.process import EngineClient
+from writer_app.engine.process import EngineClient, EngineCrashed
 from writer_app.engine.protocol import (
     Alternative,
     EngineError,
+    EvaluationError,
     FinishEvent,
     GenerationRequest,
+    ModelLoadError,
     TokenEvent,
 )
 from writer_app.engine.sampling import SamplingSettings
@@ -203,3 +205,73 @@ def fallback_reason(error: BaseException) -> str:
     if isinstance(error, OSError) and error.filename and str(error.filename) not in text:
         text = f"{text}: {Path(error.filename).name}"
     return text or type(error).__name__
+
+
+# ---- llama.cpp failing while it runs a model ---------------------------------------------
+
+
+class RunningFallbackRule:
+    """Decides when llama.cpp has failed while running a model it loaded, so that the
+    model moves to ctransformers (the one home of this rule; the app's inference worker
+    and the command line both ask it).
+
+    Only a session on llama.cpp ever falls back (ctransformers has nothing to fall back
+    to). On llama.cpp, a command that ended with
+
+      * EvaluationError: falls back at once. llama.cpp itself reported a failed
+        evaluation; the request's own problems are other errors (ContextOverflowError,
+        InvalidTokenError, WindowError, NoModelLoaded) and are reported as usual.
+      * EngineCrashed: the first crash does not; the engine is restarted on llama.cpp
+        as before (one crash can be anything: a signal, the OOM killer). A crash while
+        an earlier one is still pending, i.e. with no command succeeding since, falls
+        back: llama.cpp dies again right after its restart (a crash loop). The restart's
+        own reload counts: a child dying while it reloads the model is that second crash.
+      * ModelLoadError: falls back. While running, only the automatic restart loads, so
+        this is llama.cpp refusing the model it had loaded before.
+
+    Kills the writer asked for (restart_engine) are not failures: don't pass them here.
+    Any command that succeeds clears a pending crash (succeeded()).
+    """
+
+    def __init__(self) -> None:
+        self._crash: EngineCrashed | None = None  # the crash no success has followed yet
+
+    def succeeded(self) -> None:
+        self._crash = None
+
+    def verdict(self, engine: str, error: BaseException) -> str | None:
+        """The reason to move the model to ctransformers after `error` ended a command
+        on `engine`, in a few words for inside parentheses; None: report the error as
+        usual (and restart a crashed engine)."""
+        if engine != LLAMA_CPP:
+            return None
+        if isinstance(error, EngineCrashed):
+            earlier, self._crash = self._crash, error
+            if earlier is None:
+                return None
+            return f"it stopped again right after a restart, {error.how}"
+        if isinstance(error, (EvaluationError, ModelLoadError)):
+            return fallback_reason(error)
+        return None
+
+
+def reopen_on_ctransformers(session: TextSession, reason: str, *, threads: int) -> OpenedSession:
+    """The model of `session` in a new engine process on ctransformers, with the same
+    context and tokenizer (only the engine changes), and the one-line notice saying why.
+    The caller swaps it in and closes `session` (after: if this raises, the caller still
+    has a session). Raises InvalidModelFile, EngineError or OSError."""
+    client = EngineClient(auto_restart=True)
+    client.start()
+    try:
+        facts = client.load(
+            session.path, threads=threads, context_length=session.n_ctx, engine=DEFAULT_ENGINE
+        )
+    except BaseException:
+        client.close()
+        raise
+    replacement = TextSession(client, facts, session.tokenizer, session.n_ctx, DEFAULT_ENGINE)
+    notice = (
+        f"{session.engine} failed while running {session.path.name} ({reason}); "
+        f"using {DEFAULT_ENGINE}"
+    )
+    return OpenedSession(replacement, notice)
