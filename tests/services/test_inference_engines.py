@@ -86,3 +86,113 @@ def test_a_model_llama_cpp_cannot_take_is_loaded_with_ctransformers_and_said_so(
     llama_service.request(1, "The cat sat", GREEDY, seed=3)
     qtbot.waitUntil(lambda: 1 in record.finished, timeout=30_000)
     assert record.text[1] == " on the mat."
+
+
+def break_converted_copy(model) -> None:
+    """Truncate llama.cpp's converted copy of `model` while llama.cpp has it mapped: its
+    next read of the weights faults (SIGBUS) and the engine process dies, for real. A
+    restart rebuilds the copy (gguf_for never trusts a damaged one), so each call breaks
+    llama.cpp's next use once."""
+    os.truncate(converted_path(model), 0)
+
+
+def sigbus_notice() -> str:
+    return KILL_NOTICE.replace("SIGKILL", "SIGBUS")
+
+
+def test_llama_cpp_crashing_again_right_after_its_restart_moves_the_model_to_ctransformers(
+    qtbot, llama_service, cat_model, tmp_path
+):
+    """The rule (session.RunningFallbackRule), both sides of it on the real engine: a
+    crash, a success, a crash is two single crashes (restarted on llama.cpp); a crash
+    and then another before anything succeeds is a crash loop (ctransformers answers)."""
+    model = shutil.copy(cat_model, tmp_path / "cat.bin")
+    record = Recorder(llama_service)
+    fallbacks: list[str] = []
+    llama_service.engineFallback.connect(fallbacks.append)
+    load(qtbot, llama_service, model)
+
+    def ask(request_id: int) -> None:
+        llama_service.request(request_id, "The cat sat", GREEDY, seed=3)
+        qtbot.waitUntil(lambda: request_id in record.finished
+                        or request_id in dict(record.failures), timeout=60_000)
+
+    def restarted() -> None:
+        qtbot.waitUntil(lambda: record.states[-1] == EngineState.IDLE.value, timeout=60_000)
+
+    for request_id in (1, 3):  # crash, restart, success: twice
+        break_converted_copy(model)
+        ask(request_id)
+        assert record.failures[-1] == (request_id, sigbus_notice())
+        restarted()
+        assert llama_service._worker.session.engine == "llama.cpp"
+        ask(request_id + 1)
+        assert record.text[request_id + 1] == " on the mat."
+    assert fallbacks == [] and llama_service.loaded_engine == "llama.cpp"
+
+    break_converted_copy(model)
+    ask(5)  # crashes: reported, restarted on llama.cpp
+    restarted()
+    break_converted_copy(model)
+    with qtbot.waitSignal(llama_service.engineFallback, timeout=60_000) as fallback:
+        ask(6)  # crashes again before anything succeeded: the loop
+    assert fallback.args == ["llama.cpp failed while running cat.bin (it stopped again right "
+                             "after a restart, killed by signal SIGBUS); using ctransformers"]
+    assert fallbacks == fallback.args  # one sentence for the event
+    assert (record.text.get(6), record.finished.get(6)) == (" on the mat.", "stop")
+    assert [rid for rid, _ in record.failures] == [1, 3, 5]  # 6 was answered, not failed
+    assert llama_service.loaded_engine == llama_service._worker.session.engine == "ctransformers"
+    assert llama_service.engine == "llama.cpp"  # still the writer's choice, for next time
+    ask(7)
+    assert record.text[7] == " on the mat."
+
+
+def test_a_llama_cpp_restart_that_cannot_reload_moves_the_model_to_ctransformers(
+    qtbot, llama_service, cat_model, tmp_path
+):
+    """The restart after a crash is where llama.cpp dies again: its converted copy is
+    broken under it (SIGBUS) and where the rebuilt one must go is taken by a folder, so
+    the restarted engine process dies loading the model."""
+    model = shutil.copy(cat_model, tmp_path / "cat.bin")
+    record = Recorder(llama_service)
+    load(qtbot, llama_service, model)
+    converted = converted_path(model)
+    break_converted_copy(model)  # still mapped by llama.cpp: its next read faults
+    converted.unlink()
+    converted.mkdir()
+    with qtbot.waitSignal(llama_service.engineFallback, timeout=60_000) as fallback:
+        llama_service.request(1, "The cat sat", GREEDY, seed=3)
+    assert record.failures == [(1, sigbus_notice())]  # the crash, reported as ever
+    assert fallback.args == ["llama.cpp failed while running cat.bin (it stopped again right "
+                             "after a restart, exit code 1); using ctransformers"]
+    qtbot.waitUntil(lambda: record.states[-1] == EngineState.IDLE.value, timeout=30_000)
+    assert llama_service.loaded_engine == "ctransformers" and llama_service.engine == "llama.cpp"
+    llama_service.request(2, "The cat sat", GREEDY, seed=3)
+    qtbot.waitUntil(lambda: 2 in record.finished, timeout=30_000)
+    assert record.text[2] == " on the mat."
+
+
+def test_a_suggestion_cut_by_the_crash_loop_keeps_its_text_and_ends_there(
+    qtbot, llama_service, slow_model, tmp_path
+):
+    """Text the writer already sees is not streamed again by ctransformers (another
+    engine's draw would not continue it): the suggestion ends where llama.cpp stopped."""
+    model = shutil.copy(slow_model, tmp_path / "slow.bin")
+    record = Recorder(llama_service)
+    load(qtbot, llama_service, model)
+    break_converted_copy(model)
+    llama_service.request(1, "Once upon a time", GREEDY, seed=1)
+    qtbot.waitUntil(lambda: bool(record.failures), timeout=60_000)  # crash 1: at the prompt
+    qtbot.waitUntil(lambda: record.states[-1] == EngineState.IDLE.value, timeout=60_000)
+    llama_service.request(2, "Once upon a time", ENDLESS, seed=1)
+    qtbot.waitUntil(lambda: bool(record.text.get(2)), timeout=30_000)  # streaming now
+    with qtbot.waitSignal(llama_service.engineFallback, timeout=60_000):
+        break_converted_copy(model)  # crash 2, mid-suggestion
+    qtbot.waitUntil(lambda: 2 in record.finished, timeout=30_000)
+    shown = record.text[2]
+    assert record.finished[2] == "cancelled" and shown
+    assert [rid for rid, _ in record.failures] == [1]
+    assert llama_service.loaded_engine == "ctransformers"
+    llama_service.request(3, "Once upon a time", GREEDY.with_changes(max_tokens=3), seed=1)
+    qtbot.waitUntil(lambda: 3 in record.finished, timeout=30_000)
+    assert record.text[3] and record.text[2] == shown

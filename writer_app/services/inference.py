@@ -20,7 +20,10 @@ suggesting until the new one is ready; then the worker swaps them and closes the
 
 Failures: every command ends with a message whatever goes wrong, so nothing waits for
 ever. If the engine process dies, the writer is told in one sentence, the process is
-restarted and the model reloaded, and the next suggestion works again. If it stops
+restarted and the model reloaded, and the next suggestion works again. If llama.cpp
+fails while running the model (session.RunningFallbackRule: a failed evaluation, or a
+crash right after its restart), the model moves to ctransformers, the command is
+answered there, and `engineFallback` says so in one sentence. If it stops
 answering (no progress for NOT_RESPONDING_SECONDS while it has work; see
 services/engine_watchdog.py), the state becomes NOT_RESPONDING and `notResponding`
 fires; restart_engine() then kills and restarts it.
@@ -42,7 +45,14 @@ from writer_app.engine.ggml import InvalidModelFile, ModelFacts
 from writer_app.engine.process import EngineCrashed
 from writer_app.engine.protocol import EngineError, FinishEvent, FinishReason
 from writer_app.engine.sampling import SamplingSettings
-from writer_app.engine.session import DEFAULT_ENGINE, OpenedSession, TextSession, open_with_fallback
+from writer_app.engine.session import (
+    DEFAULT_ENGINE,
+    OpenedSession,
+    RunningFallbackRule,
+    TextSession,
+    open_with_fallback,
+    reopen_on_ctransformers,
+)
 from writer_app.engine.tokenizer import TokenizerCache
 from writer_app.engine.window import fit_window
 from writer_app.services.engine_watchdog import NOT_RESPONDING_SECONDS, EngineWatchdog
@@ -81,6 +91,7 @@ class _Worker(QObject):
     probed = Signal(int, object)  # probe id, tuple of protocol.Alternative
     prewarmed = Signal(int, int)  # prewarm id, prompt tokens it had to evaluate
     probeFailed = Signal(int, str)  # probe id, a sentence for the writer
+    fellBack = Signal(object)  # OpenedSession: llama.cpp failed running, ctransformers took over
 
     def __init__(self, service: InferenceService) -> None:
         super().__init__()
@@ -89,6 +100,7 @@ class _Worker(QObject):
         self._speed = ""  # of the last generation, for the IDLE state's detail
         self._restart_lock = threading.Lock()
         self._restart_asked = False  # the writer asked for a restart (restart_engine)
+        self._rule = RunningFallbackRule()  # when llama.cpp failed while running
 
     @Slot(int, str, object, object)
     def generate(
@@ -109,11 +121,23 @@ class _Worker(QObject):
                 return
             self.state.emit(EngineState.THINKING.value, "")
             self._speed = ""
+            streamed = [False]  # text of this request reached the writer
+
+            def stream(on: TextSession) -> None:
+                self._stream(on, request_id, prompt_text, settings, forced_ids, streamed)
+
+            def again(on: TextSession) -> None:
+                # Text the writer already sees can't be taken back, nor continued by
+                # another engine's draw: the suggestion ends where it was cut.
+                if streamed[0]:
+                    self.finished.emit(request_id, FinishReason.CANCELLED.value)
+                else:
+                    self.state.emit(EngineState.THINKING.value, "")
+                    stream(on)
+
             try:
-                with requests.running(request_id), self._guarded(
-                    session, lambda message: self.failed.emit(request_id, message)
-                ):
-                    self._stream(session, request_id, prompt_text, settings, forced_ids)
+                with requests.running(request_id):
+                    self._run(stream, lambda message: self.failed.emit(request_id, message), again)
             finally:
                 state = EngineState.IDLE if self.session else EngineState.NO_MODEL
                 self.state.emit(state.value, self._speed)
@@ -125,6 +149,7 @@ class _Worker(QObject):
         prompt_text: str,
         settings: SamplingSettings,
         forced_ids: tuple[int, ...],
+        streamed: list[bool],
     ) -> None:
         requests = self._service.requests
         events = session.generate(
@@ -151,6 +176,7 @@ class _Worker(QObject):
                     TokenStep(event.token_id, own_text, event.probability, event.alternatives),
                 )
                 if event.text:
+                    streamed[0] = True
                     self.token.emit(request_id, event.text)
 
     @Slot(int, str, float, int, int)
@@ -165,20 +191,20 @@ class _Worker(QObject):
             if session is None:
                 self.probeFailed.emit(probe_id, "No model is loaded yet.")
                 return
-            choices = None
-            with probes.running(probe_id), self._guarded(
-                session, lambda message: self.probeFailed.emit(probe_id, message)
-            ):
+            def probe(on: TextSession) -> None:
                 # The suggestion's window, in cancellable chunks first; the probabilities
                 # then cost one read (the engine's own window of these tokens is all of them).
-                ids = session.prompt_ids(prompt_text)
-                window = fit_window(ids, n_ctx=session.n_ctx, max_new_tokens=max_tokens)
-                session.client.prewarm(window.tokens, max_tokens=max_tokens)
+                ids = on.prompt_ids(prompt_text)
+                window = fit_window(ids, n_ctx=on.n_ctx, max_new_tokens=max_tokens)
+                on.client.prewarm(window.tokens, max_tokens=max_tokens)
                 if probes.is_stale(probe_id):
                     return
-                choices = session.client.next_token_probs(window.tokens, temperature, top_n)
-            if choices is not None and not probes.is_stale(probe_id):
-                self.probed.emit(probe_id, tuple(choices))
+                choices = on.client.next_token_probs(window.tokens, temperature, top_n)
+                if not probes.is_stale(probe_id):
+                    self.probed.emit(probe_id, tuple(choices))
+
+            with probes.running(probe_id):
+                self._run(probe, lambda message: self.probeFailed.emit(probe_id, message))
 
     @Slot(int, str, int)
     def prewarm(self, prewarm_id: int, prompt_text: str, max_tokens: int) -> None:
@@ -191,13 +217,12 @@ class _Worker(QObject):
             session = self.session
             if session is None or prewarms.is_stale(prewarm_id):
                 return
-            evaluated = None
-            with prewarms.running(prewarm_id), self._guarded(
-                session, lambda message: self.failed.emit(-1, message)
-            ):
-                evaluated = session.prewarm(prompt_text, max_tokens)
-            if evaluated is not None:
-                self.prewarmed.emit(prewarm_id, evaluated)
+
+            def prewarm(on: TextSession) -> None:
+                self.prewarmed.emit(prewarm_id, on.prewarm(prompt_text, max_tokens))
+
+            with prewarms.running(prewarm_id):
+                self._run(prewarm, lambda message: self.failed.emit(-1, message))
 
     @Slot()
     def restart_if_asked(self) -> None:
@@ -207,7 +232,7 @@ class _Worker(QObject):
         if session is None or not self._take_restart_request():
             return
         self.state.emit(EngineState.RESTARTING.value, "")
-        self._restart(session)
+        self._restart(session, lambda message: self.failed.emit(-1, message))
         self.state.emit(EngineState.IDLE.value, "")
 
     def ask_restart(self) -> None:
@@ -229,32 +254,87 @@ class _Worker(QObject):
         finally:
             watchdog.done()
 
-    @contextmanager
-    def _guarded(self, session: TextSession, fail: Callable[[str], None]) -> Iterator[None]:
-        """Ends the command with one sentence through `fail`, whatever goes wrong; a
-        crashed engine is restarted (and the model reloaded) before the next command."""
+    def _run(
+        self,
+        body: Callable[[TextSession], None],
+        fail: Callable[[str], None],
+        again: Callable[[TextSession], None] | None = None,
+    ) -> None:
+        """body(session in use), ending with one sentence through `fail` whatever goes
+        wrong. A crashed engine is restarted (and the model reloaded) before the next
+        command. When the fallback rule (session.RunningFallbackRule) says llama.cpp
+        failed while running, the model moves to ctransformers and the command is
+        answered there: again(new session), body by default. Retried, not reported:
+        the failure was the engine's, not the request's, and the writer paused for a
+        suggestion that ctransformers can give now; the fallback notice is the one
+        message (a second one for the same event would only repeat it)."""
+        session = self.session
+        assert session is not None
         try:
-            yield
+            body(session)
         except EngineCrashed as crash:
-            self.state.emit(EngineState.RESTARTING.value, "")
-            fail(RESTARTING_ON_REQUEST if self._take_restart_request() else crash_notice(crash))
-            self._restart(session)
-            self.state.emit(EngineState.IDLE.value, "")
+            asked = self._take_restart_request()
+            reason = None if asked else self._rule.verdict(session.engine, crash)
+            if reason is None:
+                self.state.emit(EngineState.RESTARTING.value, "")
+                fail(RESTARTING_ON_REQUEST if asked else crash_notice(crash))
+                self._restart(session, lambda message: self.failed.emit(-1, message))
+                self.state.emit(EngineState.IDLE.value, "")
+                return
         except (EngineError, ValueError) as error:  # ValueError: e.g. a too-small context
-            fail(str(error))
+            reason = self._rule.verdict(session.engine, error)
+            if reason is None:
+                fail(str(error))
+                return
         except Exception as error:  # a bug: say so rather than leave the request hanging
             logger.exception("The inference worker failed")
             fail(f"The suggestion engine failed unexpectedly ({type(error).__name__}: {error}).")
+            return
+        else:
+            self._rule.succeeded()
+            return
+        replacement = self._fall_back(session, reason, fail)
+        if replacement is not None:
+            self._run(again or body, fail)  # on ctransformers: never falls back again
 
-    def _restart(self, session: TextSession) -> None:
+    def _restart(self, session: TextSession, fail: Callable[[str], None]) -> None:
+        """Restart the crashed engine with its model; if that fails, and the fallback
+        rule says llama.cpp failed, the model moves to ctransformers."""
         try:
             with self._service.watchdog.excused():  # reloading the model shows no progress
                 session.client.restart()
-        except (EngineError, OSError) as error:
-            self.failed.emit(-1, f"The suggestion engine could not be restarted: {error}")
+        except (EngineError, InvalidModelFile, OSError) as error:
+            reason = self._rule.verdict(session.engine, error)
+            if reason is None:
+                fail(f"The suggestion engine could not be restarted: {error}")
+            else:
+                self._fall_back(session, reason, fail)
+
+    def _fall_back(
+        self, session: TextSession, reason: str, fail: Callable[[str], None]
+    ) -> TextSession | None:
+        """Reopen the session's model on ctransformers and use it from now on; the
+        writer's choice of engine stays (the next load tries llama.cpp again)."""
+        self.state.emit(EngineState.LOADING.value, session.path.name)
+        try:
+            with self._service.watchdog.excused():  # loading a model shows no progress
+                opened = reopen_on_ctransformers(session, reason, threads=self._service.threads)
+        except (EngineError, InvalidModelFile, OSError) as error:
+            fail(
+                f"{session.engine} failed while running {session.path.name} ({reason}), "
+                f"and {DEFAULT_ENGINE} could not load it either: {error}"
+            )
+            return None
+        finally:
+            self.state.emit(EngineState.IDLE.value, "")
+        self.session = opened.session
+        session.close()
+        self.fellBack.emit(opened)
+        return opened.session
 
     @Slot(object)
     def adopt(self, session: TextSession) -> None:
+        self._rule = RunningFallbackRule()  # a new engine process: no crash of its own yet
         old, self.session = self.session, session
         if old is not None:
             old.close()
@@ -337,8 +417,9 @@ class InferenceService(SuggestionSource):
     stateChanged = Signal(str, str)  # EngineState value, detail (e.g. "42 tok/s")
     modelLoaded = Signal(object)  # ModelFacts
     modelFailed = Signal(str, str)  # path, message
-    # One sentence: the engine asked for could not load the model, another one did
-    # ("llama.cpp could not load X (reason); using ctransformers").
+    # One sentence: the engine asked for could not load the model, or failed while
+    # running it, and another one runs it now ("llama.cpp could not load X (reason);
+    # using ctransformers", "llama.cpp failed while running X (reason); using ...").
     engineFallback = Signal(str)
     probabilities = Signal(int, object)  # probe id, tuple of protocol.Alternative, best first
     probabilitiesFailed = Signal(int, str)  # probe id, a sentence for the writer
@@ -399,6 +480,7 @@ class InferenceService(SuggestionSource):
         self._worker.failed.connect(self.failed)
         self._worker.finished.connect(self.finished)
         self._worker.state.connect(self._on_worker_state)
+        self._worker.fellBack.connect(self._on_fell_back)
         self._loader.loaded.connect(self._on_loaded)
         self._loader.failed.connect(self._on_load_failed)
         self._loader.preparing.connect(self._on_preparing)
@@ -532,6 +614,14 @@ class InferenceService(SuggestionSource):
         if opened.notice:
             self.engineFallback.emit(opened.notice)
         self.modelLoaded.emit(session.facts)
+
+    def _on_fell_back(self, opened: OpenedSession) -> None:
+        """llama.cpp failed while running the model and ctransformers runs it now; the
+        writer's choice (self.engine) stays for the next load."""
+        self.loaded_engine = opened.session.engine
+        self.facts = opened.session.facts
+        self.context_tokens = opened.session.n_ctx
+        self.engineFallback.emit(opened.notice)
 
     def _on_load_failed(self, path: str, message: str) -> None:
         self._loading = None
