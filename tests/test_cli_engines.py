@@ -5,6 +5,7 @@ llama.cpp cannot take falls back to ctransformers with one line on stderr."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import struct
 
@@ -163,3 +164,73 @@ def test_the_engine_flag_picks_the_engine_that_runs(tmp_path, capfd):
         text = capfd.readouterr().out
         assert texts.setdefault(engine, text) == text  # the same seed reproduces
     assert texts["llama.cpp"] != texts["ctransformers"]
+
+
+def break_llama_cpp_loads(monkeypatch, times: int) -> None:
+    """After each of the next `times` loads on llama.cpp (the restarts' included), truncate
+    its converted copy of the model while llama.cpp has it mapped: its next read of the
+    weights faults (SIGBUS) and the engine process really dies. The load itself is the
+    real one; a restart rebuilds the damaged copy (gguf_for never trusts one)."""
+    real_load = EngineClient._load
+    left = [times]
+
+    def load_then_break(self, command):
+        facts = real_load(self, command)
+        if command.engine == "llama.cpp" and left[0] > 0:
+            left[0] -= 1
+            os.truncate(converted_path(command.path), 0)
+        return facts
+
+    monkeypatch.setattr(EngineClient, "_load", load_then_break)
+
+
+CRASH_LINE = "llama.cpp stopped unexpectedly (killed by signal SIGBUS); restarted it"
+FALLBACK_LINE = ("llama.cpp failed while running cat.bin (it stopped again right after a "
+                 "restart, killed by signal SIGBUS); using ctransformers")
+
+
+def test_llama_cpp_crashing_again_after_its_restart_goes_on_with_ctransformers(
+    tmp_path, cat_model, capfd, monkeypatch
+):
+    model = shutil.copy(cat_model, tmp_path / "cat.bin")
+    main(["complete", "--engine", "llama.cpp", "--model", str(model), "Hi"])  # converted
+    capfd.readouterr()
+    greedy = ["--temperature", "0", "--max-tokens", "8", "--stop-at", "length"]
+
+    break_llama_cpp_loads(monkeypatch, times=2)  # the load, and the restart after the crash
+    assert main(["complete", "--engine", "llama.cpp", "--model", str(model), *greedy,
+                 PROMPT]) == 0
+    captured = capfd.readouterr()
+    assert captured.err.splitlines() == [CRASH_LINE, FALLBACK_LINE]
+    assert captured.out == reference_greedy(cat_model, PROMPT, 8) + "\n"
+
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text(f"{PROMPT}\nSnow fell\n")
+    out = tmp_path / "out.jsonl"
+    break_llama_cpp_loads(monkeypatch, times=2)
+    assert main(["generate", "--engine", "llama.cpp", "--model", str(model), "--prompts",
+                 str(prompts), "--out", str(out), *greedy]) == 0
+    notes = [line for line in capfd.readouterr().err.splitlines() if not line.startswith("[")]
+    assert notes == [CRASH_LINE, FALLBACK_LINE]
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(r["prompt"], r["engine"]) for r in records] == [
+        (PROMPT, "ctransformers"), ("Snow fell", "ctransformers")]  # the first one retried
+    assert records[0]["text"] == reference_greedy(cat_model, PROMPT, 8)
+
+
+def test_one_llama_cpp_crash_is_restarted_on_llama_cpp_and_the_run_goes_on(
+    tmp_path, cat_model, capfd, monkeypatch
+):
+    model = shutil.copy(cat_model, tmp_path / "cat.bin")
+    break_llama_cpp_loads(monkeypatch, times=1)  # the load only: the restart works
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text(f"{PROMPT}\n{PROMPT}\n")
+    out = tmp_path / "out.jsonl"
+    assert main(["generate", "--engine", "llama.cpp", "--model", str(model), "--prompts",
+                 str(prompts), "--out", str(out), "--temperature", "0", "--max-tokens",
+                 "8"]) == 0
+    err = capfd.readouterr().err.splitlines()
+    assert [line for line in err if not line.startswith(("[", "preparing"))] == [CRASH_LINE]
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["engine"] for r in records] == ["llama.cpp", "llama.cpp"]
+    assert {r["text"] for r in records} == {reference_greedy(cat_model, PROMPT, 8)}

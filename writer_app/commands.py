@@ -36,7 +36,12 @@ from writer_app.engine.printable import printable
 from writer_app.engine.process import EngineCrashed
 from writer_app.engine.protocol import EngineError, FinishEvent
 from writer_app.engine.sampling import SamplingSettings
-from writer_app.engine.session import TextSession, open_with_fallback
+from writer_app.engine.session import (
+    RunningFallbackRule,
+    TextSession,
+    open_with_fallback,
+    reopen_on_ctransformers,
+)
 from writer_app.engine.tokenizer import TokenizerError
 from writer_app.engine.window import WindowError
 from writer_app.model_choice import memory_budget_bytes, models_folder
@@ -106,25 +111,50 @@ def resolve_model(name: str | None) -> Path:
                        else str(error)) from None
 
 
-def _open_session(path: Path, args: argparse.Namespace) -> TextSession:
+class _Engine:
+    """The session a run generates with. If llama.cpp fails while running the model
+    (session.RunningFallbackRule decides), the model moves to ctransformers after one
+    line on stderr and the run goes on there."""
+
+    def __init__(self, session: TextSession, threads: int) -> None:
+        self.session = session
+        self.rule = RunningFallbackRule()
+        self._threads = threads
+
+    def fall_back(self, reason: str) -> None:
+        old = self.session
+        try:
+            opened = reopen_on_ctransformers(old, reason, threads=self._threads)
+        except (InvalidModelFile, EngineError, OSError) as error:
+            raise CliError(f"{old.engine} failed while running {printable(old.path.name)} "
+                           f"({reason}), and ctransformers could not load it: {error}") from None
+        self.session = opened.session
+        old.close()
+        note(printable(opened.notice or ""))
+
+    def close(self) -> None:
+        self.session.close()
+
+
+def _open_engine(path: Path, args: argparse.Namespace) -> _Engine:
     """The model on --engine with --threads; if llama.cpp can't take it, ctransformers
     does, after one line on stderr saying why."""
     engine = engine_from_args(args)
+    threads = engine_threads_from_args(args)
 
     def preparing() -> None:
         note(f"preparing {printable(path.name)} for llama.cpp (converting it to GGUF once, "
              "cached beside the model)…")
 
     try:
-        opened = open_with_fallback(path, engine=engine, threads=engine_threads_from_args(args),
-                                    on_preparing=preparing)
+        opened = open_with_fallback(path, engine=engine, threads=threads, on_preparing=preparing)
     except InvalidModelFile as error:
         raise CliError(str(error)) from None
     except (EngineError, OSError, TokenizerError, WindowError) as error:
         raise CliError(f"could not load {printable(path.name)}: {error}") from None
     if opened.notice:
         note(printable(opened.notice))
-    return opened.session
+    return _Engine(opened.session, threads)
 
 
 def note(line: str) -> None:
@@ -173,19 +203,39 @@ def _settings(paths: AppPaths) -> Settings:
 # ---- generation -----------------------------------------------------------------------
 
 
-def _stream(session: TextSession, prompt: str, settings: SamplingSettings,
+def _stream(engine: _Engine, prompt: str, settings: SamplingSettings,
             out: Callable[[str], None] | None, request_id: int = 1) -> FinishEvent:
-    try:
-        for event in session.generate(request_id, prompt, settings):
-            if isinstance(event, FinishEvent):
-                if out is not None and event.tail_text:
-                    out(event.tail_text)
-                return event
-            if out is not None and event.text:
-                out(event.text)
-    except EngineCrashed as crash:
-        raise CliError(f"the engine stopped unexpectedly: {crash}") from None
-    raise CliError("the engine ended a generation without finishing it")
+    """One generation. It is tried again, from the start, after a crash (once: the
+    engine restarts with the model) and on ctransformers when the fallback rule says
+    llama.cpp failed while running; but never once text went to `out`, which can't be
+    taken back: then the failure ends the run."""
+    crashed = False
+    while True:
+        session, written = engine.session, False
+        try:
+            for event in session.generate(request_id, prompt, settings):
+                if isinstance(event, FinishEvent):
+                    if out is not None and event.tail_text:
+                        out(event.tail_text)
+                    engine.rule.succeeded()
+                    return event
+                if out is not None and event.text:
+                    out(event.text)
+                    written = True
+        except EngineError as error:
+            reason = engine.rule.verdict(session.engine, error)
+            if written or (reason is None and (crashed or not isinstance(error, EngineCrashed))):
+                if isinstance(error, EngineCrashed):
+                    raise CliError(f"the engine stopped unexpectedly: {error}") from None
+                raise CliError(f"the engine failed: {error}") from None
+            if reason is not None:
+                engine.fall_back(reason)
+            else:  # a first crash: the next call restarts the engine with the model
+                crashed = True
+                assert isinstance(error, EngineCrashed)
+                note(f"{session.engine} stopped unexpectedly ({error.how}); restarted it")
+            continue
+        raise CliError("the engine ended a generation without finishing it")
 
 
 def complete(args: argparse.Namespace) -> int:
@@ -193,12 +243,12 @@ def complete(args: argparse.Namespace) -> int:
     if not args.prompt.strip():
         raise CliError("the prompt is empty")
     require_stdout()  # before loading a model for nothing
-    session = _open_session(resolve_model(args.model), args)
+    engine = _open_engine(resolve_model(args.model), args)
     try:
-        _stream(session, args.prompt, settings, write_out)
+        _stream(engine, args.prompt, settings, write_out)
         write_out("\n")
     finally:
-        session.close()
+        engine.close()
     return 0
 
 
@@ -215,7 +265,7 @@ def generate(args: argparse.Namespace) -> int:
     if not folder_exists:
         raise CliError(f"output folder does not exist: {printable(str(out_path.parent))}")
     model_path = resolve_model(args.model)
-    session = _open_session(model_path, args)
+    engine = _open_engine(model_path, args)
     progress = SampleProgress(len(prompts) * args.n)
     # A fixed --seed makes the whole file reproducible: sample k of prompt p gets seed+k.
     base_seed = settings.seed if settings.seed >= 0 else int(time.time_ns() % 2**31)
@@ -226,11 +276,11 @@ def generate(args: argparse.Namespace) -> int:
                 for k in range(args.n):
                     request_id += 1
                     seed = (base_seed + k) % 2**31
-                    finish = _stream(session, prompt, settings.with_changes(seed=seed), None,
+                    finish = _stream(engine, prompt, settings.with_changes(seed=seed), None,
                                      request_id)
                     record = {"prompt": prompt, "text": finish.text,
                               "model": printable(model_path.name),
-                              "engine": session.engine,  # a seed reproduces per engine
+                              "engine": engine.session.engine,  # seeds reproduce per engine
                               "settings": settings.to_dict(),
                               "seed": seed}
                     out.write(json.dumps(record, ensure_ascii=False) + "\n")
@@ -238,5 +288,5 @@ def generate(args: argparse.Namespace) -> int:
     except OSError as error:
         raise CliError(f"cannot write {printable(str(out_path))}: {error.strerror or error}") from None
     finally:
-        session.close()
+        engine.close()
     return 0
