@@ -184,7 +184,7 @@ def break_llama_cpp_loads(monkeypatch, times: int) -> None:
     monkeypatch.setattr(EngineClient, "_load", load_then_break)
 
 
-CRASH_LINE = "llama.cpp stopped unexpectedly (killed by signal SIGBUS); restarted it"
+CRASH_LINE = "llama.cpp stopped unexpectedly (killed by signal SIGBUS); restarting it"
 FALLBACK_LINE = ("llama.cpp failed while running cat.bin (it stopped again right after a "
                  "restart, killed by signal SIGBUS); using ctransformers")
 

@@ -1,7 +1,10 @@
 """What each command-line mode does. cli.py parses; this module runs.
 
 User mistakes raise CliError (one line on stderr, exit 2). The engine runs in its own
-process here too, so even a native crash ends as a message, not a core dump.
+process here too, so even a native crash ends as a message, not a core dump; a first
+crash is restarted and the generation tried again, and if llama.cpp fails while running
+(engine/session.py's RunningFallbackRule) the run goes on with ctransformers after one
+line on stderr.
 """
 
 from __future__ import annotations
@@ -233,7 +236,7 @@ def _stream(engine: _Engine, prompt: str, settings: SamplingSettings,
             else:  # a first crash: the next call restarts the engine with the model
                 crashed = True
                 assert isinstance(error, EngineCrashed)
-                note(f"{session.engine} stopped unexpectedly ({error.how}); restarted it")
+                note(f"{session.engine} stopped unexpectedly ({error.how}); restarting it")
             continue
         raise CliError("the engine ended a generation without finishing it")
 
