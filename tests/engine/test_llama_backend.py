@@ -16,7 +16,13 @@ from tests.support.reference import dequantized, reference_logits
 from writer_app.engine.backends import open_backend
 from writer_app.engine.generation import penalize, softmax
 from writer_app.engine.ggml import InvalidModelFile
-from writer_app.engine.llama_backend import PROMPT_CHUNK, LlamaCppBackend, _start_server
+from writer_app.engine.llama_backend import (
+    PROMPT_CHUNK,
+    SEQUENCES,
+    STANDBY_CHUNK,
+    LlamaCppBackend,
+    _start_server,
+)
 from writer_app.engine.protocol import (
     FinishEvent,
     FinishReason,
@@ -311,6 +317,54 @@ def test_prewarm_stops_at_a_cancel(backend):
     calls = []
     evaluated = backend.prewarm(prompt, 4, lambda: calls.append(1) or len(calls) > 1)
     assert evaluated == PROMPT_CHUNK
+
+
+# ---- the second sequence: the next window prepared while the writer types -------------
+
+
+def test_the_next_window_is_prepared_so_the_move_reads_only_new_tokens(tiny_path, weights):
+    """A window that moves from P to U (P without its first 40 tokens, plus what the writer
+    typed since) finds U ready in the second sequence, computes from it what the reference
+    computes cold, and the old window stays ready in the first."""
+    moving = LlamaCppBackend.load(tiny_path, threads=1)
+    try:
+        window = [(19 * i + 5) % 50000 for i in range(90)]
+        upcoming = window[40:]
+        assert moving.prewarm(window, 4, upcoming_ids=upcoming) == 90 + len(upcoming) - 1
+        moved = [*upcoming, 318, 257]
+        tokens, finish = run(moving, moved, GREEDY.with_changes(max_tokens=3))
+        assert finish.evaluated_tokens <= 3
+        assert [t.token_id for t in tokens] == reference_chain(weights, moved, 3)
+        _, back = run(moving, window, GREEDY.with_changes(max_tokens=1))
+        assert back.evaluated_tokens <= 1
+    finally:
+        moving.close()
+
+
+def test_without_an_upcoming_window_only_the_writers_is_read(tiny_path):
+    single = LlamaCppBackend.load(tiny_path, threads=1)
+    try:
+        window = [(23 * i + 7) % 50000 for i in range(60)]
+        assert single.prewarm(window, 4) == 60
+        _, moved = run(single, window[30:], GREEDY.with_changes(max_tokens=1))
+        assert moved.evaluated_tokens == 30  # cold: nothing prepared it
+    finally:
+        single.close()
+
+
+def test_preparing_the_next_window_stops_at_a_cancel_within_a_small_chunk(tiny_path):
+    standby = LlamaCppBackend.load(tiny_path, threads=1)
+    try:
+        window = [(29 * i + 1) % 50000 for i in range(40)]
+        standby.prewarm(window, 4)  # the writer's window is hot
+        upcoming = [(31 * i + 9) % 50000 for i in range(80)]
+        calls = []
+        evaluated = standby.prewarm(
+            window, 4, lambda: calls.append(1) or len(calls) > 3, upcoming_ids=upcoming
+        )
+        assert SEQUENCES == 2 and 1 <= evaluated <= 1 + STANDBY_CHUNK
+    finally:
+        standby.close()
 
 
 # ---- hostile prompts ------------------------------------------------------------------

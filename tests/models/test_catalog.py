@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 
@@ -93,9 +94,12 @@ def test_the_catalog_has_no_memory_constants_of_its_own(monkeypatch):
     entry = Catalog().get("gpt2-q4_0")  # its full context fits the default budget
     before = ram_bytes_within(entry, None)
     assert before == app_resident_bytes(entry_facts(entry), 1024)
-    monkeypatch.setattr(memory, "ENGINE_BASE_BYTES", memory.ENGINE_BASE_BYTES + 7 * MIB)
+    ctransformers = memory.FOOTPRINTS["ctransformers"]
+    changed = dataclasses.replace(
+        ctransformers, base_bytes=ctransformers.base_bytes + 7 * MIB, context_bytes_per_layer_width=13
+    )
+    monkeypatch.setitem(memory.FOOTPRINTS, "ctransformers", changed)
     monkeypatch.setattr(memory, "GUI_RESERVE_BYTES", memory.GUI_RESERVE_BYTES + 3 * MIB)
-    monkeypatch.setattr(memory, "CONTEXT_BYTES_PER_LAYER_WIDTH", 13)
     extra_context = 1 * entry_facts(entry).n_layer * entry_facts(entry).n_embd * 1024
     assert ram_bytes_within(entry, None) == before + 10 * MIB + extra_context
     assert not [name for name in vars(catalog) if "OVERHEAD" in name or "RAM_BYTES" in name]

@@ -321,9 +321,14 @@ class CTransformersBackend:
         return top_alternatives(softmax(self.logits(), temperature), top_n, self.token_text)
 
     def prewarm(
-        self, prompt_ids: Sequence[int], max_tokens: int, should_cancel: CancelCheck | None = None
+        self,
+        prompt_ids: Sequence[int],
+        max_tokens: int,
+        should_cancel: CancelCheck | None = None,
+        upcoming_ids: Sequence[int] = (),
     ) -> int:
-        """Evaluate the prompt a later generate() will use, so its cache is hot."""
+        """Evaluate the prompt a later generate() will use, so its cache is hot.
+        upcoming_ids is ignored: ctransformers has one sequence to keep a cache in."""
         window = self._window(prompt_ids, max_tokens)
         return self.evaluate(window.tokens, should_cancel, max_chunk=PREWARM_CHUNK)
 

@@ -35,6 +35,18 @@ returning True ends the request. How the app's meanings map onto it:
     port); a random API key locks it, since this app never talks to it.
   * Logging: llama.cpp's log is silenced (verbosity -1); a load failure comes back as
     xllamacpp's RuntimeError, reported as one ModelLoadError line.
+  * Two sequences (llama.cpp's slots, memory.py's footprint): the writer's window in one,
+    and in the other the window the prompt will have after its next move, prepared by
+    prewarm() from the upcoming_ids the session sends (the text after the next cut,
+    tokens the writer has already typed). GPT-2's positions are absolute, so a moved
+    window can't reuse the old cache; without this, the first suggestion after a move
+    re-reads the whole window (gpt2-large: 8-10 s). Every request goes to the slot whose
+    cache shares the longest prefix with its prompt, so the first one after the move
+    finds the standby slot ready and it becomes the writer's; the old one becomes the
+    standby. Typing costs each token after the next cut twice, and the standby is read
+    in chunks of STANDBY_CHUNK, so a pause waits for little more than one token.
+  * Memory: the weights are read, not mmapped (see memory.py: an mmapped file stays
+    resident beside llama.cpp's repacked copy of the q4_0 weights).
 """
 
 from __future__ import annotations
@@ -53,6 +65,7 @@ from writer_app.engine.generation import GenerationRun, prompt_window
 from writer_app.engine.ggml import ModelFacts
 from writer_app.engine.gguf_check import read_gguf_layout
 from writer_app.engine.gguf_convert import gguf_for
+from writer_app.engine.memory import footprint
 from writer_app.engine.protocol import (
     Alternative,
     CancelCheck,
@@ -73,13 +86,17 @@ ENGINE_NAME = "llama.cpp"
 # gpt2-shaped q4_0 file, 1 thread, busy machine: chunks of 8 read 90 tok/s (89 ms each),
 # 16 read 116 (138 ms), 32 read 125 (257 ms), 64 read 132 (485 ms).
 PROMPT_CHUNK = 16
+# Tokens per request while preparing the standby sequence: a suggestion asked for
+# meanwhile waits for one such chunk (the writer's own prompt is usually 1-2 tokens).
+STANDBY_CHUNK = 4
+SEQUENCES = footprint(ENGINE_NAME).sequences  # the writer's window, and the next one
 PROBS_SCAN = 64  # tokens read to renormalize probabilities at temperatures other than 1
 SAMPLERS = ["penalties", "temperature", "top_k", "top_p"]
 _DONE = object()
 
 
 class LlamaCppBackend:
-    """One GPT-2 model loaded into llama.cpp (xllamacpp), with one sequence (slot)."""
+    """One GPT-2 model loaded into llama.cpp (xllamacpp), with SEQUENCES sequences."""
 
     def __init__(
         self, server: object, facts: ModelFacts, vocab: list[bytes], threads: int, n_ctx: int
@@ -90,7 +107,9 @@ class LlamaCppBackend:
         self._vocab = vocab
         self._threads = threads
         self.n_ctx = n_ctx
-        self._cached: list[int] = []  # the prompt of the last finished request
+        # Per sequence (llama.cpp's id_slot), the prompt of its last finished request.
+        self._cached: list[list[int]] = [[] for _ in range(SEQUENCES)]
+        self._slot = 0  # the sequence holding the writer's window
 
     @classmethod
     def load(
@@ -129,39 +148,65 @@ class LlamaCppBackend:
     def _window(self, prompt_ids: Sequence[int], max_tokens: int) -> Window:
         return prompt_window(prompt_ids, self.facts, self.n_ctx, max_tokens)
 
-    def _read_prompt(self, ids: list[int], should_cancel: CancelCheck | None) -> int:
-        """Bring the cache up to all but the last token of `ids`, one chunk per request,
-        checking should_cancel between chunks; returns the tokens evaluated. The last
-        token is left to the request that needs its logits."""
+    def _slot_for(self, ids: Sequence[int]) -> int:
+        """The sequence to serve `ids` in, which then holds the writer's window: the one
+        whose cache shares the longest prefix with them (the writer's on a tie)."""
+        shared = [_common_prefix(cached, ids) for cached in self._cached]
+        best = max(range(SEQUENCES), key=lambda slot: (shared[slot], slot == self._slot))
+        self._slot = best
+        return best
+
+    def _read_prompt(
+        self,
+        ids: list[int],
+        should_cancel: CancelCheck | None,
+        slot: int,
+        chunk: int = PROMPT_CHUNK,
+    ) -> int:
+        """Bring sequence `slot`'s cache up to all but the last token of `ids`, `chunk`
+        tokens per request, checking should_cancel between requests; returns the tokens
+        evaluated. The last token is left to the request that needs its logits."""
         if len(ids) > self.n_ctx:
             raise ContextOverflowError(
                 f"{len(ids)} tokens do not fit in the model's context of {self.n_ctx}."
             )
-        done = _common_prefix(self._cached, ids)
+        done = _common_prefix(self._cached[slot], ids)
         evaluated = 0
         while len(ids) - 1 - done > 0:
             if should_cancel is not None and should_cancel():
                 break
-            end = min(len(ids) - 1, done + PROMPT_CHUNK)
-            result = self._complete({"prompt": ids[:end], "n_predict": 0, **_CHEAP})
+            end = min(len(ids) - 1, done + chunk)
+            result = self._complete({"prompt": ids[:end], "n_predict": 0, **_CHEAP}, slot)
             evaluated += _prompt_n(result)
-            self._cached = ids[:end]
+            self._cached[slot] = ids[:end]
             done = end
         return evaluated
 
     def prewarm(
-        self, prompt_ids: Sequence[int], max_tokens: int, should_cancel: CancelCheck | None = None
+        self,
+        prompt_ids: Sequence[int],
+        max_tokens: int,
+        should_cancel: CancelCheck | None = None,
+        upcoming_ids: Sequence[int] = (),
     ) -> int:
-        """Evaluate the prompt a later generate() will use, so its cache is hot."""
+        """Evaluate the prompt a later generate() will use, so its cache is hot; then, in
+        the other sequence, upcoming_ids: the prompt's start after the window's next move
+        (see the module docs). Returns the tokens evaluated in both."""
+        should_cancel = should_cancel or _never
         window = self._window(prompt_ids, max_tokens)
-        evaluated = self._read_prompt(window.tokens, should_cancel)
-        if should_cancel is not None and should_cancel():
+        slot = self._slot_for(window.tokens)
+        evaluated = self._read_prompt(window.tokens, should_cancel, slot)
+        if should_cancel():
             return evaluated
-        if _common_prefix(self._cached, window.tokens) == len(window.tokens):
-            return evaluated
-        result = self._complete({"prompt": window.tokens, "n_predict": 0, **_CHEAP})
-        self._cached = list(window.tokens)
-        return evaluated + _prompt_n(result)
+        if _common_prefix(self._cached[slot], window.tokens) < len(window.tokens):
+            result = self._complete({"prompt": window.tokens, "n_predict": 0, **_CHEAP}, slot)
+            self._cached[slot] = list(window.tokens)
+            evaluated += _prompt_n(result)
+        if upcoming_ids and SEQUENCES > 1 and not should_cancel():
+            upcoming = self._window(upcoming_ids, max_tokens).tokens
+            standby = (slot + 1) % SEQUENCES
+            evaluated += self._read_prompt(upcoming, should_cancel, standby, STANDBY_CHUNK)
+        return evaluated
 
     def next_token_probs(
         self, prompt_ids: Sequence[int], temperature: float, top_n: int
@@ -169,7 +214,8 @@ class LlamaCppBackend:
         """The top_n most likely next tokens after the (windowed) prompt, as the softmax
         of the logits at `temperature` (0, greedy, shows the model's own: 1)."""
         window = self._window(prompt_ids, 1)
-        self._read_prompt(window.tokens, None)
+        slot = self._slot_for(window.tokens)
+        self._read_prompt(window.tokens, None, slot)
         top_n = max(0, min(top_n, self.n_vocab))
         result = self._complete(
             {
@@ -180,9 +226,10 @@ class LlamaCppBackend:
                 "n_probs": max(1, top_n),
                 "post_sampling_probs": True,
                 "cache_prompt": True,
-            }
+            },
+            slot,
         )
-        self._cached = list(window.tokens)
+        self._cached[slot] = list(window.tokens)
         content = _logprobs(result)
         if not content:
             raise EvaluationError("llama.cpp returned no probabilities.")
@@ -205,17 +252,19 @@ class LlamaCppBackend:
         should_cancel = should_cancel or _never
         run = GenerationRun(request)
         started = time.perf_counter()
-        evaluated = self._read_prompt(window.tokens, should_cancel)
+        slot = self._slot_for(window.tokens)
+        evaluated = self._read_prompt(window.tokens, should_cancel, slot)
         prompt_done = time.perf_counter()
         if should_cancel():
             run.reason = FinishReason.CANCELLED
         else:
-            stream = _Stream(self._server, self._request_json(window, run, request))
+            body = {**self._request_json(window, run, request), "id_slot": slot}
+            stream = _Stream(self._server, body)
             try:
                 yield from self._tokens(stream, run, request, should_cancel)
             finally:
                 stream.close()
-            self._cached = list(window.tokens)
+            self._cached[slot] = list(window.tokens)
             if stream.timings:
                 evaluated += int(stream.timings.get("prompt_n", 0))
                 prompt_done += float(stream.timings.get("prompt_ms", 0.0)) / 1000
@@ -302,9 +351,9 @@ class LlamaCppBackend:
         )
         return scale(chosen), alternatives
 
-    def _complete(self, body: dict[str, object]) -> dict:
-        """One non-streaming request; its final JSON, or EvaluationError."""
-        result = self._server.handle_completions(body)  # type: ignore[attr-defined]
+    def _complete(self, body: dict[str, object], slot: int) -> dict:
+        """One non-streaming request in sequence `slot`; its final JSON, or EvaluationError."""
+        result = self._server.handle_completions({**body, "id_slot": slot})  # type: ignore[attr-defined]
         error = _error_of(result)
         if error:
             raise EvaluationError(f"llama.cpp failed: {error}")
@@ -377,8 +426,11 @@ def _start_server(gguf_path: Path, threads: int, n_ctx: int) -> object:
 
     params = xllamacpp.CommonParams()
     params.model.path = str(gguf_path)
-    params.n_ctx = n_ctx
-    params.n_parallel = 1
+    # llama.cpp splits its context between the sequences, after rounding it up.
+    params.n_ctx = footprint(ENGINE_NAME).allocated_tokens(n_ctx)
+    params.n_parallel = SEQUENCES
+    params.kv_unified = False  # each sequence its own cache: memory.py's model
+    params.load_mode = xllamacpp.llama_load_mode.LLAMA_LOAD_MODE_NONE  # read, not mmapped
     params.n_batch = params.n_ubatch = PROMPT_CHUNK
     params.cpuparams.n_threads = threads
     params.cpuparams_batch.n_threads = threads

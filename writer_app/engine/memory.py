@@ -1,26 +1,66 @@
 """How much memory a loaded model takes, and how much context fits a memory budget.
 
-The engine process's resident memory, measured on gpt2- and gpt2-large-shaped q4_0
-files, is
-    weights + ~46 MiB (interpreter, numpy, the ctransformers library)
-            + up to ~34 MiB (the scratch of a 4-token prewarm evaluation; 1-token
-              evaluations touch ~15 MiB, 8-token ones ~86 MiB)
-            + 12 bytes x n_layer x n_embd per token of context in use:
+Each engine's process holds, measured on gpt2- and gpt2-large-shaped q4_0 files:
+
+ctransformers: weights (as gpt2.cc holds them: the tensors and a copy of a tied output
+head) + ~46 MiB (interpreter, numpy, the library) + up to ~34 MiB (the scratch of a
+4-token prewarm evaluation) + 12 bytes x n_layer x n_embd per token of context in use:
 f32 keys and values in the cache (8) and the transposed copy of V that gpt2.cc makes
 over the whole context on every evaluation (4). gpt2: 137 MiB after load, 226 MiB at 800
-tokens (0.105 MiB a token); gpt2-large: 503 MiB after load, 941 MiB at 800 tokens (0.53
-MiB a token); gpt2-large with prewarms at 448 tokens: 770 MiB at its peak. Pages of
-the cache are only touched as the context fills, so capping the context the engine uses
-(the backend's n_ctx) caps its memory.
+tokens; gpt2-large: 503 MiB after load, 941 MiB at 800 tokens. Pages of the cache are
+only touched as the context fills, so capping the context caps its memory.
+
+llama.cpp (xllamacpp, llama_backend.py): the file's tensors once (read, not mmapped: an
+mmapped file stays resident beside the CPU's repacked copy of its q4_0 weights, 939
+instead of 551 MiB for gpt2-large) + ~84 MiB (interpreter, the library, its 16-token
+batch's scratch) + f16 keys and values, 4 bytes x n_layer x n_embd per token, for the
+whole context of every sequence, allocated and cleared at load. llama.cpp rounds the
+total context up to a multiple of 256 and splits it between its sequences: the app
+keeps two (the second prepares the next window move). gpt2-large: 551 MiB with one
+sequence of 256 tokens, 687 with two of 512, 867 with two of 1024; gpt2: 158 / 188 / 223.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from writer_app.engine.ggml import ModelFacts
 
 MIB = 1024 * 1024
-ENGINE_BASE_BYTES = 80 * MIB  # interpreter, libraries, a prewarm evaluation's scratch
-CONTEXT_BYTES_PER_LAYER_WIDTH = 12
+
+
+@dataclass(frozen=True)
+class EngineFootprint:
+    """What one engine's process holds beside the model's weights."""
+
+    base_bytes: int  # interpreter, libraries, evaluation scratch
+    context_bytes_per_layer_width: int  # per token of context, per sequence
+    sequences: int = 1  # sequences with a context (cache) of their own
+    context_granule: int = 1  # the engine rounds its total context up to a multiple
+    # True: the weights in memory are the file's tensors (llama.cpp); False: as gpt2.cc
+    # holds them, a tied output head copied (ModelFacts.weight_bytes).
+    weights_are_the_file: bool = False
+
+    def weight_bytes(self, facts: ModelFacts) -> int:
+        return facts.file_size if self.weights_are_the_file else facts.weight_bytes
+
+    def allocated_tokens(self, context_tokens: int) -> int:
+        """Tokens of cache held for `context_tokens` of context in every sequence."""
+        total = context_tokens * self.sequences
+        return -(-total // self.context_granule) * self.context_granule
+
+
+FOOTPRINTS = {
+    "ctransformers": EngineFootprint(base_bytes=80 * MIB, context_bytes_per_layer_width=12),
+    "llama.cpp": EngineFootprint(
+        base_bytes=88 * MIB,
+        context_bytes_per_layer_width=4,
+        sequences=2,
+        context_granule=256,
+        weights_are_the_file=True,
+    ),
+}
+DEFAULT_ENGINE = "ctransformers"
 # The app's own (GUI) process: 117-123 MiB before any model, 165-167 MiB at its peak
 # with a tokenizer loaded and a document open (benchmarks/README.md).
 GUI_RESERVE_BYTES = 192 * MIB
@@ -29,35 +69,56 @@ GUI_RESERVE_BYTES = 192 * MIB
 MIN_CONTEXT = 256
 CONTEXT_STEP = 32  # caps are rounded down to this, so they read as plain numbers
 # The budget the app starts with (settings.models.memory_budget_mb): gpt2-large at 416
-# tokens, the whole app under 1 GB.
+# tokens on ctransformers, 640 on llama.cpp, the whole app under 1 GB.
 DEFAULT_BUDGET_BYTES = 1_000_000_000
 
 
-def context_bytes_per_token(facts: ModelFacts) -> int:
-    return CONTEXT_BYTES_PER_LAYER_WIDTH * facts.n_layer * facts.n_embd
+def footprint(engine: str) -> EngineFootprint:
+    return FOOTPRINTS.get(engine, FOOTPRINTS[DEFAULT_ENGINE])
 
 
-def engine_resident_bytes(facts: ModelFacts, context_tokens: int) -> int:
+def context_bytes_per_token(facts: ModelFacts, engine: str = DEFAULT_ENGINE) -> int:
+    """One token of context in one sequence."""
+    return footprint(engine).context_bytes_per_layer_width * facts.n_layer * facts.n_embd
+
+
+def engine_resident_bytes(
+    facts: ModelFacts, context_tokens: int, engine: str = DEFAULT_ENGINE
+) -> int:
     """The engine process's resident memory with `context_tokens` of context in use."""
-    return facts.weight_bytes + ENGINE_BASE_BYTES + context_tokens * context_bytes_per_token(facts)
+    engine_footprint = footprint(engine)
+    cache_tokens = engine_footprint.allocated_tokens(context_tokens)
+    return (
+        engine_footprint.weight_bytes(facts)
+        + engine_footprint.base_bytes
+        + cache_tokens * context_bytes_per_token(facts, engine)
+    )
 
 
-def app_resident_bytes(facts: ModelFacts, context_tokens: int) -> int:
+def app_resident_bytes(facts: ModelFacts, context_tokens: int, engine: str = DEFAULT_ENGINE) -> int:
     """The whole app's: its own process and the engine's."""
-    return GUI_RESERVE_BYTES + engine_resident_bytes(facts, context_tokens)
+    return GUI_RESERVE_BYTES + engine_resident_bytes(facts, context_tokens, engine)
 
 
-def context_for_budget(facts: ModelFacts, budget_bytes: int | None) -> int:
-    """The longest context (at most the model's own) that keeps the whole app within
-    budget_bytes; never below MIN_CONTEXT. None: no budget, the model's full context."""
-    if budget_bytes is None or app_resident_bytes(facts, facts.n_ctx) <= budget_bytes:
+def context_for_budget(
+    facts: ModelFacts, budget_bytes: int | None, engine: str = DEFAULT_ENGINE
+) -> int:
+    """The longest context (at most the model's own, in steps of CONTEXT_STEP) that keeps
+    the whole app within budget_bytes on `engine`; never below MIN_CONTEXT. None: no
+    budget, the model's full context."""
+    if budget_bytes is None or app_resident_bytes(facts, facts.n_ctx, engine) <= budget_bytes:
         return facts.n_ctx
-    spare = budget_bytes - app_resident_bytes(facts, 0)
-    fits = spare // context_bytes_per_token(facts) // CONTEXT_STEP * CONTEXT_STEP
-    return min(facts.n_ctx, max(MIN_CONTEXT, fits))
+    fits = MIN_CONTEXT
+    for tokens in range(MIN_CONTEXT + CONTEXT_STEP, facts.n_ctx, CONTEXT_STEP):
+        if app_resident_bytes(facts, tokens, engine) > budget_bytes:
+            break
+        fits = tokens
+    return fits
 
 
-def app_resident_within_budget(facts: ModelFacts, budget_bytes: int | None) -> int:
+def app_resident_within_budget(
+    facts: ModelFacts, budget_bytes: int | None, engine: str = DEFAULT_ENGINE
+) -> int:
     """The whole app's resident memory with this model, at the context the budget allows:
     what the catalog and the Model Manager quote as the memory a model needs."""
-    return app_resident_bytes(facts, context_for_budget(facts, budget_bytes))
+    return app_resident_bytes(facts, context_for_budget(facts, budget_bytes, engine), engine)

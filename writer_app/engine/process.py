@@ -178,7 +178,10 @@ def _serve(
     elif isinstance(command, PrewarmCommand):
         epoch = command.cancel_epoch
         evaluated = backend.prewarm(
-            command.prompt_ids, command.max_tokens, lambda: cancelled_since(epoch)
+            command.prompt_ids,
+            command.max_tokens,
+            lambda: cancelled_since(epoch),
+            command.upcoming_ids,
         )
         conn.send(Reply(evaluated))
     else:
@@ -347,11 +350,15 @@ class EngineClient:
         result = self._request(ProbsCommand(self._checked_ids(prompt_ids), temperature, top_n))
         return list(result)  # type: ignore[call-overload]
 
-    def prewarm(self, prompt_ids: Sequence[int], *, max_tokens: int = 24) -> int:
-        """Evaluate the prompt ahead of a generation; returns the tokens it evaluated."""
+    def prewarm(
+        self, prompt_ids: Sequence[int], *, max_tokens: int = 24, upcoming_ids: Sequence[int] = ()
+    ) -> int:
+        """Evaluate the prompt ahead of a generation (and upcoming_ids: Backend.prewarm);
+        returns the tokens it evaluated."""
         ids = self._checked_ids(prompt_ids)
+        upcoming = self._checked_ids(upcoming_ids) if upcoming_ids else []
         self._prepare()
-        command = PrewarmCommand(ids, max_tokens, self._cancel_epoch.value)
+        command = PrewarmCommand(ids, max_tokens, self._cancel_epoch.value, upcoming)
         self._send(command)
         return int(self._reply())  # type: ignore[call-overload]
 

@@ -160,8 +160,16 @@ class Backend(Protocol):
     ) -> tuple[Alternative, ...]: ...
 
     def prewarm(
-        self, prompt_ids: Sequence[int], max_tokens: int, should_cancel: CancelCheck | None = None
-    ) -> int: ...
+        self,
+        prompt_ids: Sequence[int],
+        max_tokens: int,
+        should_cancel: CancelCheck | None = None,
+        upcoming_ids: Sequence[int] = (),
+    ) -> int:
+        """Evaluate the window of prompt_ids ahead of a generation. upcoming_ids: how the
+        prompt will start after the window's next move, for an engine with a sequence to
+        prepare it in (llama.cpp); one with a single sequence ignores it."""
+        ...
 
     def close(self) -> None: ...
 
@@ -195,6 +203,7 @@ class PrewarmCommand:
     prompt_ids: list[int]
     max_tokens: int  # the window is cut as for a generation of this length
     cancel_epoch: int
+    upcoming_ids: list[int] = field(default_factory=list)  # see Backend.prewarm
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from writer_app.engine.ggml import InvalidModelFile, ModelFacts, read_layout
 from writer_app.engine.gguf_convert import gguf_for
-from writer_app.engine.memory import context_for_budget
+from writer_app.engine.memory import app_resident_bytes, context_for_budget, footprint
 from writer_app.engine.process import EngineClient, EngineCrashed
 from writer_app.engine.protocol import (
     Alternative,
@@ -28,7 +28,12 @@ from writer_app.engine.protocol import (
 )
 from writer_app.engine.sampling import SamplingSettings
 from writer_app.engine.tokenizer import Tokenizer, TokenizerCache
-from writer_app.engine.window import text_window_start
+from writer_app.engine.window import (
+    fit_window,
+    text_window_start,
+    upcoming_text_window_start,
+    upcoming_window_tokens,
+)
 
 # Characters of text per context token that we tokenize at most. English prose averages
 # ~4.5 characters per GPT-2 token, so 4 gives a tail that usually fits the context
@@ -79,7 +84,7 @@ class TextSession:
         Raises InvalidModelFile, EngineError or OSError (e.g. NotEnoughSpace).
         """
         layout = read_layout(path)
-        n_ctx = context_for_budget(layout.facts, memory_budget_bytes)
+        n_ctx = context_for_budget(layout.facts, memory_budget_bytes, engine)
         tokenizer = (tokenizers or TokenizerCache()).get(layout.vocab)
         if engine == LLAMA_CPP:
             _prepare_for_llama_cpp(Path(path), on_preparing)
@@ -97,13 +102,27 @@ class TextSession:
         return Path(self.facts.path)
 
     def prompt_ids(self, text: str) -> list[int]:
-        start = text_window_start(text, self.n_ctx * CHARS_PER_TOKEN_BUDGET)
+        start = text_window_start(text, self._max_chars)
         ids = self.tokenizer.encode(text[start:])
         if not ids and self.tokenizer.eos_id is not None:
             # An empty page: GPT-2 was trained with <|endoftext|> between documents, so
             # starting from it asks for the beginning of a new text.
             ids = [self.tokenizer.eos_id]
         return ids
+
+    @property
+    def _max_chars(self) -> int:
+        return self.n_ctx * CHARS_PER_TOKEN_BUDGET
+
+    def upcoming_prompt_ids(self, text: str, prompt_ids: list[int], max_tokens: int) -> list[int]:
+        """How the prompt will start after its window's next move, as far as the writer
+        has typed it ([] when not yet decided). Prose reaches the character window's
+        move first; text denser than CHARS_PER_TOKEN_BUDGET fills the tokens first, and
+        once fit_window cuts, its cut is the next to move."""
+        if fit_window(prompt_ids, n_ctx=self.n_ctx, max_new_tokens=max_tokens).start > 0:
+            return upcoming_window_tokens(prompt_ids, n_ctx=self.n_ctx, max_new_tokens=max_tokens)
+        start = upcoming_text_window_start(text, self._max_chars)
+        return [] if start is None else self.tokenizer.encode(text[start:])
 
     def generate(
         self,
@@ -141,7 +160,15 @@ class TextSession:
         return self.client.next_token_probs(self.prompt_ids(text), temperature, top_n)
 
     def prewarm(self, text: str, max_tokens: int) -> int:
-        return self.client.prewarm(self.prompt_ids(text), max_tokens=max_tokens)
+        """Evaluate the prompt for `text` ahead of a suggestion; with an engine that keeps
+        a second sequence (llama.cpp), also the prompt after the next window move."""
+        ids = self.prompt_ids(text)
+        upcoming = (
+            self.upcoming_prompt_ids(text, ids, max_tokens)
+            if footprint(self.engine).sequences > 1
+            else []
+        )
+        return self.client.prewarm(ids, max_tokens=max_tokens, upcoming_ids=upcoming)
 
     def cancel(self) -> None:
         self.client.cancel()
@@ -256,20 +283,23 @@ class RunningFallbackRule:
 
 
 def reopen_on_ctransformers(session: TextSession, reason: str, *, threads: int) -> OpenedSession:
-    """The model of `session` in a new engine process on ctransformers, with the same
-    context and tokenizer (only the engine changes), and the one-line notice saying why.
+    """The model of `session` in a new engine process on ctransformers, with its tokenizer
+    and the longest context that takes no more memory than the session's did (the engines
+    hold a context differently: engine/memory.py), and the one-line notice saying why.
     The caller swaps it in and closes `session` (after: if this raises, the caller still
     has a session). Raises InvalidModelFile, EngineError or OSError."""
+    same_memory = app_resident_bytes(session.facts, session.n_ctx, session.engine)
+    n_ctx = min(session.n_ctx, context_for_budget(session.facts, same_memory, DEFAULT_ENGINE))
     client = EngineClient(auto_restart=True)
     client.start()
     try:
         facts = client.load(
-            session.path, threads=threads, context_length=session.n_ctx, engine=DEFAULT_ENGINE
+            session.path, threads=threads, context_length=n_ctx, engine=DEFAULT_ENGINE
         )
     except BaseException:
         client.close()
         raise
-    replacement = TextSession(client, facts, session.tokenizer, session.n_ctx, DEFAULT_ENGINE)
+    replacement = TextSession(client, facts, session.tokenizer, n_ctx, DEFAULT_ENGINE)
     notice = (
         f"{session.engine} failed while running {session.path.name} ({reason}); "
         f"using {DEFAULT_ENGINE}"

@@ -19,6 +19,10 @@ Two levels, both pure functions:
                          bounded tail of a long document (also quantized, also stable)
     fit_window()         which tokens of that tail go to the model, and how many new
                          tokens may be generated after them
+
+and, for an engine that can prepare the next window while the writer types (a second
+sequence), where each level's window will start once it next moves:
+upcoming_text_window_start() and upcoming_window_tokens().
 """
 
 from __future__ import annotations
@@ -109,3 +113,29 @@ def text_window_start(text: str, max_chars: int, step_chars: int | None = None) 
         if text[index].isspace():
             return index
     return start
+
+
+def upcoming_window_tokens(
+    prompt: Sequence[int], *, n_ctx: int, max_new_tokens: int, margin: int = DEFAULT_MARGIN
+) -> list[int]:
+    """The tokens the window will start with once fit_window() next moves its cut, as
+    far as they are known: prompt[next cut:], or [] while the prompt ends before it."""
+    budget = prompt_budget(n_ctx, max_new_tokens, margin)
+    step = cut_step(n_ctx, budget)
+    upcoming = window_start(len(prompt), budget, step) + step
+    return list(prompt[upcoming:])
+
+
+def upcoming_text_window_start(text: str, max_chars: int, step_chars: int | None = None) -> int | None:
+    """Where text_window_start() will start once the writer has typed past its next move
+    (same max_chars and step), or None while that is not yet decided by the text: the
+    start is snapped forward to the first whitespace after the step boundary, and until
+    the writer has typed one there, it could still fall anywhere."""
+    if max_chars < 1:
+        raise WindowError("max_chars must be at least 1.")
+    step = step_chars or max(1, max_chars // DEFAULT_STEP_FRACTION)
+    upcoming = window_start(len(text), max_chars, step) + step
+    for index in range(upcoming, min(len(text), upcoming + step)):
+        if text[index].isspace():
+            return index
+    return upcoming if upcoming + step <= len(text) else None
