@@ -11,6 +11,7 @@ from writer_app.engine.protocol import FinishEvent
 from writer_app.engine.sampling import SamplingSettings, StopAt
 from writer_app.engine.session import TextSession
 from writer_app.engine.tokenizer import TokenizerCache
+from writer_app.engine.window import fit_window
 
 SHAPE = dict(n_layer=2, n_embd=64, n_head=4, n_ctx=512)
 SETTINGS = SamplingSettings(temperature=0.0, max_tokens=8, stop_at=StopAt.LENGTH)
@@ -73,3 +74,50 @@ def test_the_tokenizer_cache_keeps_only_the_most_recent_vocabularies():
     b = tokenizers.get([*bytes_only, b"<|endoftext|>"])
     assert b is not a and b.eos_id == 256
     assert tokenizers.get(bytes_only) is not a  # a was let go to keep one
+
+
+# ---- window moves: llama.cpp's second sequence has the next window ready ----------------
+
+PROSE_WORDS = ["the", "quiet", "river", "ran", "past", "the", "old", "mill", "and", "into", "the", "town"]
+# ~4 tokens a word: the token window (fit_window) cuts before the character window moves.
+DENSE_WORDS = [f"{n * 7919 % 100000:05d}," for n in range(1, 400)]
+
+
+def _typing_through_a_window_move(session: TextSession, words: list[str]) -> FinishEvent:
+    """Type word by word (prewarming as the app does at every edit) until the prompt's
+    window has moved once, then ask for a suggestion: what it had to evaluate."""
+    text, first_start = "", None
+    for index in range(5000):
+        text += words[index % len(words)] + " "
+        window = fit_window(
+            session.prompt_ids(text), n_ctx=session.n_ctx, max_new_tokens=SETTINGS.max_tokens
+        )
+        start = window.tokens[:8]  # what the engine's window starts with
+        if first_start is None and len(text) > 200:
+            first_start = start
+        if first_start is not None and start != first_start:
+            return finish_of(session, text)
+        session.prewarm(text, SETTINGS.max_tokens)
+    raise AssertionError("the window never moved")
+
+
+@pytest.mark.parametrize("words", [PROSE_WORDS, DENSE_WORDS], ids=["prose", "dense"])
+def test_after_a_window_move_llama_cpp_reads_only_the_newest_tokens(tmp_path, words):
+    path = random_gpt2(tmp_path / "move.bin", n_layer=2, n_embd=64, n_head=4, n_ctx=256, seed=4)
+    session = TextSession.open(path, engine="llama.cpp")
+    try:
+        finish = _typing_through_a_window_move(session, words)
+    finally:
+        session.close()
+    assert finish.prompt_tokens > 60
+    assert finish.evaluated_tokens <= 8, finish
+
+
+def test_with_one_sequence_a_window_move_reads_the_window_again(tmp_path):
+    path = random_gpt2(tmp_path / "move.bin", n_layer=2, n_embd=64, n_head=4, n_ctx=256, seed=4)
+    session = TextSession.open(path)  # ctransformers
+    try:
+        finish = _typing_through_a_window_move(session, PROSE_WORDS)
+    finally:
+        session.close()
+    assert finish.evaluated_tokens >= finish.prompt_tokens - 2 > 60

@@ -100,3 +100,33 @@ def test_text_without_whitespace_is_still_cut():
     text = "字" * 10000
     start = text_window_start(text, max_chars=4000)
     assert start > 0 and len(text) - start <= 4000
+
+
+# ---- where each cut will be after its next move (for a second sequence to prepare) ----
+
+
+def test_the_upcoming_text_start_is_where_the_text_window_moves_to():
+    from writer_app.engine.window import upcoming_text_window_start
+
+    text = "word " * 400
+    for length in range(120, 1200, 7):
+        upcoming = upcoming_text_window_start(text[:length], 200)
+        later = (text_window_start(text[:n], 200) for n in range(length, len(text)))
+        moved_to = next(s for s in later if s != text_window_start(text[:length], 200))
+        assert upcoming in (None, moved_to)
+        if upcoming is None:  # undecided only while no whitespace follows the boundary
+            assert length <= text_window_start(text[:length], 200) + 100 + 4
+
+
+def test_the_upcoming_tokens_start_the_window_after_its_next_cut():
+    from writer_app.engine.window import upcoming_window_tokens
+
+    prompt = list(range(1000))
+    for length in range(50, 900, 13):
+        upcoming = upcoming_window_tokens(prompt[:length], n_ctx=256, max_new_tokens=8)
+        current = fit_window(prompt[:length], n_ctx=256, max_new_tokens=8).start
+        moved = next(
+            w for n in range(length, 1000)
+            if (w := fit_window(prompt[:n], n_ctx=256, max_new_tokens=8)).start != current
+        )
+        assert moved.tokens[: len(upcoming)] == upcoming

@@ -30,6 +30,7 @@ from writer_app.engine.sampling import SamplingSettings
 from writer_app.engine.tokenizer import Tokenizer, TokenizerCache
 from writer_app.engine.window import (
     fit_window,
+    prompt_budget,
     text_window_start,
     upcoming_text_window_start,
     upcoming_window_tokens,
@@ -116,10 +117,16 @@ class TextSession:
 
     def upcoming_prompt_ids(self, text: str, prompt_ids: list[int], max_tokens: int) -> list[int]:
         """How the prompt will start after its window's next move, as far as the writer
-        has typed it ([] when not yet decided). Prose reaches the character window's
-        move first; text denser than CHARS_PER_TOKEN_BUDGET fills the tokens first, and
-        once fit_window cuts, its cut is the next to move."""
-        if fit_window(prompt_ids, n_ctx=self.n_ctx, max_new_tokens=max_tokens).start > 0:
+        has typed it ([] when not yet decided). Two cuts can move: the character window's
+        (text_window_start) and, in text denser than CHARS_PER_TOKEN_BUDGET, the token
+        window's (fit_window); the one with less room left, at the text's own density of
+        tokens per character, is the one to prepare."""
+        window = fit_window(prompt_ids, n_ctx=self.n_ctx, max_new_tokens=max_tokens)
+        tokens_left = window.start + prompt_budget(self.n_ctx, max_tokens) - len(prompt_ids)
+        text_start = text_window_start(text, self._max_chars)
+        chars_left = text_start + self._max_chars - len(text)
+        tokens_per_char = len(prompt_ids) / max(1, len(text) - text_start)
+        if tokens_left < chars_left * tokens_per_char:
             return upcoming_window_tokens(prompt_ids, n_ctx=self.n_ctx, max_new_tokens=max_tokens)
         start = upcoming_text_window_start(text, self._max_chars)
         return [] if start is None else self.tokenizer.encode(text[start:])
