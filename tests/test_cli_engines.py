@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import struct
 
 import numpy as np
@@ -167,10 +168,9 @@ def test_the_engine_flag_picks_the_engine_that_runs(tmp_path, capfd):
 
 
 def break_llama_cpp_loads(monkeypatch, times: int) -> None:
-    """After each of the next `times` loads on llama.cpp (the restarts' included), truncate
-    its converted copy of the model while llama.cpp has it mapped: its next read of the
-    weights faults (SIGBUS) and the engine process really dies. The load itself is the
-    real one; a restart rebuilds the damaged copy (gguf_for never trusts one)."""
+    """After each of the next `times` loads on llama.cpp (the restarts' included), kill
+    the engine process (SIGKILL): the next command to it finds it dead, a real crash.
+    The load itself is the real one."""
     real_load = EngineClient._load
     left = [times]
 
@@ -178,15 +178,15 @@ def break_llama_cpp_loads(monkeypatch, times: int) -> None:
         facts = real_load(self, command)
         if command.engine == "llama.cpp" and left[0] > 0:
             left[0] -= 1
-            os.truncate(converted_path(command.path), 0)
+            os.kill(self.pid, signal.SIGKILL)
         return facts
 
     monkeypatch.setattr(EngineClient, "_load", load_then_break)
 
 
-CRASH_LINE = "llama.cpp stopped unexpectedly (killed by signal SIGBUS); restarting it"
+CRASH_LINE = "llama.cpp stopped unexpectedly (killed by signal SIGKILL); restarting it"
 FALLBACK_LINE = ("llama.cpp failed while running cat.bin (it stopped again right after a "
-                 "restart, killed by signal SIGBUS); using ctransformers")
+                 "restart, killed by signal SIGKILL); using ctransformers")
 
 
 def test_llama_cpp_crashing_again_after_its_restart_goes_on_with_ctransformers(

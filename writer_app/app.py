@@ -222,6 +222,9 @@ class WriterApp:
         self.service.modelLoaded.connect(freeze_long_lived_objects)
         self.service.modelFailed.connect(self._on_model_failed)
         self.service.engineFallback.connect(self.window.notice_bar.show_notice)
+        # A fallback while running changes the engine (and context) in the status bar.
+        self.service.engineFallback.connect(
+            lambda _notice: self.service.facts and self._show_model(self.service.facts))
         self.controller.errorOccurred.connect(self.window.notice_bar.show_notice)
         EngineNotice(self.window.notice_bar, self.service)  # "isn't responding" + Restart
         self.window.closed.connect(self.shutdown)
