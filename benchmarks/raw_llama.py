@@ -29,7 +29,14 @@ import time
 from pathlib import Path
 
 from benchmarks.procfs import Memory
-from benchmarks.raw_bench import LAST_N, REPETITION_PENALTY, TEMPERATURE, TOP_K, TOP_P, read_prompt_ids
+from benchmarks.raw_bench import (
+    LAST_N,
+    REPETITION_PENALTY,
+    TEMPERATURE,
+    TOP_K,
+    TOP_P,
+    read_prompt_ids,
+)
 from benchmarks.stats import median
 from benchmarks.texts import document
 from tests.support.gpt2_vocab import encode
@@ -127,16 +134,13 @@ class RawLlama:
 
 def read_at_batches(gguf: Path, threads: int, ids: list[int], batches: list[int], n_ctx: int,
                     log) -> dict[str, float]:  # type: ignore[no-untyped-def]
-    """ms per token to read `ids` cold, one freshly loaded server per batch size (the
-    read is done twice, the second timed: the first pays for page faults)."""
+    """ms per token to read `ids` cold, one freshly loaded server per batch size (its
+    load already ran every weight once, so the read pays no first-touch faults)."""
     timings: dict[str, float] = {}
     for batch in batches:
         server = RawLlama(gguf, threads, batch=batch, n_ctx=n_ctx)
-        runs = []
-        for _ in range(2):
-            server.reset()
-            runs.append(server.read_ms(ids) / len(ids))
-        timings[str(batch)] = runs[-1]
+        server.reset()
+        timings[str(batch)] = server.read_ms(ids) / len(ids)
         server.close()
         del server
     log(f"reading {len(ids)} tokens, ms/token by batch: "
