@@ -53,6 +53,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--scenarios", default=",".join(ALL_SCENARIOS))
     parser.add_argument("--engine", default="ctransformers", choices=("ctransformers", "llama.cpp"))
     parser.add_argument("--window-pauses", type=int, default=3, help="pauses judged after the move")
+    parser.add_argument("--window-words", type=int, default=35, help="words typed before the move")
     parser.add_argument("--token-ms", type=float, default=20.0,
                         help="raw ms per token, if the speed scenario does not run")
     parser.add_argument("--speed-threads", default="1")

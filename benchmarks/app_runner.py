@@ -50,7 +50,7 @@ class AppBench:
                 scenarios.log("typing across the prompt window's move")
                 self.result["window_move"] = scenarios.window_move(
                     harness, self.words, rng=self.rng, token_ms=self.token_ms, pace=self.pace,
-                    pauses_after=self.args.window_pauses,
+                    pauses_after=self.args.window_pauses, words_before_move=self.args.window_words,
                 )
             if "stall" in self.scenarios:
                 self.stall(harness)

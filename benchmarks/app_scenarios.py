@@ -460,15 +460,16 @@ def window_move(
     token_ms: float,
     pace: tuple[float, float],
     pauses_after: int = 3,
+    words_before_move: int = 35,
     max_pauses: int = 40,
 ) -> dict:
-    """Type prose with pauses of 2-4 words (typing_session, real key events) from ~35
-    words before the prompt window's first move through `pauses_after` pauses after it.
+    """Type prose with pauses of 2-4 words (typing_session, real key events) from
+    ~words_before_move words before the prompt window's first move through `pauses_after` pauses after it.
     Each pause records its text start; the pauses whose start differs from the first
     one's are after the move (a move re-reads the whole new window: GPT-2's positions are
     absolute, so its cache can't be shifted)."""
     session = harness.probe.latest_session()
-    harness.set_document(window_move_document(session.n_ctx))
+    harness.set_document(window_move_document(session.n_ctx, words_before_move))
     cold_ms = warm_up(harness, 1_200_000)
     first_start = text_start(harness)
     samples: list[dict] = []

@@ -86,7 +86,8 @@ def best_ctransformers(engines: dict) -> dict | None:
     if not runs:
         return None
     gen = max(runs.items(), key=lambda item: 1000 / item[1]["gen_ms_per_token"])
-    work = [(t, r["workload"]["tokens_per_s"]) for t, r in runs.items() if r.get("workload")]
+    work = [(t, r["workload"]["tokens_per_s"]) for t, r in runs.items()
+            if (r.get("workload") or {}).get("tokens_per_s")]
     best_work = max(work, key=lambda item: item[1]) if work else (None, None)
     return {"gen_tokens_per_s": 1000 / gen[1]["gen_ms_per_token"], "gen_threads": gen[0],
             "workload_tokens_per_s": best_work[1], "workload_threads": best_work[0]}

@@ -83,7 +83,7 @@ def plan(args: argparse.Namespace) -> list[tuple[BenchModel, BenchModel | None, 
         small = {"--pauses": 1, "--long-pauses": 1, "--cancel-trials": 1, "--long-words": 800,
                  "--short-words": 40, "--speed-tokens": 8, "--speed-reps": 1,
                  "--stall-configs": "1:0", "--stall-generations": 1, "--pace-ms": 40,
-                 "--window-pauses": 1}
+                 "--window-pauses": 1, "--window-words": 6}
         return [(TINY_LARGE, TINY, small)]
     quick = args.quick
     gpt2 = {"--pauses": 6 if quick else 10, "--long-pauses": 6 if quick else 10,
@@ -147,7 +147,8 @@ def measure_raw(model: BenchModel, path: Path, engine: str, args: argparse.Names
     module = "benchmarks.raw_llama" if engine == "llama.cpp" else "benchmarks.raw_bench"
     workload = ["--workload-prompts", str(prompts_file(work)), "--workload-n", "1"]
     runs = {}
-    for threads in range(1, max(1, physical_cores()) + 1):
+    counts = [1] if args.tiny else range(1, max(1, physical_cores()) + 1)
+    for threads in counts:
         out = work / f"raw-{model.name}-{engine}-t{threads}.json"
         options = raw_options(model, args.tiny, app_context(path), engine, full=threads == 1)
         if engine == "ctransformers":
@@ -194,7 +195,8 @@ def measure_engine(model: BenchModel, partner: BenchModel | None, options: dict,
     if "cli" in only:
         complete = (2, 10) if args.tiny else (8, 72 if model is GPT2 else 40)
         try:
-            figures["cli"] = measure_cli(path, engine, work, complete_tokens=complete, samples=1)
+            figures["cli"] = measure_cli(path, engine, work, complete_tokens=complete, samples=1,
+                                         threads=1 if args.tiny else None)
         except CliFailed as error:
             raise BenchmarkFailed(str(error)) from error
     if only & {"load", "speed"}:
