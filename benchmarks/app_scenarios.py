@@ -474,10 +474,20 @@ def window_move(
     first_start = text_start(harness)
     samples: list[dict] = []
     typed_at_move: int | None = None
+    moved_at: list[float] = []  # when the key that moved the start was pressed
+
+    def watch_start() -> None:  # after every key press, outside the timed spans
+        if not moved_at and text_start(harness) != first_start:
+            moved_at.append(harness.timeline.keys[-1][0])
+
     while len(samples) < max_pauses:
-        (sample,) = typing_session(harness, words, pauses=1, rng=rng, token_ms=token_ms, pace=pace)
+        (sample,) = typing_session(harness, words, pauses=1, rng=rng, token_ms=token_ms, pace=pace,
+                                   after_key=watch_start)
         sample["text_start"] = text_start(harness)
         sample["moved"] = sample["text_start"] != first_start
+        # How long the app had to prepare the new window before this pause's request.
+        sent = harness.timeline.first_request_after(harness.timeline.keys[-1][0])
+        sample["ms_since_move"] = sent - moved_at[0] if moved_at and sent else None
         samples.append(sample)
         if sample["moved"] and typed_at_move is None:
             typed_at_move = len(samples)
@@ -486,7 +496,8 @@ def window_move(
     after = [s for s in samples if s["moved"]][:pauses_after]
     log("window move: " + (f"after pause {typed_at_move}; first grey character at the pauses after it: "
                            + ", ".join(f"{s['latency_ms'] or float('nan'):.0f} ms ({s['evaluated_tokens']} "
-                                       "tokens evaluated)" for s in after)
+                                       f"tokens evaluated, {(s['ms_since_move'] or 0) / 1000:.1f} s "
+                                       "after the move)" for s in after)
                            if typed_at_move else f"no move in {len(samples)} pauses"))
     return {
         "n_ctx": session.n_ctx,

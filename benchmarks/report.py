@@ -327,9 +327,11 @@ def window_rows(raw: dict, window: dict | None) -> list[Row]:
             _ms(worst), f"{_ms(one)} (1 token at {max((s.get('prompt_tokens') or 0) for s in after)})",
             _ratio(worst, one), f"<= 1 token + {LATENCY_SLACK_MS:.0f} ms each",
             _verdict(all(ok)) if raw else ""),
-        Row("  each pause: first grey character / tokens evaluated / prompt evaluation",
+        Row("  each pause: first grey character / tokens evaluated / prompt evaluation / since the move",
             "; ".join(f"{_ms(s.get('latency_ms'))} / {s.get('evaluated_tokens')} / "
-                      f"{_ms(s.get('prompt_eval_ms'))}" for s in after)),
+                      f"{_ms(s.get('prompt_eval_ms'))} / "
+                      f"{'n/a' if s.get('ms_since_move') is None else format(s['ms_since_move'] / 1000, '.1f')} s"
+                      for s in after)),
     ]
 
 

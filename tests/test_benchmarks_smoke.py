@@ -47,7 +47,7 @@ def test_tiny_run_measures_every_figure_on_both_engines_and_judges_every_target(
         window = app["window_move"]
         assert window["moved_at_pause"] and window["pauses"][-1]["moved"]
         assert window["pauses"][-1]["text_start"] > window["first_text_start"] == 0
-        assert window["pauses"][-1]["latency_ms"] > 0
+        assert window["pauses"][-1]["latency_ms"] > 0 and window["pauses"][-1]["ms_since_move"] > 0
         assert app["cancel_prompt"] and app["cancel_generation"] and app["stall"]
         assert app["load"]["switch_to"]["ms"] > 0 and app["load"]["switch_back"]["ms"] > 0
         assert app["gui_peak_rss_mib"] > 0 and app["memory_long_document"]["engine_hwm_mib"] > 0
