@@ -1,12 +1,16 @@
 """The app's figures for one model, in one GUI process (run.py starts it):
 
-    python -m benchmarks.app_bench --model gpt2=FILE [--partner gpt2-large=FILE] --out app.json
+    python -m benchmarks.app_bench --model gpt2=FILE [--partner gpt2-large=FILE] \
+        [--engine llama.cpp] --out app.json
 
-Order: generation speed (a standalone InferenceService taking turns with raw
-ctransformers), then the real WriterApp: load (or: load the partner, switch to the
-model), typing with pauses in a short and a 5,000-word document, cancellations, typing
-through long suggestions at several engine thread counts and priorities, switching
-back, and the resident memory of the GUI and engine processes.
+--engine sets the app's engine setting (Model > Engine, before the first load) and the
+standalone InferenceService's engine; the raw reference is then the same engine raw.
+Order: generation speed (a standalone InferenceService taking turns with the raw
+engine), then the real WriterApp: load (or: load the partner, switch to the model),
+typing with pauses in a short and a 5,000-word document, cancellations, typing across
+the prompt window's move, typing through long suggestions at several engine thread
+counts and priorities, switching back, and the resident memory of the GUI and engine
+processes.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from pathlib import Path
 # here would make every engine process start slower and take more memory than the
 # real app's engine does.
 
-ALL_SCENARIOS = ("speed", "typing", "cancel", "prewarm", "stall", "huge", "load")
+ALL_SCENARIOS = ("speed", "typing", "cancel", "prewarm", "window", "stall", "huge", "load")
 
 
 def _named_path(value: str) -> tuple[str, Path]:
@@ -47,6 +51,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model", type=_named_path, required=True)
     parser.add_argument("--partner", type=_named_path, help="switch from/to this model")
     parser.add_argument("--scenarios", default=",".join(ALL_SCENARIOS))
+    parser.add_argument("--engine", default="ctransformers", choices=("ctransformers", "llama.cpp"))
+    parser.add_argument("--window-pauses", type=int, default=3, help="pauses judged after the move")
+    parser.add_argument("--window-words", type=int, default=35, help="words typed before the move")
     parser.add_argument("--token-ms", type=float, default=20.0,
                         help="raw ms per token, if the speed scenario does not run")
     parser.add_argument("--speed-threads", default="1")

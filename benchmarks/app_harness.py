@@ -22,6 +22,7 @@ from benchmarks.procfs import Memory
 from tests.support.scripted import ScriptedMessenger
 from writer_app.app import WriterApp
 from writer_app.engine.sampling import SamplingSettings
+from writer_app.engine.session import DEFAULT_ENGINE
 from writer_app.services.suggestion_controller import SuggestionPreferences
 from writer_app.ui.keymap import GhostAction
 
@@ -55,8 +56,9 @@ class Timeline:
 
 
 class AppHarness:
-    def __init__(self, probe: EngineProbe) -> None:
+    def __init__(self, probe: EngineProbe, engine: str = DEFAULT_ENGINE) -> None:
         self.probe = probe
+        self.engine = engine
         self.messenger = ScriptedMessenger()
         self.writer = WriterApp.build(messenger=self.messenger)
         self.editor = self.writer.editor
@@ -76,6 +78,9 @@ class AppHarness:
         self.service.modelFailed.connect(lambda _path, message: self.load_failures.append(message))
         self._gc_started = 0.0
         gc.callbacks.append(self._gc_event)
+        # The engine setting, as the writer picks it in Model > Engine (saved, applied to
+        # the service before the first load).
+        self.writer.keeper.update(lambda settings: settings.with_models(engine=engine))
         self.writer.window.resize(1000, 700)
         self.writer.window.start()
         self.editor.setFocus()
@@ -115,6 +120,10 @@ class AppHarness:
         if not loaded or self.load_failures or self.service.facts is None:
             failure = self.load_failures[0] if self.load_failures else "it did not load in time"
             raise ModelLoadFailed(f"{Path(path).name}: {failure}")
+        if self.service.loaded_engine != self.engine:  # a fallback would measure the wrong engine
+            raise ModelLoadFailed(
+                f"{Path(path).name}: loaded with {self.service.loaded_engine}, not {self.engine}"
+            )
         self.model_path = str(path)
         return elapsed
 

@@ -1,6 +1,6 @@
 """Where the app's time goes, piece by piece, in a fresh process without Qt:
 
-    python -m benchmarks.app_parts --model FILE --out parts.json
+    python -m benchmarks.app_parts --model FILE [--engine llama.cpp] --out parts.json
 
 Loading: TextSession.open (what InferenceService's loader thread runs) = EngineClient
 start and load (a new spawned interpreter that imports the engine, checks the file and
@@ -31,18 +31,27 @@ def _ms(started: float) -> float:
     return (time.perf_counter() - started) * 1000
 
 
-def measure_tokens(path: Path, tokens: int = 64, reps: int = 3) -> dict:
+def _backend(path: Path, engine: str, **options):  # type: ignore[no-untyped-def]
+    if engine == "llama.cpp":
+        from writer_app.engine.llama_backend import LlamaCppBackend
+
+        return LlamaCppBackend.load(path, threads=1, **options)
+    from writer_app.engine.backend import CTransformersBackend
+
+    return CTransformersBackend.load(path, threads=1, **options)
+
+
+def measure_tokens(path: Path, tokens: int = 64, reps: int = 3, engine: str = "ctransformers") -> dict:
     """CPU ms per generated token in the backend itself, with_probs on and off, taking
     turns on one loaded model with a hot cache."""
     from benchmarks.stats import median
     from benchmarks.texts import document
-    from writer_app.engine.backend import CTransformersBackend
     from writer_app.engine.ggml import read_vocab
     from writer_app.engine.protocol import GenerationRequest
     from writer_app.engine.sampling import SamplingSettings, StopAt
     from writer_app.engine.tokenizer import Tokenizer
 
-    backend = CTransformersBackend.load(path, threads=1)
+    backend = _backend(path, engine)
     prompt = Tokenizer.from_vocab(read_vocab(path)).encode(document(100))
     settings = SamplingSettings(max_tokens=tokens, stop_at=StopAt.LENGTH, seed=1)
 
@@ -90,7 +99,7 @@ def measure_cold_prompt(path: Path, context: int) -> dict:
     return {"cold_prompt_tokens": len(ids), "prewarm_chunk": PREWARM_CHUNK, **timings}
 
 
-def measure(path: Path) -> dict:
+def measure(path: Path, engine: str = "ctransformers") -> dict:
     # Imported here, not at module level: the engine process is spawned and imports
     # this main module again, which the real app's engine does not pay for.
     from writer_app.engine.ggml import read_vocab, validate_model_file
@@ -109,10 +118,10 @@ def measure(path: Path) -> dict:
     parts["build_tokenizer_ms"] = _ms(started)
     with EngineClient() as client:
         started = time.perf_counter()
-        client.load(path, threads=1)
+        client.load(path, threads=1, engine=engine)
         parts["engine_first_load_ms"] = _ms(started)  # interpreter + imports + load
         started = time.perf_counter()
-        client.load(path, threads=1)
+        client.load(path, threads=1, engine=engine)
         parts["engine_reload_ms"] = _ms(started)  # the load alone, in a warm engine
     parts["engine_start_ms"] = parts["engine_first_load_ms"] - parts["engine_reload_ms"]
     return parts
@@ -124,12 +133,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--context", type=int, default=0,
                         help="the app's context for this model (0: skip the cold prompt)")
+    parser.add_argument("--engine", default="ctransformers", choices=("ctransformers", "llama.cpp"))
     args = parser.parse_args(argv)
-    parts = measure(args.model)
-    parts.update(measure_tokens(args.model))
-    if args.context:
+    if args.engine == "llama.cpp":
+        from writer_app.engine.gguf_convert import gguf_for
+
+        gguf_for(args.model)  # converted (cached) before anything is timed, as the app does
+    parts = {"engine": args.engine, **measure(args.model, args.engine)}
+    parts.update(measure_tokens(args.model, engine=args.engine))
+    if args.context and args.engine == "ctransformers":  # the cold-prompt price is ctransformers'
+        # chunking (backend.py); llama.cpp reads prompts in PROMPT_CHUNK batches either way.
         parts.update(measure_cold_prompt(args.model, args.context))
-    print(f"[app parts {args.model.name}] " + ", ".join(f"{k} {v:.0f}" for k, v in parts.items()),
+    print(f"[app parts {args.model.name} {args.engine}] "
+          + ", ".join(f"{k} {v:.0f}" for k, v in parts.items() if isinstance(v, float)),
           flush=True)
     args.out.write_text(json.dumps(parts, indent=1))
     return 0

@@ -32,19 +32,26 @@ class AppBench:
         self.words = iter(typing_words(2000))
         self.probe = EngineProbe().install()
         self.monitor = StallMonitor()
-        self.result: dict = {"model": self.name, "load_average_start": load_average()}
+        self.engine = args.engine
+        self.result: dict = {"model": self.name, "engine": self.engine, "load_average_start": load_average()}
         self.token_ms = args.token_ms
         self.pace = (args.pace_ms * 0.75, args.pace_ms * 1.25)
 
     def run(self) -> dict:
         if "speed" in self.scenarios:
             self.speed()
-        harness = AppHarness(self.probe)
+        harness = AppHarness(self.probe, self.engine)
         self.result["memory_before_load"] = harness.memory()
         try:
             self.load(harness)
             if self.scenarios & {"typing", "cancel", "prewarm"}:
                 self.documents(harness)
+            if "window" in self.scenarios:
+                scenarios.log("typing across the prompt window's move")
+                self.result["window_move"] = scenarios.window_move(
+                    harness, self.words, rng=self.rng, token_ms=self.token_ms, pace=self.pace,
+                    pauses_after=self.args.window_pauses, words_before_move=self.args.window_words,
+                )
             if "stall" in self.scenarios:
                 self.stall(harness)
             if "huge" in self.scenarios:
@@ -67,7 +74,7 @@ class AppBench:
             tokens = self.args.speed_tokens if threads == 1 else max(8, self.args.speed_tokens // 2)
             runs[str(threads)] = scenarios.generation_speed(
                 self.probe, self.path, prompt, threads=threads, tokens=tokens,
-                reps=self.args.speed_reps,
+                reps=self.args.speed_reps, engine=self.engine,
             )
         self.result["speed"] = runs
         if "1" in runs:

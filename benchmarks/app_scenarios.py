@@ -25,8 +25,10 @@ from benchmarks.probe import (
 from benchmarks.procfs import cpu_seconds
 from benchmarks.raw_server import RawServer
 from benchmarks.stats import median, summary
-from benchmarks.texts import HUGE_PARAGRAPH_KINDS, huge_paragraph
+from benchmarks.texts import HUGE_PARAGRAPH_KINDS, document, huge_paragraph
 from writer_app.engine.sampling import SamplingSettings, StopAt
+from writer_app.engine.session import CHARS_PER_TOKEN_BUDGET
+from writer_app.engine.window import text_window_start
 from writer_app.services.inference import InferenceService
 from writer_app.services.suggestion import prompt_for
 
@@ -42,19 +44,23 @@ def log(text: str) -> None:
 
 
 def generation_speed(
-    probe: EngineProbe, path: Path, prompt_text: str, *, threads: int, tokens: int, reps: int
+    probe: EngineProbe, path: Path, prompt_text: str, *, threads: int, tokens: int, reps: int,
+    engine: str = "ctransformers",
 ) -> dict:
     """ms per generated token through InferenceService (worker QThread + engine process,
-    measured in the GUI thread from request() to finished), taking turns with raw
-    ctransformers on the same file, prompt and thread count; both with a hot cache.
+    measured in the GUI thread from request() to finished) on `engine`, taking turns with
+    the same engine raw (raw_server.py) on the same file, prompt and thread count; both
+    with a hot cache.
 
     CPU time per token is measured too (engine process vs raw process): unlike wall
     time it hardly changes when other programs compete for the CPUs, so its ratio shows
     the app's own overhead even on a busy machine."""
-    service = InferenceService(threads=threads)
+    service = InferenceService(threads=threads, engine=engine)
     service.load_model(path)
     if not wait_until(lambda: service.facts is not None, 120_000):
         raise RuntimeError(f"{path.name} did not load for the speed test.")
+    if service.loaded_engine != engine:
+        raise RuntimeError(f"{path.name} loaded with {service.loaded_engine}, not {engine}.")
     engine_pid = probe.latest_session().pid
     finished: dict[int, float] = {}
     service.finished.connect(lambda rid, _reason: finished.setdefault(rid, now_ms()))
@@ -77,7 +83,8 @@ def generation_speed(
     # Two raw processes: the app is compared with their mean, and how far the two
     # disagree with each other is the noise floor of this comparison on this machine.
     app_runs, raw_runs, other_runs = [], [], []
-    with RawServer(path, threads=threads) as raw, RawServer(path, threads=threads) as other:
+    with RawServer(path, threads=threads, engine=engine) as raw, \
+            RawServer(path, threads=threads, engine=engine) as other:
         for server in (raw, other):
             server.prepare(prompt_text)
             server.generate(tokens, seed=0)  # warm-up, like the app's first (cold) request
@@ -91,6 +98,7 @@ def generation_speed(
     raw_wall = [(a[0] + b[0]) / 2 for a, b in zip(raw_runs, other_runs, strict=True)]
     raw_cpu = [(a[1] + b[1]) / 2 for a, b in zip(raw_runs, other_runs, strict=True)]
     result = {
+        "engine": engine,
         "threads": threads,
         "tokens": tokens,
         "prompt_tokens": hot.prompt_tokens,
@@ -422,3 +430,80 @@ def huge_paragraph_stall(
     harness.set_sampling()
     harness.set_auto_suggest(True)
     return runs
+
+
+# ---- the prompt window moving while the writer types ----------------------------------------
+
+
+def text_start(harness: AppHarness) -> int:
+    """Where the app starts reading the text before the cursor for a prompt: the app's own
+    functions (suggestion.prompt_for, window.text_window_start over the session's n_ctx x
+    CHARS_PER_TOKEN_BUDGET characters), so a change is the app's window moving."""
+    session = harness.probe.latest_session()
+    before = harness.editor.toPlainText()[: harness.editor.textCursor().position()]
+    return text_window_start(prompt_for(before), session.n_ctx * CHARS_PER_TOKEN_BUDGET)
+
+
+def window_move_document(n_ctx: int, words_before_move: int = 35) -> str:
+    """Prose that ends ~words_before_move typed words (~5.7 characters each, with the
+    space) before the app's character window first moves."""
+    limit = n_ctx * CHARS_PER_TOKEN_BUDGET - round(words_before_move * 5.7)
+    text = " ".join(document(limit // 3).split())  # one paragraph, as typed
+    return text[: text.rfind(" ", 0, limit)]
+
+
+def window_move(
+    harness: AppHarness,
+    words: Iterator[str],
+    *,
+    rng: random.Random,
+    token_ms: float,
+    pace: tuple[float, float],
+    pauses_after: int = 3,
+    words_before_move: int = 35,
+    max_pauses: int = 40,
+) -> dict:
+    """Type prose with pauses of 2-4 words (typing_session, real key events) from
+    ~words_before_move words before the prompt window's first move through `pauses_after` pauses after it.
+    Each pause records its text start; the pauses whose start differs from the first
+    one's are after the move (a move re-reads the whole new window: GPT-2's positions are
+    absolute, so its cache can't be shifted)."""
+    session = harness.probe.latest_session()
+    harness.set_document(window_move_document(session.n_ctx, words_before_move))
+    cold_ms = warm_up(harness, 1_200_000)
+    first_start = text_start(harness)
+    samples: list[dict] = []
+    typed_at_move: int | None = None
+    moved_at: list[float] = []  # when the key that moved the start was pressed
+
+    def watch_start() -> None:  # after every key press, outside the timed spans
+        if not moved_at and text_start(harness) != first_start:
+            moved_at.append(harness.timeline.keys[-1][0])
+
+    while len(samples) < max_pauses:
+        (sample,) = typing_session(harness, words, pauses=1, rng=rng, token_ms=token_ms, pace=pace,
+                                   after_key=watch_start)
+        sample["text_start"] = text_start(harness)
+        sample["moved"] = sample["text_start"] != first_start
+        # How long the app had to prepare the new window before this pause's request.
+        sent = harness.timeline.first_request_after(harness.timeline.keys[-1][0])
+        sample["ms_since_move"] = sent - moved_at[0] if moved_at and sent else None
+        samples.append(sample)
+        if sample["moved"] and typed_at_move is None:
+            typed_at_move = len(samples)
+        if typed_at_move is not None and len(samples) - typed_at_move + 1 >= pauses_after:
+            break
+    after = [s for s in samples if s["moved"]][:pauses_after]
+    log("window move: " + (f"after pause {typed_at_move}; first grey character at the pauses after it: "
+                           + ", ".join(f"{s['latency_ms'] or float('nan'):.0f} ms ({s['evaluated_tokens']} "
+                                       f"tokens evaluated, {(s['ms_since_move'] or 0) / 1000:.1f} s "
+                                       "after the move)" for s in after)
+                           if typed_at_move else f"no move in {len(samples)} pauses"))
+    return {
+        "n_ctx": session.n_ctx,
+        "max_chars": session.n_ctx * CHARS_PER_TOKEN_BUDGET,
+        "first_text_start": first_start,
+        "cold_prompt_eval_ms": cold_ms,
+        "moved_at_pause": typed_at_move,
+        "pauses": samples,
+    }

@@ -96,6 +96,8 @@ class SessionRecord:
     threads: int
     open_ms: float  # TextSession.open took this long (process start + load + tokenizer)
     opened_at_ms: float
+    engine: str = ""  # the engine that runs it
+    n_ctx: int = 0  # the context the engine uses (the app's memory budget may cap it)
 
 
 @dataclass
@@ -121,7 +123,8 @@ class EngineProbe:
             finished = now_ms()
             with probe._lock:
                 probe.sessions.append(
-                    SessionRecord(session.client.pid, str(path), threads, finished - started, finished)
+                    SessionRecord(session.client.pid, str(path), threads, finished - started, finished,
+                                  session.engine, session.n_ctx)
                 )
             return session
 

@@ -5,6 +5,8 @@ model per process safely and the app's memory must not include this one:
 
     python -m benchmarks.raw_bench --model FILE --threads 1 --out raw.json
 
+raw_llama.py measures llama.cpp the same way, under the same JSON keys.
+
 Everything is done the way the app's engine does it, with nothing of the app's code:
 token ids from the reference BPE in tests/support, the same sampling settings, the KV
 cache reused by truncating LLM's Python-side context list to a shared prefix.
@@ -37,6 +39,20 @@ class RawBench:
         self.llm = self.model.llm
         self.threads = threads
         self.last_cpu_ms_per_token = 0.0
+
+    def reset(self) -> None:
+        self.truncate(0)
+
+    def read_ms(self, ids: list[int]) -> float:
+        """Bring the cache up to `ids`, evaluating only what it does not hold yet
+        (raw_llama's RawLlama.read_ms does the same with llama.cpp's prefix cache)."""
+        kept = 0
+        context = self.llm._context
+        while kept < min(len(context), len(ids)) and context[kept] == ids[kept]:
+            kept += 1
+        kept = min(kept, len(ids) - 1)  # the last token is evaluated again, for its logits
+        self.truncate(kept)
+        return self.eval_ms(ids[kept:], PROMPT_BATCH)
 
     def truncate(self, n_tokens: int) -> None:
         """Keep the first n_tokens of the cache (valid: LLM.eval passes n_past explicitly)."""
@@ -84,12 +100,23 @@ def run(args: argparse.Namespace) -> dict:
     result["prompt_eval_ms_per_token"] = bench.eval_ms(prompt, PROMPT_BATCH) / len(prompt)
 
     bench.generate_ms_per_token(prompt, args.gen_tokens, seed=1)  # warm-up, not counted
-    per_token = [bench.generate_ms_per_token(prompt, args.gen_tokens, 100 * rep) for rep in range(args.reps)]
+    per_token, cpu = [], []
+    for rep in range(args.reps):
+        per_token.append(bench.generate_ms_per_token(prompt, args.gen_tokens, 100 * rep))
+        cpu.append(bench.last_cpu_ms_per_token)
     result["gen_tokens"] = args.gen_tokens
     result["gen_ms_per_token_runs"] = per_token
     result["gen_ms_per_token"] = median(per_token)
+    result["gen_cpu_ms_per_token"] = median(cpu)
     log(f"generation {result['gen_ms_per_token']:.1f} ms/token (runs: "
         + ", ".join(f"{v:.1f}" for v in per_token) + ")")
+
+    if args.workload_prompts:
+        from benchmarks.raw_llama import workload
+
+        result["workload"] = workload(bench, read_prompt_ids(args.workload_prompts), args.workload_n,
+                                      args.workload_tokens)
+        log(f"workload: {result['workload']['tokens_per_s']:.1f} tokens/s")
 
     if args.context_tokens:
         # A long context, then the cost of k new tokens at its end (a hot cache after typing).
@@ -140,9 +167,28 @@ def run(args: argparse.Namespace) -> dict:
         log("prompt evaluation ms/token by batch size: "
             + ", ".join(f"{b}: {ms:.1f}" for b, ms in sweep.items()))
 
+    if args.read_tokens:
+        # A cold prompt of read_tokens at the best batch of the sweep above (or the
+        # batches asked for): raw prompt reading, engine against engine.
+        ids = encode(document(2000))[: args.read_tokens]
+        chosen = args.read_batches or ([min(sweep, key=sweep.__getitem__)] if sweep else [PROMPT_BATCH])
+        reads: dict[str, float] = {}
+        for batch in (int(b) for b in chosen):
+            bench.truncate(0)
+            reads[str(batch)] = bench.eval_ms(ids, batch) / len(ids)
+        result["read_tokens"] = len(ids)
+        result["read_ms_per_token"] = reads
+        log(f"reading {len(ids)} tokens, ms/token by batch: "
+            + ", ".join(f"{b}: {ms:.1f}" for b, ms in reads.items()))
+
     memory = Memory.of()
     result["peak_rss_mib"] = memory.hwm_mib if memory else None
     return result
+
+
+def read_prompt_ids(path: Path) -> list[list[int]]:
+    """Token ids of each line of a prompts file (as `writer-app generate --prompts`)."""
+    return [encode(line) for line in Path(path).read_text("utf-8").splitlines() if line.strip()]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -156,6 +202,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sweep", type=lambda s: [int(b) for b in s.split(",") if b], default=[])
     parser.add_argument("--sweep-at", type=int, default=64)
     parser.add_argument("--sweep-tokens", type=int, default=32)
+    parser.add_argument("--read-tokens", type=int, default=0, help="a cold prompt this long; 0: skip")
+    parser.add_argument("--read-batches", type=lambda s: [int(b) for b in s.split(",") if b], default=[],
+                        help="batch sizes for --read-tokens (default: the sweep's best)")
+    parser.add_argument("--workload-prompts", type=Path, help="one prompt per line")
+    parser.add_argument("--workload-n", type=int, default=1)
+    parser.add_argument("--workload-tokens", type=int, default=32)
     parser.add_argument("--out", required=True)
     return parser.parse_args(argv)
 

@@ -1,7 +1,8 @@
-"""A raw ctransformers model in a helper process, so the app and the raw reference can
-take turns on the same file while the machine's load is the same for both.
+"""A raw engine (ctransformers, or llama.cpp through raw_llama.RawLlama) in a helper
+process, so the app and the raw reference can take turns on the same file while the
+machine's load is the same for both.
 
-    with RawServer(path, threads=1) as raw:
+    with RawServer(path, threads=1, engine="llama.cpp") as raw:
         raw.prepare(prompt_text)          # evaluate the prompt once
         wall, cpu = raw.generate(64, seed=1)  # ms per token, hot cache, like an app request
 
@@ -17,11 +18,21 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 
 
-def _serve(conn: Connection, path: str, threads: int) -> None:
-    from benchmarks.raw_bench import PROMPT_BATCH, RawBench
+def _open(path: str, threads: int, engine: str):  # type: ignore[no-untyped-def]
+    if engine == "llama.cpp":
+        from benchmarks.raw_llama import RawLlama, gguf_of, model_context
+
+        gguf = gguf_of(Path(path))
+        return RawLlama(gguf, threads, n_ctx=model_context(gguf))
+    from benchmarks.raw_bench import RawBench
+
+    return RawBench(Path(path), threads)
+
+
+def _serve(conn: Connection, path: str, threads: int, engine: str) -> None:
     from tests.support.gpt2_vocab import encode
 
-    bench = RawBench(Path(path), threads)
+    bench = _open(path, threads, engine)
     conn.send(("loaded", bench.load_s))
     prompt: list[int] = []
     while True:
@@ -31,8 +42,8 @@ def _serve(conn: Connection, path: str, threads: int) -> None:
             return
         if command == "prepare":
             prompt = encode(args[0])
-            bench.truncate(0)
-            conn.send(("prepared", bench.eval_ms(prompt, PROMPT_BATCH), len(prompt)))
+            bench.reset()
+            conn.send(("prepared", bench.read_ms(prompt), len(prompt)))
         elif command == "generate":
             wall_ms = bench.generate_ms_per_token(prompt, args[0], args[1])
             conn.send(("generated", wall_ms, bench.last_cpu_ms_per_token))
@@ -41,15 +52,17 @@ def _serve(conn: Connection, path: str, threads: int) -> None:
 
 
 class RawServerError(RuntimeError):
-    """The raw ctransformers helper process failed or died."""
+    """The raw engine's helper process failed or died."""
 
 
 class RawServer:
-    def __init__(self, path: str | Path, *, threads: int = 1, timeout_s: float = 600.0) -> None:
+    def __init__(
+        self, path: str | Path, *, threads: int = 1, engine: str = "ctransformers", timeout_s: float = 600.0
+    ) -> None:
         context = multiprocessing.get_context("spawn")
         self._conn, child = context.Pipe()
         self._process = context.Process(
-            target=_serve, args=(child, str(path), threads), name="raw-ctransformers", daemon=True
+            target=_serve, args=(child, str(path), threads, engine), name=f"raw-{engine}", daemon=True
         )
         self._process.start()
         child.close()
@@ -62,15 +75,15 @@ class RawServer:
 
     def _receive(self, kind: str) -> tuple:
         if not self._conn.poll(self._timeout_s):
-            raise RawServerError(f"The raw ctransformers process gave no answer ({kind}).")
+            raise RawServerError(f"The raw engine process gave no answer ({kind}).")
         try:
             reply = self._conn.recv()
         except EOFError:
             raise RawServerError(
-                f"The raw ctransformers process died (exit code {self._process.exitcode})."
+                f"The raw engine process died (exit code {self._process.exitcode})."
             ) from None
         if reply[0] != kind:
-            raise RawServerError(f"The raw ctransformers process answered {reply[0]!r}.")
+            raise RawServerError(f"The raw engine process answered {reply[0]!r}.")
         return reply[1:]
 
     def prepare(self, prompt_text: str) -> tuple[float, int]:

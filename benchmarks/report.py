@@ -1,5 +1,6 @@
-"""Turn the collected results into the table run.py prints: each app figure beside the
-raw ctransformers figure for the same file, their ratio, and PASS/FAIL per target."""
+"""Turn the collected results into the tables run.py prints: per engine, each app figure
+beside the same engine's raw figure for the same file, their ratio and PASS/FAIL per
+target (model_rows); then the engines side by side (engine_rows, engines.py)."""
 
 from __future__ import annotations
 
@@ -183,6 +184,7 @@ def model_rows(name: str, raw: dict, app: dict, parts: dict | None = None) -> li
         rows.append(Row(f"    {_causes(app[key].get('stall_while_generating_causes'))}", ""))
         rows.append(_own_stall_row(app[key].get("stall_while_generating_own_ms"), what_if))
         rows.append(Row(f"    worst: {_worst(app[key].get('worst_stalls'))}", ""))
+    rows.extend(window_rows(raw, app.get("window_move")))
     if "autosave_long_ms" in app:
         save = app["autosave_long_ms"]
         rows.append(Row(
@@ -290,8 +292,51 @@ def model_rows(name: str, raw: dict, app: dict, parts: dict | None = None) -> li
     return rows
 
 
-def format_table(rows: list[Row]) -> str:
-    header = Row("figure", "app", "raw ctransformers", "app/raw", "target", "")
+def token_ms_at(raw: dict, tokens: int | None) -> float | None:
+    """Raw generation time per token at `tokens` of context: linear between the two
+    contexts raw measured (the speed prompt's and the long one's), clamped to them."""
+    near, far = raw.get("prompt_tokens"), raw.get("context_tokens")
+    short_ms, long_ms = raw.get("gen_ms_per_token"), raw.get("gen_ms_per_token_at_context")
+    if short_ms is None:
+        return None
+    if not tokens or long_ms is None or not near or not far or far <= near:
+        return short_ms
+    share = min(1.0, max(0.0, (tokens - near) / (far - near)))
+    return short_ms + share * (long_ms - short_ms)
+
+
+def window_rows(raw: dict, window: dict | None) -> list[Row]:
+    """The first pauses after the app's prompt window moved (app_scenarios.window_move):
+    each against one raw token at its own context + 15 ms."""
+    if not window:
+        return []
+    samples = window["pauses"]
+    after = [s for s in samples if s.get("moved")]
+    if not after:
+        return [Row(f"window move: the prompt window did not move in {len(samples)} pauses", "n/a",
+                    "", "", "a move", "FAIL")]
+    limits = [(token_ms_at(raw, s.get("prompt_tokens")) or math.nan) + LATENCY_SLACK_MS for s in after]
+    latencies = [s.get("latency_ms") for s in after]
+    ok = [lat is not None and lat <= limit for lat, limit in zip(latencies, limits, strict=True)]
+    shown = [lat for lat in latencies if lat is not None]
+    worst = max(shown) if shown else None
+    one = token_ms_at(raw, max((s.get("prompt_tokens") or 0) for s in after))
+    return [
+        Row(f"first grey character at the {len(after)} pauses after the prompt window moved "
+            f"(pause {window['moved_at_pause']}; {window['n_ctx']}-token context), max",
+            _ms(worst), f"{_ms(one)} (1 token at {max((s.get('prompt_tokens') or 0) for s in after)})",
+            _ratio(worst, one), f"<= 1 token + {LATENCY_SLACK_MS:.0f} ms each",
+            _verdict(all(ok)) if raw else ""),
+        Row("  each pause: first grey character / tokens evaluated / prompt evaluation / since the move",
+            "; ".join(f"{_ms(s.get('latency_ms'))} / {s.get('evaluated_tokens')} / "
+                      f"{_ms(s.get('prompt_eval_ms'))} / "
+                      f"{'n/a' if s.get('ms_since_move') is None else format(s['ms_since_move'] / 1000, '.1f')} s"
+                      for s in after)),
+    ]
+
+
+def format_table(rows: list[Row], raw_label: str = "raw ctransformers") -> str:
+    header = Row("figure", "app", raw_label, "app/raw", "target", "")
     table = [header, *rows]
     widths = [max(len(getattr(r, f)) for r in table) for f in ("figure", "app", "raw", "ratio", "target")]
     lines = []
@@ -302,8 +347,8 @@ def format_table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-def format_markdown(rows: list[Row]) -> str:
-    lines = ["| figure | app | raw ctransformers | app/raw | target | |", "|---|---|---|---|---|---|"]
+def format_markdown(rows: list[Row], raw_label: str = "raw ctransformers") -> str:
+    lines = [f"| figure | app | {raw_label} | app/raw | target | |", "|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r.figure} | {r.app} | {r.raw} | {r.ratio} | {r.target} | {r.verdict} |")
     return "\n".join(lines)
@@ -326,7 +371,10 @@ def raw_extras(raw: dict) -> list[str]:
     if "gen_ms_per_token_at_context" in raw:
         lines.append(f"raw: generation at {raw['context_tokens']} tokens of context: "
                      f"{raw['gen_ms_per_token_at_context']:.1f} ms/token")
+    if "read_ms_per_token" in raw:
+        reads = ", ".join(f"{b}: {ms:.1f}" for b, ms in raw["read_ms_per_token"].items())
+        lines.append(f"raw: reading a cold {raw['read_tokens']}-token prompt, ms/token by batch: {reads}")
     lines.append(f"raw: load {raw['load_s'] * 1000:.0f} ms, prompt {raw['prompt_eval_ms_per_token']:.1f}"
-                 f" ms/token (batch 8), generation {raw['gen_ms_per_token']:.1f} ms/token, "
-                 f"peak resident {raw['peak_rss_mib']:.0f} MiB")
+                 f" ms/token (batch {raw.get('prompt_batch', 8)}), generation "
+                 f"{raw['gen_ms_per_token']:.1f} ms/token, peak resident {raw['peak_rss_mib']:.0f} MiB")
     return lines
