@@ -162,7 +162,8 @@ def model_rows(name: str, raw: dict, app: dict, parts: dict | None = None) -> li
             rows.append(Row(
                 f"first grey character after the debounce, {label}, {stat} ({shown})",
                 _ms(value), f"{_ms(one)} (1 token{at})", _ratio(value, one),
-                f"<= {_ms(limit)}", _verdict(None if math.isnan(value) else value <= limit, what_if),
+                f"<= {_ms(limit)}",
+                _verdict(None if math.isnan(value) or limit is None else value <= limit, what_if),
             ))
         new_eval = raw.get("new_tokens_eval_ms", {}) if key != "typing_short" else {}
         typical = round(median(evaluated)) if evaluated else None
