@@ -312,6 +312,75 @@ def test_prewarm_reads_the_window_so_generate_finds_it_ready(backend):
     assert finish.evaluated_tokens <= 1
 
 
+SAMPLED = SamplingSettings(
+    temperature=0.9, top_k=0, top_p=1.0, max_tokens=10, stop_at=StopAt.LENGTH, seed=4321
+)
+
+
+def _ahead_prompt(n: int) -> list[int]:
+    return [(17 * i + 5) % 50000 for i in range(n)]
+
+
+def test_a_prewarm_handed_the_coming_request_draws_its_first_token_so_generate_reads_nothing(
+    backend,
+):
+    prompt = _ahead_prompt(60)
+    cold_tokens, _ = run(backend, prompt, SAMPLED, with_probs=True, top_n=4)
+    backend.prewarm([1, 2, 3], max_tokens=10)  # another prompt: the window is gone
+    ahead = GenerationRequest(1, tuple(prompt), SAMPLED, with_probs=True, top_n=4)
+    assert backend.prewarm(prompt, max_tokens=10, ahead=ahead) == 60
+    tokens, finish = run(backend, prompt, SAMPLED, with_probs=True, top_n=4)
+    assert finish.evaluated_tokens == 0  # not even the prompt's last token: it was drawn
+    assert finish.generated_tokens == 10
+    # The same suggestion as without the prewarm, probabilities included.
+    assert [t.token_id for t in tokens] == [t.token_id for t in cold_tokens]
+    assert tokens[0].probability == pytest.approx(cold_tokens[0].probability, rel=1e-4)
+    assert [a.token_id for a in tokens[0].alternatives] == [
+        a.token_id for a in cold_tokens[0].alternatives
+    ]
+
+
+def test_a_first_token_drawn_ahead_serves_only_its_own_request(backend):
+    prompt = _ahead_prompt(40)
+    other_seed = SAMPLED.with_changes(seed=7)
+    expected, _ = run(backend, prompt, other_seed)
+    for differs in (
+        GenerationRequest(1, tuple(prompt), SAMPLED),  # another seed
+        GenerationRequest(1, tuple(prompt), other_seed, with_probs=True),
+        GenerationRequest(1, tuple(prompt[:-1]), other_seed),  # another prompt
+    ):
+        backend.prewarm(differs.prompt_ids, max_tokens=10, ahead=differs)
+        tokens, finish = run(backend, prompt, other_seed)
+        assert [t.token_id for t in tokens] == [t.token_id for t in expected]
+        assert finish.evaluated_tokens >= 1  # drew its own first token
+    # Used once: a second identical request draws again, and agrees.
+    ahead = GenerationRequest(1, tuple(prompt), other_seed)
+    backend.prewarm(prompt, max_tokens=10, ahead=ahead)
+    assert run(backend, prompt, other_seed)[1].evaluated_tokens == 0
+    tokens, finish = run(backend, prompt, other_seed)
+    assert finish.evaluated_tokens == 1
+    assert [t.token_id for t in tokens] == [t.token_id for t in expected]
+
+
+def test_a_first_token_drawn_ahead_is_dropped_when_its_sequence_read_something_else(backend):
+    prompt = _ahead_prompt(30)
+    expected, _ = run(backend, prompt, SAMPLED)
+    backend.prewarm(prompt, max_tokens=10, ahead=GenerationRequest(1, tuple(prompt), SAMPLED))
+    backend.next_token_probs([*prompt, 11], temperature=1.0, top_n=3)  # same sequence, moved on
+    tokens, finish = run(backend, prompt, SAMPLED)
+    assert finish.evaluated_tokens >= 1
+    assert [t.token_id for t in tokens] == [t.token_id for t in expected]
+
+
+def test_greedy_text_after_a_first_token_drawn_ahead_is_the_reference(backend, weights):
+    prompt = PROMPT * 3
+    settings = GREEDY.with_changes(max_tokens=6, seed=0)
+    backend.prewarm(prompt, max_tokens=6, ahead=GenerationRequest(1, tuple(prompt), settings))
+    tokens, finish = run(backend, prompt, settings)
+    assert finish.evaluated_tokens == 0
+    assert [t.token_id for t in tokens] == reference_chain(weights, prompt, 6)
+
+
 def test_prewarm_stops_at_a_cancel(backend):
     prompt = [(17 * i + 4) % 50000 for i in range(100)]
     calls = []

@@ -121,3 +121,26 @@ def test_with_one_sequence_a_window_move_reads_the_window_again(tmp_path):
     finally:
         session.close()
     assert finish.evaluated_tokens >= finish.prompt_tokens - 2 > 60
+
+
+# ---- the pause's suggestion, prepared during the prewarm ---------------------------------
+
+
+@pytest.mark.parametrize("engine", ["ctransformers", "llama.cpp"])
+def test_a_prewarm_with_the_pauses_settings_leaves_the_suggestion_nothing_to_read(
+    model_path, engine
+):
+    # The service prewarms with the settings and seed the suggestion will use: on
+    # llama.cpp that draws its first token, on ctransformers the logits are kept anyway.
+    settings = SETTINGS.with_changes(temperature=0.8, seed=99)
+    text = "the quiet river ran past the mill and into the town"
+    session = TextSession.open(model_path, engine=engine)
+    try:
+        cold = list(session.generate(1, text, settings, with_probs=True, top_n=3))
+        session.prewarm("something else entirely", settings.max_tokens)
+        session.prewarm(text, settings.max_tokens, settings=settings, with_probs=True, top_n=3)
+        warm = list(session.generate(2, text, settings, with_probs=True, top_n=3))
+    finally:
+        session.close()
+    assert warm[-1].evaluated_tokens == 0
+    assert warm[-1].text == cold[-1].text and warm[-1].generated_tokens == 8

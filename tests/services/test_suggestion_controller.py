@@ -664,8 +664,11 @@ class PreparingSource(DummySuggestionSource):
         super().__init__(auto_stream=False)
         self.prepared: list[str] = []
 
+        self.prepared_settings: list = []
+
     def prepare(self, prompt_text, settings):
         self.prepared.append(prompt_text)
+        self.prepared_settings.append(settings)
 
 
 def test_each_edit_asks_the_source_to_prepare_the_prompt_it_will_request(qtbot):
@@ -693,3 +696,26 @@ def test_a_cursor_move_prepares_the_prompt_there_without_asking(qtbot):
     editor.move_to(len("The cat"))  # with a selection: nothing will be asked there
     assert len(source.prepared) == prepared
     assert not controller.debounce_pending and source.requests == []
+
+
+@pytest.mark.parametrize("fixed_seed", [-1, 77])
+def test_a_prepare_carries_the_settings_and_seed_the_request_after_the_pause_uses(
+    qtbot, fixed_seed
+):
+    # llama.cpp draws the first token during the prewarm: only right if it's the same draw.
+    source = PreparingSource()
+    settings = LENGTH_STOP.with_changes(seed=fixed_seed)
+    controller = make_controller(source, settings=settings)
+    editor = Editor(controller, "")
+    seeds = []
+    for words in ("The cat sat ", "on the ", "mat and "):
+        editor.type(words)
+        qtbot.waitUntil(lambda: len(source.requests) > len(seeds), timeout=5_000)
+        prepared = source.prepared_settings[-1]
+        assert prepared == settings.with_changes(seed=source.last.seed)
+        seeds.append(source.last.seed)
+        editor.type("x")  # typed over the suggestion: a new one follows the next pause
+    if fixed_seed >= 0:
+        assert seeds == [fixed_seed] * 3
+    else:
+        assert len(set(seeds)) == 3  # still a fresh random seed for every suggestion

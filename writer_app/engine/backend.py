@@ -326,9 +326,11 @@ class CTransformersBackend:
         max_tokens: int,
         should_cancel: CancelCheck | None = None,
         upcoming_ids: Sequence[int] = (),
+        ahead: GenerationRequest | None = None,
     ) -> int:
-        """Evaluate the prompt a later generate() will use, so its cache is hot.
-        upcoming_ids is ignored: ctransformers has one sequence to keep a cache in."""
+        """Evaluate the prompt a later generate() will use, so its cache is hot (its
+        logits too: `ahead` is ignored). upcoming_ids is ignored: ctransformers has one
+        sequence to keep a cache in."""
         window = self._window(prompt_ids, max_tokens)
         return self.evaluate(window.tokens, should_cancel, max_chunk=PREWARM_CHUNK)
 

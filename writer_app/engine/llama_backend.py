@@ -45,6 +45,15 @@ returning True ends the request. How the app's meanings map onto it:
     finds the standby slot ready and it becomes the writer's; the old one becomes the
     standby. Typing costs each token after the next cut twice, and the standby is read
     in chunks of STANDBY_CHUNK, so a pause waits for little more than one token.
+  * The first token ahead. llama.cpp keeps no logits between requests: a prompt it has
+    fully cached still costs one token's evaluation before anything is drawn (the
+    server re-reads its last token), where ctransformers draws at once. So every
+    generation asks for its first token in a request of its own (the request's seed)
+    and streams the rest in a second one (seed derive_seed(seed, 1), the first token
+    appended to its prompt: it is evaluated once, as it would be anyway). A prewarm
+    handed the request the writer's pause will send (`ahead`: same prompt, settings
+    and seed) makes that first request then; generate() finds its answer and shows
+    the first token at once, as ctransformers does. Seeds reproduce either way.
   * Memory: the weights are read, not mmapped (see memory.py: an mmapped file stays
     resident beside llama.cpp's repacked copy of the q4_0 weights).
 """
@@ -57,11 +66,11 @@ import queue
 import secrets
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import replace
+from collections.abc import Generator, Iterator, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from writer_app.engine.generation import GenerationRun, prompt_window
+from writer_app.engine.generation import GenerationRun, derive_seed, prompt_window
 from writer_app.engine.ggml import ModelFacts
 from writer_app.engine.gguf_check import read_gguf_layout
 from writer_app.engine.gguf_convert import gguf_for
@@ -110,6 +119,7 @@ class LlamaCppBackend:
         # Per sequence (llama.cpp's id_slot), the prompt of its last finished request.
         self._cached: list[list[int]] = [[] for _ in range(SEQUENCES)]
         self._slot = 0  # the sequence holding the writer's window
+        self._ahead: _Ahead | None = None  # a first token drawn by prewarm (module docs)
 
     @classmethod
     def load(
@@ -188,16 +198,25 @@ class LlamaCppBackend:
         max_tokens: int,
         should_cancel: CancelCheck | None = None,
         upcoming_ids: Sequence[int] = (),
+        ahead: GenerationRequest | None = None,
     ) -> int:
-        """Evaluate the prompt a later generate() will use, so its cache is hot; then, in
-        the other sequence, upcoming_ids: the prompt's start after the window's next move
-        (see the module docs). Returns the tokens evaluated in both."""
+        """Evaluate the prompt a later generate() will use, so its cache is hot, and
+        draw `ahead`'s first token (module docs); then, in the other sequence,
+        upcoming_ids: the prompt's start after the window's next move. Returns the
+        tokens evaluated in both."""
         should_cancel = should_cancel or _never
         window = self._window(prompt_ids, max_tokens)
         slot = self._slot_for(window.tokens)
         evaluated = self._read_prompt(window.tokens, should_cancel, slot)
         if should_cancel():
             return evaluated
+        if ahead is not None and ahead.settings.seed >= 0:
+            ahead_window = self._window(ahead.prompt_ids, ahead.settings.max_tokens)
+            if ahead_window.tokens == window.tokens:
+                run = GenerationRun(ahead)
+                result = self._first_token(ahead_window, run, ahead, slot)
+                self._ahead = _Ahead(_ahead_key(ahead_window, ahead), slot, result)
+                evaluated += _prompt_n(result)
         if _common_prefix(self._cached[slot], window.tokens) < len(window.tokens):
             result = self._complete({"prompt": window.tokens, "n_predict": 0, **_CHEAP}, slot)
             self._cached[slot] = list(window.tokens)
@@ -258,16 +277,27 @@ class LlamaCppBackend:
         if should_cancel():
             run.reason = FinishReason.CANCELLED
         else:
-            body = {**self._request_json(window, run, request), "id_slot": slot}
-            stream = _Stream(self._server, body)
-            try:
-                yield from self._tokens(stream, run, request, should_cancel)
-            finally:
-                stream.close()
-            self._cached[slot] = list(window.tokens)
-            if stream.timings:
-                evaluated += int(stream.timings.get("prompt_n", 0))
-                prompt_done += float(stream.timings.get("prompt_ms", 0.0)) / 1000
+            first = self._take_ahead(window, request, slot)
+            if first is None:
+                first = self._first_token(window, run, request, slot)
+                evaluated += _prompt_n(first)
+                prompt_done += _prompt_ms(first) / 1000
+            more = yield from self._first(first, run, request)
+            if should_cancel():
+                run.reason = FinishReason.CANCELLED
+            elif more and window.max_new_tokens > 1:
+                token = int(_logprobs(first)[0]["id"])
+                rest = Window(window.start, [*window.tokens, token], window.max_new_tokens - 1)
+                body = {**self._request_json(rest, run, request), "id_slot": slot}
+                body["seed"] = derive_seed(run.seed, 1)
+                stream = _Stream(self._server, body)
+                try:
+                    yield from self._tokens(stream, run, request, should_cancel)
+                finally:
+                    stream.close()
+                self._cached[slot] = list(rest.tokens)
+                if stream.timings:  # its prompt_n counts the first token: not the prompt's
+                    evaluated += max(0, int(stream.timings.get("prompt_n", 0)) - 1)
         yield run.finish(
             prompt_tokens=len(window.tokens),
             evaluated_tokens=evaluated,
@@ -275,6 +305,56 @@ class LlamaCppBackend:
             prompt_eval_ms=(prompt_done - started) * 1000,
             generation_ms=(time.perf_counter() - prompt_done) * 1000,
         )
+
+    def _first_token(
+        self, window: Window, run: GenerationRun, request: GenerationRequest, slot: int
+    ) -> dict:
+        """Draw the first token after the window (its prompt read but for the last
+        token): one request of its own, with the request's seed (module docs)."""
+        body = {**self._request_json(window, run, request), "n_predict": 1, "stream": False}
+        result = self._complete(body, slot)
+        self._cached[slot] = list(window.tokens)
+        if not _logprobs(result):
+            raise EvaluationError("llama.cpp drew no token.")
+        return result
+
+    def _take_ahead(self, window: Window, request: GenerationRequest, slot: int) -> dict | None:
+        """The first token a prewarm drew for exactly this request, if its sequence still
+        holds this window and nothing else; forgotten either way."""
+        ahead, self._ahead = self._ahead, None
+        if (
+            ahead is None
+            or request.settings.seed < 0
+            or ahead.slot != slot
+            or ahead.key != _ahead_key(window, request)
+            or self._cached[slot] != list(window.tokens)
+        ):
+            return None
+        return ahead.result
+
+    def _first(
+        self, result: dict, run: GenerationRun, request: GenerationRequest
+    ) -> Generator[TokenEvent, None, bool]:
+        """The first token's event; returns whether the run goes on (not at end-of-text
+        nor at a stop)."""
+        entry = _logprobs(result)[0]
+        token = int(entry["id"])
+        if token == self.eos_id:
+            run.reason = FinishReason.EOS
+            return False
+        event = self._accept(entry, token, run, request)
+        if event is not None:
+            yield event
+        return not run.stopped
+
+    def _accept(
+        self, entry: dict, token: int, run: GenerationRun, request: GenerationRequest
+    ) -> TokenEvent | None:
+        probability, alternatives = None, ()
+        if request.with_probs:
+            temperature = 1.0 if run.settings.greedy else run.settings.temperature
+            probability, alternatives = self._at_temperature(entry, token, temperature, request.top_n)
+        return run.accept(token, self._vocab[token], probability, alternatives)
 
     def _request_json(
         self, window: Window, run: GenerationRun, request: GenerationRequest
@@ -304,7 +384,6 @@ class LlamaCppBackend:
         self, stream: _Stream, run: GenerationRun, request: GenerationRequest, should_cancel: CancelCheck
     ) -> Iterator[TokenEvent]:
         stream.start(should_cancel)
-        temperature = 1.0 if run.settings.greedy else run.settings.temperature
         for entry in stream:
             token = int(entry["id"])
             if should_cancel():
@@ -313,12 +392,7 @@ class LlamaCppBackend:
             if token == self.eos_id:
                 run.reason = FinishReason.EOS
                 return
-            probability, alternatives = None, ()
-            if request.with_probs:
-                probability, alternatives = self._at_temperature(
-                    entry, token, temperature, request.top_n
-                )
-            event = run.accept(token, self._vocab[token], probability, alternatives)
+            event = self._accept(entry, token, run, request)
             if event is not None:
                 yield event
             if run.stopped:
@@ -358,6 +432,21 @@ class LlamaCppBackend:
         if error:
             raise EvaluationError(f"llama.cpp failed: {error}")
         return result
+
+
+@dataclass(frozen=True)
+class _Ahead:
+    """A first token drawn by prewarm: the request it was drawn for, in which sequence,
+    and llama.cpp's answer."""
+
+    key: tuple
+    slot: int
+    result: dict
+
+
+def _ahead_key(window: Window, request: GenerationRequest) -> tuple:
+    # What the first draw depends on; the window holds the prompt and the room left.
+    return (tuple(window.tokens), request.settings, request.with_probs, request.top_n)
 
 
 # Requests that only read a prompt: greedy over no penalties, nothing sampled for real.
@@ -460,6 +549,10 @@ def _start_server(gguf_path: Path, threads: int, n_ctx: int) -> object:
 
 def _prompt_n(result: dict) -> int:
     return int((result.get("timings") or {}).get("prompt_n", 0))
+
+
+def _prompt_ms(result: dict) -> float:
+    return float((result.get("timings") or {}).get("prompt_ms", 0.0))
 
 
 def _logprobs(result: dict) -> list[dict]:

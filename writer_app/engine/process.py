@@ -182,6 +182,7 @@ def _serve(
             command.max_tokens,
             lambda: cancelled_since(epoch),
             command.upcoming_ids,
+            command.ahead,
         )
         conn.send(Reply(evaluated))
     else:
@@ -351,14 +352,19 @@ class EngineClient:
         return list(result)  # type: ignore[call-overload]
 
     def prewarm(
-        self, prompt_ids: Sequence[int], *, max_tokens: int = 24, upcoming_ids: Sequence[int] = ()
+        self,
+        prompt_ids: Sequence[int],
+        *,
+        max_tokens: int = 24,
+        upcoming_ids: Sequence[int] = (),
+        ahead: GenerationRequest | None = None,
     ) -> int:
-        """Evaluate the prompt ahead of a generation (and upcoming_ids: Backend.prewarm);
-        returns the tokens it evaluated."""
+        """Evaluate the prompt ahead of a generation (and upcoming_ids, ahead:
+        Backend.prewarm); returns the tokens it evaluated."""
         ids = self._checked_ids(prompt_ids)
         upcoming = self._checked_ids(upcoming_ids) if upcoming_ids else []
         self._prepare()
-        command = PrewarmCommand(ids, max_tokens, self._cancel_epoch.value, upcoming)
+        command = PrewarmCommand(ids, max_tokens, self._cancel_epoch.value, upcoming, ahead)
         self._send(command)
         return int(self._reply())  # type: ignore[call-overload]
 

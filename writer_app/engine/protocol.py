@@ -165,10 +165,14 @@ class Backend(Protocol):
         max_tokens: int,
         should_cancel: CancelCheck | None = None,
         upcoming_ids: Sequence[int] = (),
+        ahead: GenerationRequest | None = None,
     ) -> int:
         """Evaluate the window of prompt_ids ahead of a generation. upcoming_ids: how the
         prompt will start after the window's next move, for an engine with a sequence to
-        prepare it in (llama.cpp); one with a single sequence ignores it."""
+        prepare it in (llama.cpp); one with a single sequence ignores it. ahead: the
+        request the generation will be (same prompt, a seed >= 0), for an engine that
+        must evaluate a token before it can draw one (llama.cpp draws its first token
+        now); an engine that keeps the last logits ignores it."""
         ...
 
     def close(self) -> None: ...
@@ -204,6 +208,7 @@ class PrewarmCommand:
     max_tokens: int  # the window is cut as for a generation of this length
     cancel_epoch: int
     upcoming_ids: list[int] = field(default_factory=list)  # see Backend.prewarm
+    ahead: GenerationRequest | None = None  # likewise
 
 
 @dataclass(frozen=True)

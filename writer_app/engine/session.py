@@ -166,16 +166,29 @@ class TextSession:
     def next_token_probs(self, text: str, temperature: float, top_n: int) -> list[Alternative]:
         return self.client.next_token_probs(self.prompt_ids(text), temperature, top_n)
 
-    def prewarm(self, text: str, max_tokens: int) -> int:
+    def prewarm(
+        self,
+        text: str,
+        max_tokens: int,
+        *,
+        settings: SamplingSettings | None = None,
+        with_probs: bool = False,
+        top_n: int = 5,
+    ) -> int:
         """Evaluate the prompt for `text` ahead of a suggestion; with an engine that keeps
-        a second sequence (llama.cpp), also the prompt after the next window move."""
+        a second sequence (llama.cpp), also the prompt after the next window move.
+        settings (a seed >= 0, with_probs, top_n): the generate() the pause will ask for,
+        whose first token llama.cpp then draws now (Backend.prewarm's `ahead`)."""
         ids = self.prompt_ids(text)
         upcoming = (
             self.upcoming_prompt_ids(text, ids, max_tokens)
             if footprint(self.engine).sequences > 1
             else []
         )
-        return self.client.prewarm(ids, max_tokens=max_tokens, upcoming_ids=upcoming)
+        ahead = None
+        if settings is not None and settings.seed >= 0 and settings.max_tokens == max_tokens:
+            ahead = self.request(0, text, settings, with_probs=with_probs, top_n=top_n)
+        return self.client.prewarm(ids, max_tokens=max_tokens, upcoming_ids=upcoming, ahead=ahead)
 
     def cancel(self) -> None:
         self.client.cancel()

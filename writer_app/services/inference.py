@@ -206,10 +206,12 @@ class _Worker(QObject):
             with probes.running(probe_id):
                 self._run(probe, lambda message: self.probeFailed.emit(probe_id, message))
 
-    @Slot(int, str, int)
-    def prewarm(self, prewarm_id: int, prompt_text: str, max_tokens: int) -> None:
+    @Slot(int, str, object)
+    def prewarm(self, prewarm_id: int, prompt_text: str, settings: SamplingSettings) -> None:
         """Evaluate the prompt ahead of the suggestion, while the writer is still typing,
-        so that when the pause comes only the first new token is left to compute. A
+        so that when the pause comes only the first new token is left to compute (or
+        none: llama.cpp draws it now, from settings and their seed, for the suggestion
+        the controller will ask for with them). A
         failure goes out as failed(-1, ...), which no suggestion waits for: a prewarm is
         only an optimisation, and the suggestion that follows reports what's wrong."""
         prewarms = self._service.prewarms
@@ -219,7 +221,14 @@ class _Worker(QObject):
                 return
 
             def prewarm(on: TextSession) -> None:
-                self.prewarmed.emit(prewarm_id, on.prewarm(prompt_text, max_tokens))
+                evaluated = on.prewarm(
+                    prompt_text,
+                    settings.max_tokens,
+                    settings=settings,
+                    with_probs=self._service.step_probabilities,
+                    top_n=STEP_CHOICES,
+                )
+                self.prewarmed.emit(prewarm_id, evaluated)
 
             with prewarms.running(prewarm_id):
                 self._run(prewarm, lambda message: self.failed.emit(-1, message))
@@ -408,7 +417,7 @@ class InferenceService(SuggestionSource):
 
     _generate = Signal(int, str, object, object)
     _probe = Signal(int, str, float, int, int)
-    _prewarm = Signal(int, str, int)
+    _prewarm = Signal(int, str, object)  # prewarm_id, prompt_text, SamplingSettings
     _load = Signal(str, int, object, str)
     _adopt = Signal(object)
     _shutdown = Signal()
@@ -542,12 +551,13 @@ class InferenceService(SuggestionSource):
         one matters: a burst of keystrokes queues many, the worker skips all but the
         last, and a prewarm still running is stopped (within one batch of 4 tokens)
         instead of finishing a prompt the writer has left; what it evaluated stays in
-        the cache for the next one to reuse."""
+        the cache for the next one to reuse. settings are those the suggestion will
+        be asked for with, its seed included (llama.cpp draws the first token now)."""
         # Under the ledger's lock the worker can't have moved on to another command, so
         # the interrupt stops the prewarm and nothing sent after it.
         prewarm_id = self.prewarms.issue(self._interrupt_engine)
         self.watchdog.sent()
-        self._prewarm.emit(prewarm_id, prompt_text, settings.max_tokens)
+        self._prewarm.emit(prewarm_id, prompt_text, settings)
         return prewarm_id
 
     def _interrupt_engine(self) -> None:

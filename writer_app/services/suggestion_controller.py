@@ -137,6 +137,7 @@ class SuggestionController(QObject):
         self._settings = settings or SamplingSettings()
         self._preferences = preferences or SuggestionPreferences()
         self._rng = rng or random.Random()
+        self._drawn_seed: int | None = None  # see _first_seed
         self._context = EditorContext()
         self._composing = False
         self._suggestion: Suggestion | None = None
@@ -364,13 +365,13 @@ class SuggestionController(QObject):
         faster than a request's own one-token-at-a-time evaluation)."""
         context = self._context
         if self._preferences.auto_trigger and not context.has_selection and not self._composing:
-            self._source.prepare(prompt_for(context.before), self._settings)
+            self._source.prepare(prompt_for(context.before), self._settings_for_the_pause())
 
     def _ask_after_the_pause(self) -> None:
         """Start (or restart) the typing pause, and prewarm the prompt meanwhile."""
         if self._preferences.auto_trigger and self._may_request():
             self._debounce.start()
-            self._source.prepare(prompt_for(self._context.before), self._settings)
+            self._source.prepare(prompt_for(self._context.before), self._settings_for_the_pause())
         else:
             self._debounce.stop()
 
@@ -421,9 +422,26 @@ class SuggestionController(QObject):
         else:
             self._source.request(self._last_request_id, prompt, self._settings, alternative.seed)
 
+    def _settings_for_the_pause(self) -> SamplingSettings:
+        """The settings the next suggestion will be asked with, its seed included, so a
+        prewarm can begin exactly that generation (llama.cpp draws its first token)."""
+        return self._settings.with_changes(seed=self._first_seed())
+
+    def _first_seed(self) -> int:
+        """The seed of the next suggestion's first alternative: the settings' own, or a
+        random one drawn now and kept until a suggestion uses it."""
+        if self._settings.seed >= 0:
+            return self._settings.seed
+        if self._drawn_seed is None:
+            self._drawn_seed = self._rng.randrange(SEED_LIMIT)
+        return self._drawn_seed
+
     def _new_seed(self, suggestion: Suggestion, fresh: bool) -> int:
         """A fixed seed in the settings makes the first alternative reproducible and the
         others seed+1, seed+2...; otherwise (or on retry) every one is random."""
+        if not fresh and not suggestion.alternatives:
+            seed, self._drawn_seed = self._first_seed(), None
+            return seed
         used = set(suggestion.seeds)
         if self._settings.seed >= 0 and not fresh:
             seed = (self._settings.seed + len(suggestion.alternatives)) % SEED_LIMIT
