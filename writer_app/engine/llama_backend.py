@@ -54,6 +54,9 @@ returning True ends the request. How the app's meanings map onto it:
     handed the request the writer's pause will send (`ahead`: same prompt, settings
     and seed) makes that first request then; generate() finds its answer and shows
     the first token at once, as ctransformers does. Seeds reproduce either way.
+  * GPU: `gpu_layers` of the model's layers go to the GPUs llama.cpp finds, if its
+    build has any (xllamacpp's CUDA, Metal or Vulkan wheels; the CPU wheel has none,
+    and then nothing is offloaded: the backend's gpu_layers says 0).
   * Memory: the weights are read, not mmapped (see memory.py: an mmapped file stays
     resident beside llama.cpp's repacked copy of the q4_0 weights).
 """
@@ -62,9 +65,7 @@ from __future__ import annotations
 
 import math
 import os
-import queue
 import secrets
-import threading
 import time
 from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -74,6 +75,7 @@ from writer_app.engine.generation import GenerationRun, derive_seed, prompt_wind
 from writer_app.engine.ggml import ModelFacts
 from writer_app.engine.gguf_check import read_gguf_layout
 from writer_app.engine.gguf_convert import gguf_for
+from writer_app.engine.llama_stream import CompletionStream, error_of
 from writer_app.engine.memory import footprint
 from writer_app.engine.protocol import (
     Alternative,
@@ -101,14 +103,19 @@ STANDBY_CHUNK = 4
 SEQUENCES = footprint(ENGINE_NAME).sequences  # the writer's window, and the next one
 PROBS_SCAN = 64  # tokens read to renormalize probabilities at temperatures other than 1
 SAMPLERS = ["penalties", "temperature", "top_k", "top_p"]
-_DONE = object()
 
 
 class LlamaCppBackend:
     """One GPT-2 model loaded into llama.cpp (xllamacpp), with SEQUENCES sequences."""
 
     def __init__(
-        self, server: object, facts: ModelFacts, vocab: list[bytes], threads: int, n_ctx: int
+        self,
+        server: object,
+        facts: ModelFacts,
+        vocab: list[bytes],
+        threads: int,
+        n_ctx: int,
+        gpu_layers: int = 0,
     ) -> None:
         # Use load(); this constructor trusts its arguments.
         self._server = server
@@ -116,6 +123,7 @@ class LlamaCppBackend:
         self._vocab = vocab
         self._threads = threads
         self.n_ctx = n_ctx
+        self.gpu_layers = gpu_layers  # offloaded; 0 when no GPU was found
         # Per sequence (llama.cpp's id_slot), the prompt of its last finished request.
         self._cached: list[list[int]] = [[] for _ in range(SEQUENCES)]
         self._slot = 0  # the sequence holding the writer's window
@@ -129,18 +137,22 @@ class LlamaCppBackend:
         threads: int = 1,
         context_length: int | None = None,
         should_cancel: CancelCheck | None = None,
+        gpu_layers: int = 0,
     ) -> LlamaCppBackend:
         """Validate, convert (GGML, or GGUF from elsewhere: see gguf_convert; cached
-        beside the model) and load a GPT-2 model. Raises InvalidModelFile,
-        ModelLoadError, ConversionCancelled or OSError (no room to convert)."""
+        beside the model) and load a GPT-2 model, gpu_layers of its layers on a GPU if
+        there is one. Raises InvalidModelFile, ModelLoadError, ConversionCancelled or
+        OSError (no room to convert)."""
         path = Path(path)
         gguf_path = gguf_for(path, should_cancel)  # validates the source first
         layout = read_gguf_layout(gguf_path)  # raises InvalidModelFile first
         facts = replace(layout.facts, path=path, file_size=path.stat().st_size)
         n_ctx = min(facts.n_ctx, context_length or facts.n_ctx)
         threads = max(1, threads)
-        server = _start_server(gguf_path, threads, n_ctx)
-        return cls(server, facts, layout.vocab, threads, n_ctx)
+        # llama.cpp counts the output layer as one more: n_layer + 1 is all of them.
+        offloaded = min(max(0, gpu_layers), facts.n_layer + 1) if gpu_devices() else 0
+        server = _start_server(gguf_path, threads, n_ctx, offloaded)
+        return cls(server, facts, layout.vocab, threads, n_ctx, offloaded)
 
     @property
     def n_vocab(self) -> int:
@@ -290,7 +302,7 @@ class LlamaCppBackend:
                 rest = Window(window.start, [*window.tokens, token], window.max_new_tokens - 1)
                 body = {**self._request_json(rest, run, request), "id_slot": slot}
                 body["seed"] = derive_seed(run.seed, 1)
-                stream = _Stream(self._server, body)
+                stream = CompletionStream(self._server, body)
                 try:
                     yield from self._tokens(stream, run, request, should_cancel)
                 finally:
@@ -381,7 +393,7 @@ class LlamaCppBackend:
         }
 
     def _tokens(
-        self, stream: _Stream, run: GenerationRun, request: GenerationRequest, should_cancel: CancelCheck
+        self, stream: CompletionStream, run: GenerationRun, request: GenerationRequest, should_cancel: CancelCheck
     ) -> Iterator[TokenEvent]:
         stream.start(should_cancel)
         for entry in stream:
@@ -428,7 +440,7 @@ class LlamaCppBackend:
     def _complete(self, body: dict[str, object], slot: int) -> dict:
         """One non-streaming request in sequence `slot`; its final JSON, or EvaluationError."""
         result = self._server.handle_completions({**body, "id_slot": slot})  # type: ignore[attr-defined]
-        error = _error_of(result)
+        error = error_of(result)
         if error:
             raise EvaluationError(f"llama.cpp failed: {error}")
         return result
@@ -454,67 +466,23 @@ _GREEDY_ONLY = {"samplers": ["temperature"], "temperature": 0.0}
 _CHEAP = {**_GREEDY_ONLY, "cache_prompt": True}
 
 
-class _Stream:
-    """One streaming request on a thread of its own, its chunks handed over through a
-    queue so generate() can yield them. The callback ends the request (returns True) as
-    soon as the consumer stops or should_cancel() says so, so at most one token is
-    computed for nothing."""
+def gpu_devices() -> list[str]:
+    """The GPUs (integrated ones too) this build of llama.cpp can compute on, by name."""
+    import xllamacpp
 
-    def __init__(self, server: object, body: dict[str, object]) -> None:
-        self._server, self._body = server, body
-        self._chunks: queue.Queue[object] = queue.Queue()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.timings: dict | None = None
-        self.finish_reason: str | None = None
-        self.error: str | None = None
-
-    def start(self, should_cancel: CancelCheck) -> None:
-        self._should_cancel = should_cancel
-        self._thread = threading.Thread(target=self._run, name="llama.cpp stream", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            self._server.handle_completions(self._body, self._on_chunk)  # type: ignore[attr-defined]
-        except Exception as error:  # noqa: BLE001  # reported on the generating thread
-            self.error = str(error) or type(error).__name__
-        finally:
-            self._chunks.put(_DONE)
-
-    def _on_chunk(self, chunk: dict) -> bool:
-        error = _error_of(chunk)
-        if error:
-            self.error = error
-            return True
-        if "timings" in chunk:
-            self.timings = chunk["timings"]
-        for choice in chunk.get("choices") or ():
-            if choice.get("finish_reason"):
-                self.finish_reason = choice["finish_reason"]
-            for entry in (choice.get("logprobs") or {}).get("content") or ():
-                self._chunks.put(entry)
-        return self._stop.is_set() or self._should_cancel()
-
-    def __iter__(self) -> Iterator[dict]:
-        while True:
-            entry = self._chunks.get()
-            if entry is _DONE:
-                return
-            yield entry  # type: ignore[misc]
-
-    def close(self) -> None:
-        """Stop the request and wait for it (at most one token's time)."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
+    kinds = xllamacpp.ggml_backend_dev_type
+    gpu = {kinds.GGML_BACKEND_DEVICE_TYPE_GPU, kinds.GGML_BACKEND_DEVICE_TYPE_IGPU}
+    return [str(d.get("name", "")) for d in xllamacpp.get_device_info() if d.get("type") in gpu]
 
 
-def _start_server(gguf_path: Path, threads: int, n_ctx: int) -> object:
+def _start_server(gguf_path: Path, threads: int, n_ctx: int, gpu_layers: int = 0) -> object:
     import xllamacpp
 
     params = xllamacpp.CommonParams()
     params.model.path = str(gguf_path)
+    # Explicit: llama.cpp's default (-1) offloads what fits to any GPU it finds, which the
+    # writer did not ask for and the memory budget does not expect.
+    params.n_gpu_layers = gpu_layers
     # llama.cpp splits its context between the sequences, after rounding it up.
     params.n_ctx = footprint(ENGINE_NAME).allocated_tokens(n_ctx)
     params.n_parallel = SEQUENCES
@@ -558,17 +526,6 @@ def _prompt_ms(result: dict) -> float:
 def _logprobs(result: dict) -> list[dict]:
     choices = result.get("choices") or [{}]
     return (choices[0].get("logprobs") or {}).get("content") or []
-
-
-def _error_of(chunk: object) -> str | None:
-    if not isinstance(chunk, dict):
-        return "an unreadable reply"
-    if "error" in chunk:
-        error = chunk["error"]
-        return str(error.get("message", error) if isinstance(error, dict) else error)
-    if "code" in chunk and "message" in chunk:
-        return str(chunk["message"])
-    return None
 
 
 def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
