@@ -105,10 +105,13 @@ def test_llama_cpp_holds_two_sequences_of_f16_cache_rounded_to_256():
     assert (llama.sequences, llama.context_granule) == (2, 256)
     assert context_bytes_per_token(GPT2, "llama.cpp") == 4 * 12 * 768
     large = dataclasses.replace(GPT2_LARGE, file_size=422 * MIB)
-    # 2 x 416 = 832 tokens are held as 1,024: the same as 2 x 512.
+    # Each sequence is rounded up: 2 x 416 tokens are held as 2 x 512, 2 x 640 as 2 x 768.
     assert engine_resident_bytes(large, 416, "llama.cpp") == engine_resident_bytes(
         large, 512, "llama.cpp"
     )
+    assert engine_resident_bytes(large, 640, "llama.cpp") == engine_resident_bytes(
+        large, 768, "llama.cpp"
+    ) > engine_resident_bytes(large, 512, "llama.cpp")
     assert engine_resident_bytes(large, 512, "llama.cpp") - engine_resident_bytes(
         large, 256, "llama.cpp"
     ) == 512 * 4 * 36 * 1280
@@ -117,7 +120,8 @@ def test_llama_cpp_holds_two_sequences_of_f16_cache_rounded_to_256():
 def test_the_budget_gives_llama_cpp_the_context_its_own_cache_allows():
     large = dataclasses.replace(GPT2_LARGE, file_size=422 * MIB)
     on_llama = context_for_budget(large, 10**9, "llama.cpp")
-    assert on_llama == 640 > context_for_budget(large, 10**9) == 416
+    # 640 would be held as 768 a sequence, which does not fit.
+    assert on_llama == 512 > context_for_budget(large, 10**9) == 416
     assert app_resident_bytes(large, on_llama, "llama.cpp") <= 10**9
     assert app_resident_bytes(large, on_llama + CONTEXT_STEP, "llama.cpp") > 10**9
 

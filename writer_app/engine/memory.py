@@ -14,10 +14,13 @@ llama.cpp (xllamacpp, llama_backend.py): the file's tensors once (read, not mmap
 mmapped file stays resident beside the CPU's repacked copy of its q4_0 weights, 939
 instead of 551 MiB for gpt2-large) + ~84-94 MiB (interpreter, the engine process's
 modules, the library, its 16-token batch's scratch; a little more below 512 tokens) + f16 keys and values, 4 bytes x n_layer x n_embd per token, for the
-whole context of every sequence, allocated and cleared at load. llama.cpp rounds the
-total context up to a multiple of 256 and splits it between its sequences: the app
-keeps two (the second prepares the next window move). gpt2-large: 551 MiB with one
-sequence of 256 tokens, 687 with two of 512, 867 with two of 1024; gpt2: 158 / 188 / 223.
+whole context of every sequence, allocated and cleared at load. llama.cpp splits the
+context between its sequences and rounds each one's up to a multiple of 256: the app
+keeps two (the second prepares the next window move), so two of 640 tokens hold as
+much as two of 768. gpt2-large: 551 MiB with one sequence of 256 tokens, 687 with two
+of 512, 867 with two of 1024; gpt2: 158 / 188 / 223. In the app's engine process
+(gpt2-large, two sequences): 604 MiB at 256 tokens, 782 at 640 (held as 768), 873 at
+1024.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ class EngineFootprint:
     base_bytes: int  # interpreter, libraries, evaluation scratch
     context_bytes_per_layer_width: int  # per token of context, per sequence
     sequences: int = 1  # sequences with a context (cache) of their own
-    context_granule: int = 1  # the engine rounds its total context up to a multiple
+    context_granule: int = 1  # the engine rounds each sequence's context up to a multiple
     # True: the weights in memory are the file's tensors (llama.cpp); False: as gpt2.cc
     # holds them, a tied output head copied (ModelFacts.weight_bytes).
     weights_are_the_file: bool = False
@@ -46,8 +49,8 @@ class EngineFootprint:
 
     def allocated_tokens(self, context_tokens: int) -> int:
         """Tokens of cache held for `context_tokens` of context in every sequence."""
-        total = context_tokens * self.sequences
-        return -(-total // self.context_granule) * self.context_granule
+        per_sequence = -(-context_tokens // self.context_granule) * self.context_granule
+        return per_sequence * self.sequences
 
 
 FOOTPRINTS = {
@@ -69,7 +72,7 @@ GUI_RESERVE_BYTES = 192 * MIB
 MIN_CONTEXT = 256
 CONTEXT_STEP = 32  # caps are rounded down to this, so they read as plain numbers
 # The budget the app starts with (settings.models.memory_budget_mb): gpt2-large at 416
-# tokens on ctransformers, 640 on llama.cpp, the whole app under 1 GB.
+# tokens on ctransformers, 512 on llama.cpp, the whole app under 1 GB.
 DEFAULT_BUDGET_BYTES = 1_000_000_000
 
 
