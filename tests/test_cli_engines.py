@@ -147,6 +147,10 @@ def test_generate_records_the_engine_and_threads_reach_it(cat_model, tmp_path, c
      "--engine is for a local model; it can't be used with --server"),
     (["--server", "http://127.0.0.1:9/v1", "--threads", "2"],
      "--threads is for a local model; it can't be used with --server"),
+    (["--gpu-layers", "-1"], "--gpu-layers: -1 is outside 0 to 999"),
+    (["--gpu-layers", "all"], "--gpu-layers: 'all' is not a whole number"),
+    (["--server", "http://127.0.0.1:9/v1", "--gpu-layers", "999"],
+     "--gpu-layers is for a local model; it can't be used with --server"),
 ])
 def test_bad_engine_flags_are_one_line(flag, expected, capsys):
     assert main(["complete", *flag, "Hi"]) == 2
@@ -234,3 +238,20 @@ def test_one_llama_cpp_crash_is_restarted_on_llama_cpp_and_the_run_goes_on(
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["engine"] for r in records] == ["llama.cpp", "llama.cpp"]
     assert {r["text"] for r in records} == {reference_greedy(cat_model, PROMPT, 8)}
+
+
+def test_gpu_layers_without_a_gpu_run_on_the_cpu_after_one_line(cat_model, tmp_path, capfd):
+    # This machine has no GPU and xllamacpp's CPU wheel sees none: llama.cpp says so and
+    # computes on the CPU; the text is the same.
+    cat_model = shutil.copy(cat_model, tmp_path / cat_model.name)
+    outputs, errors = [], []
+    for extra in ([], ["--gpu-layers", "999"]):
+        code = main(["complete", "--engine", "llama.cpp", "--model", str(cat_model), *extra,
+                     "--temperature", "0", "--max-tokens", "6", "--stop-at", "length", PROMPT])
+        captured = capfd.readouterr()
+        assert code == 0, captured.err
+        outputs.append(captured.out)
+        errors.append(captured.err.splitlines())
+    assert outputs[0] == outputs[1] and outputs[0].strip()
+    assert errors[1] == [f"llama.cpp found no GPU; {cat_model.name} runs on the CPU"]
+    assert not any("GPU" in line for line in errors[0])

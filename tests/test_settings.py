@@ -241,3 +241,24 @@ def test_threads_are_auto_or_a_number_and_the_engine_a_known_one(
         assert result.notice is None
         store.save(result.settings)
         assert store.load().settings == result.settings
+
+
+@pytest.mark.parametrize(
+    ("stored", "gpu_layers", "reset"),
+    [
+        ({}, 0, False),  # the default: everything in RAM, as the memory budget counts it
+        ({"gpu_layers": 999}, 999, False),
+        ({"gpu_layers": 20}, 20, False),
+        ({"gpu_layers": -1}, 0, True),
+        ({"gpu_layers": 1000}, 0, True),
+        ({"gpu_layers": "all"}, 0, True),
+    ],
+)
+def test_gpu_layers_are_a_number_of_layers_and_persist(store, app_home, stored, gpu_layers, reset):
+    app_home.config_dir.mkdir(parents=True)
+    app_home.settings_file.write_text(json.dumps({"models": stored}), "utf-8")
+    result = store.load()
+    assert result.settings.models.gpu_layers == gpu_layers
+    assert ("models.gpu_layers" in (result.notice or "")) == reset
+    store.save(result.settings.with_models(gpu_layers=gpu_layers))
+    assert json.loads(app_home.settings_file.read_text("utf-8"))["models"]["gpu_layers"] == gpu_layers

@@ -83,11 +83,14 @@ def model_details(facts: ModelFacts, context_tokens: int) -> str:
     return f"{facts.path}\n{context}"
 
 
-def engine_settings(settings: Settings, cores: int | None = None) -> tuple[int, int | None, str]:
+def engine_settings(
+    settings: Settings, cores: int | None = None
+) -> tuple[int, int | None, str, int]:
     """The engine's threads ("auto" resolved for `cores` physical cores, this machine's by
-    default), the app's memory budget in bytes (None: no budget), and the engine's name."""
+    default), the app's memory budget in bytes (None: no budget), the engine's name and
+    its layers on a GPU."""
     return (engine_threads(settings.models.threads, cores), memory_budget_bytes(settings),
-            settings.models.engine)
+            settings.models.engine, settings.models.gpu_layers)
 
 
 def model_status(facts: ModelFacts, engine: str | None, catalog: Catalog | None = None) -> str:
@@ -264,14 +267,15 @@ class WriterApp:
         self.controller.set_preferences(preferences_from(settings))
 
     def _apply_engine_settings(self, settings: Settings) -> None:
-        """The engine, its threads and the memory budget are fixed when the engine
-        process starts, so a change reloads the model in use (it keeps suggesting until
-        the reload is done)."""
+        """The engine, its threads, the memory budget and the GPU layers are fixed when the
+        engine process starts, so a change reloads the model in use (it keeps suggesting
+        until the reload is done)."""
         wanted = engine_settings(settings, self.cores)
         service = self.service
-        if wanted == (service.threads, service.memory_budget_bytes, service.engine):
+        if wanted == (service.threads, service.memory_budget_bytes, service.engine,
+                      service.gpu_layers):
             return
-        service.threads, service.memory_budget_bytes, service.engine = wanted
+        service.threads, service.memory_budget_bytes, service.engine, service.gpu_layers = wanted
         if service.loading:
             self._engine_stale = True  # that load started with the old values
         elif service.facts is not None:

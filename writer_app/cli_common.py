@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn, TextIO
 
-from writer_app.engine.backends import ENGINES
+from writer_app.engine.backends import ENGINES, GPU_ALL_LAYERS
 from writer_app.engine.cores import resolve_threads
 from writer_app.engine.printable import printable
 from writer_app.engine.sampling import SamplingSettings
@@ -122,6 +122,16 @@ def _thread_count(text: str) -> int:
     return value
 
 
+def _gpu_layer_count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{printable(text)!r} is not a whole number") from None
+    if not 0 <= value <= GPU_ALL_LAYERS:
+        raise argparse.ArgumentTypeError(f"{printable(text)} is outside 0 to {GPU_ALL_LAYERS}")
+    return value
+
+
 def add_engine_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("engine")
     group.add_argument("--engine", choices=ENGINES, default=None,
@@ -130,6 +140,10 @@ def add_engine_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--threads", type=_thread_count, default=None,
                        help="engine threads (default: every physical core; never more "
                             "than there are)")
+    group.add_argument("--gpu-layers", type=_gpu_layer_count, default=None, metavar="N",
+                       help=f"llama.cpp: compute N layers on a GPU, {GPU_ALL_LAYERS} for all "
+                            "(default 0; a build without GPU support runs on the CPU and "
+                            "says so)")
 
 
 def engine_from_args(args: argparse.Namespace) -> str:
@@ -137,9 +151,10 @@ def engine_from_args(args: argparse.Namespace) -> str:
 
 
 def refuse_engine_flags_with_server(args: argparse.Namespace) -> None:
-    """--engine and --threads choose how a local model runs: with --server they would
+    """--engine, --threads and --gpu-layers choose how a local model runs: with --server they would
     mean nothing, so say so rather than ignore them."""
-    for flag, value in (("--engine", args.engine), ("--threads", args.threads)):
+    for flag, value in (("--engine", args.engine), ("--threads", args.threads),
+                        ("--gpu-layers", args.gpu_layers)):
         if value is not None:
             raise CliError(f"{flag} is for a local model; it can't be used with --server")
 

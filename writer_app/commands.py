@@ -150,7 +150,8 @@ def _open_engine(path: Path, args: argparse.Namespace) -> _Engine:
              "cached beside the model)…")
 
     try:
-        opened = open_with_fallback(path, engine=engine, threads=threads, on_preparing=preparing)
+        opened = open_with_fallback(path, engine=engine, threads=threads, on_preparing=preparing,
+                                    gpu_layers=args.gpu_layers or 0)
     except InvalidModelFile as error:
         raise CliError(str(error)) from None
     except (EngineError, OSError, TokenizerError, WindowError) as error:

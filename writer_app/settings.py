@@ -24,7 +24,7 @@ from pathlib import Path
 from types import UnionType
 from typing import Any, ClassVar, Union, get_args, get_origin, get_type_hints
 
-from writer_app.engine.backends import ENGINES
+from writer_app.engine.backends import ENGINES, GPU_ALL_LAYERS
 from writer_app.engine.cores import AUTO
 from writer_app.engine.memory import DEFAULT_BUDGET_BYTES
 from writer_app.engine.sampling import SamplingSettings
@@ -90,9 +90,13 @@ class ModelSettings(_Section):
     # The whole app's resident memory, in MB (10^6 bytes), that the model's context is
     # capped to fit (engine/memory.py); 0: no cap. 1000 keeps gpt2-large at 416 tokens.
     memory_budget_mb: int = DEFAULT_BUDGET_BYTES // 1_000_000
+    # llama.cpp's layers on a GPU, when its build finds one: 0 none (the default: the
+    # memory budget counts everything in RAM), GPU_ALL_LAYERS all of them.
+    gpu_layers: int = 0
 
     LIMITS: ClassVar[dict[str, tuple[int, int]]] = {
         "memory_budget_mb": (0, 10_000_000),
+        "gpu_layers": (0, GPU_ALL_LAYERS),
     }
     MAX_THREADS: ClassVar[int] = 64
 

@@ -13,7 +13,8 @@ from tests.support.foreign_gguf import foreign_gguf
 from tests.support.gpt2_vocab import END_OF_TEXT_ID, encode, gpt2_vocab
 from tests.support.models import phrase_model, random_gpt2, random_weights
 from tests.support.reference import dequantized, reference_logits
-from writer_app.engine.backends import open_backend
+from writer_app.engine import llama_backend
+from writer_app.engine.backends import GPU_ALL_LAYERS, open_backend
 from writer_app.engine.generation import penalize, softmax
 from writer_app.engine.ggml import InvalidModelFile
 from writer_app.engine.llama_backend import (
@@ -531,3 +532,35 @@ def test_a_model_closed_right_after_loading_closes(tiny_path):
     # had run (one load in a few dozen here); load() now sends one request through it.
     for _ in range(5):
         LlamaCppBackend.load(tiny_path, threads=1).close()
+
+
+# ---- GPU layers ---------------------------------------------------------------------------
+
+
+def test_without_a_gpu_the_layers_asked_for_stay_on_the_cpu_and_the_text_is_the_same(
+    tiny_path, weights
+):
+    assert llama_backend.gpu_devices() == []  # xllamacpp's CPU wheel; this machine has none
+    model = LlamaCppBackend.load(tiny_path, threads=1, gpu_layers=GPU_ALL_LAYERS)
+    try:
+        assert model.gpu_layers == 0
+        tokens, _ = run(model, PROMPT, GREEDY.with_changes(max_tokens=6))
+        assert [e.token_id for e in tokens] == reference_chain(weights, PROMPT, 6)
+    finally:
+        model.close()
+
+
+@pytest.mark.parametrize(("asked", "offloaded"), [(GPU_ALL_LAYERS, TINY["n_layer"] + 1), (1, 1)])
+def test_with_a_gpu_the_layers_asked_for_go_to_it_at_most_all_of_them(
+    tiny_path, monkeypatch, asked, offloaded
+):
+    # Only the device list is stood in for (this machine has no GPU); llama.cpp still
+    # loads with the count, and its CPU build computes every layer itself.
+    monkeypatch.setattr(llama_backend, "gpu_devices", lambda: ["a GPU"])
+    model = LlamaCppBackend.load(tiny_path, threads=1, gpu_layers=asked)
+    try:
+        assert model.gpu_layers == offloaded
+        tokens, _ = run(model, PROMPT, GREEDY.with_changes(max_tokens=2))
+        assert len(tokens) == 2
+    finally:
+        model.close()

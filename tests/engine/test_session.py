@@ -9,7 +9,7 @@ from writer_app.engine.ggml import validate_model_file
 from writer_app.engine.memory import CONTEXT_STEP, app_resident_bytes
 from writer_app.engine.protocol import FinishEvent
 from writer_app.engine.sampling import SamplingSettings, StopAt
-from writer_app.engine.session import TextSession
+from writer_app.engine.session import TextSession, open_with_fallback
 from writer_app.engine.tokenizer import TokenizerCache
 from writer_app.engine.window import fit_window
 
@@ -144,3 +144,25 @@ def test_a_prewarm_with_the_pauses_settings_leaves_the_suggestion_nothing_to_rea
         session.close()
     assert warm[-1].evaluated_tokens == 0
     assert warm[-1].text == cold[-1].text and warm[-1].generated_tokens == 8
+
+
+# ---- GPU layers ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("engine", "gpu_layers", "notice"),
+    [
+        ("llama.cpp", 999, "llama.cpp found no GPU; m.bin runs on the CPU"),
+        ("llama.cpp", 0, None),
+        ("ctransformers", 999, None),  # no GPU path for GPT-2: nothing to say each load
+    ],
+)
+def test_gpu_layers_without_a_gpu_open_on_the_cpu_with_a_notice(
+    model_path, engine, gpu_layers, notice
+):
+    opened = open_with_fallback(model_path, engine=engine, gpu_layers=gpu_layers)
+    try:
+        assert opened.notice == notice
+        assert opened.session.engine == engine and opened.session.client.gpu_layers == 0
+    finally:
+        opened.session.close()

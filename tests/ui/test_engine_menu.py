@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
 from tests.ui.test_writer_app import build_app, type_text, wait_for_ghost
+from writer_app.engine.backends import GPU_ALL_LAYERS
 from writer_app.engine.gguf_convert import converted_path
 from writer_app.engine.remote_config import RemoteConfig
 from writer_app.services.inference import EngineState
@@ -41,7 +43,8 @@ def test_choosing_llama_cpp_reloads_the_model_with_it_and_is_remembered(
         writer.models_ui.refresh_menu()
         assert menu.menu.menuAction() in writer.window.model_menu.actions()
         assert labels(menu.menu) == ["ctransformers", "llama.cpp", "---", "Remote server…",
-                                     "---", "Threads"]
+                                     "---", "Threads", "Use the GPU"]
+        assert not menu.gpu_action.isEnabled()  # llama.cpp's
         assert menu.engine_actions["ctransformers"].isChecked()
         shown: list[str] = []
         service.stateChanged.connect(
@@ -135,5 +138,40 @@ def test_the_remote_server_is_in_the_engine_menu_and_named_in_the_status_bar(
         assert remote.remote is None and writer.controller._source is writer.service
         assert label.text() == local_text and menu.engine_actions["ctransformers"].isChecked()
         assert writer.service.engine_state != EngineState.LOADING.value  # nothing reloaded
+    finally:
+        close(writer)
+
+
+def test_use_the_gpu_reloads_llama_cpp_with_every_layer_and_without_a_gpu_says_so(
+    qtbot, app_home, cat_copy
+):
+    app_home.config_dir.mkdir(parents=True, exist_ok=True)
+    app_home.settings_file.write_text(json.dumps({"models": {"engine": "llama.cpp"}}))
+    writer = build_app(qtbot, app_home, cat_copy)
+    try:
+        menu, service = writer.engine_menu, writer.service
+        gpu = menu.gpu_action
+        assert gpu.isEnabled() and not gpu.isChecked() and service.gpu_layers == 0
+        loads = []
+        service._load.connect(lambda *args: loads.append(args))
+        with qtbot.waitSignal(service.modelLoaded, timeout=60_000):
+            gpu.trigger()
+        assert loads[-1][4] == GPU_ALL_LAYERS and service.gpu_layers == GPU_ALL_LAYERS
+        assert json.loads(app_home.settings_file.read_text())["models"]["gpu_layers"] == 999
+        assert gpu.isChecked()
+        # This machine has no GPU: one line says where the model runs, and it still runs.
+        assert writer.window.notice_bar.label.text() == (
+            f"llama.cpp found no GPU; {Path(cat_copy).name} runs on the CPU")
+        assert service.loaded_engine == "llama.cpp"
+        type_text(qtbot, writer, "The cat sat")
+        assert wait_for_ghost(qtbot, writer) == " on the mat."
+        with qtbot.waitSignal(service.modelLoaded, timeout=60_000):
+            menu.engine_actions["ctransformers"].trigger()
+        assert not gpu.isEnabled() and gpu.isChecked()  # kept for llama.cpp, not offered
+        with qtbot.waitSignal(service.modelLoaded, timeout=60_000):
+            menu.engine_actions["llama.cpp"].trigger()
+        assert gpu.isEnabled() and gpu.isChecked()
+        gpu.trigger()  # off again
+        assert writer.settings.models.gpu_layers == 0 and service.gpu_layers == 0
     finally:
         close(writer)

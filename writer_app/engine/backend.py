@@ -200,6 +200,7 @@ class CTransformersBackend:
         self._vocab = vocab
         self._threads = threads
         self.n_ctx = n_ctx
+        self.gpu_layers = 0  # ctransformers computes GPT-2 on the CPU only
         self._shape = ModelShape.of(facts)
         self._context: list[int] = []  # tokens whose keys/values are in the cache, in order
 

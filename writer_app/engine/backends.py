@@ -12,6 +12,7 @@ from writer_app.engine.protocol import Backend, EngineError, LoadCommand
 
 
 def _ctransformers(command: LoadCommand) -> Backend:
+    # gpu_layers is not passed: ctransformers has no GPU path for GPT-2 models.
     from writer_app.engine.backend import CTransformersBackend
 
     return CTransformersBackend.load(
@@ -23,7 +24,10 @@ def _llama_cpp(command: LoadCommand) -> Backend:
     from writer_app.engine.llama_backend import LlamaCppBackend
 
     return LlamaCppBackend.load(
-        command.path, threads=command.threads, context_length=command.context_length
+        command.path,
+        threads=command.threads,
+        context_length=command.context_length,
+        gpu_layers=command.gpu_layers,
     )
 
 
@@ -32,6 +36,8 @@ _OPENERS: dict[str, Callable[[LoadCommand], Backend]] = {
     "llama.cpp": _llama_cpp,
 }
 ENGINES: tuple[str, ...] = tuple(_OPENERS)
+# gpu_layers meaning "every layer" (llama.cpp's own -ngl 999): any model has fewer.
+GPU_ALL_LAYERS = 999
 
 
 def check_engine(name: str) -> None:

@@ -144,7 +144,7 @@ def engine_main(conn: Connection, cancel_epoch: _Counter, progress: _Counter | N
                     backend.close()
                     backend = None
                 backend = open_backend(command)
-                conn.send(Reply(backend.facts))
+                conn.send(Reply((backend.facts, backend.gpu_layers)))
                 continue
             if backend is None:
                 raise NoModelLoaded("No model is loaded yet.")
@@ -211,6 +211,7 @@ class EngineClient:
         self._last_load: LoadCommand | None = None
         self._loading = False
         self.facts: ModelFacts | None = None
+        self.gpu_layers = 0  # of the loaded model, computed on a GPU
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -314,23 +315,26 @@ class EngineClient:
         threads: int = 1,
         context_length: int | None = None,
         engine: str = "ctransformers",
+        gpu_layers: int = 0,
     ) -> ModelFacts:
         """Load a model (replacing the current one) with the named engine (see
-        engine/backends.py). Raises InvalidModelFile for a bad file before the child ever
-        sees it, ModelLoadError if the engine refuses it, EngineError for an unknown
-        engine."""
+        engine/backends.py), gpu_layers on a GPU if it finds one (then self.gpu_layers
+        says how many went there). Raises InvalidModelFile for a bad file before the
+        child ever sees it, ModelLoadError if the engine refuses it, EngineError for an
+        unknown engine."""
         check_engine(engine)
         validate_model_file(path)
-        return self._load(LoadCommand(Path(path), max(1, threads), context_length, engine))
+        command = LoadCommand(Path(path), max(1, threads), context_length, engine, gpu_layers)
+        return self._load(command)
 
     def _load(self, command: LoadCommand) -> ModelFacts:
         self._loading = True
         try:
-            facts = self._request(command)
+            facts, gpu_layers = self._request(command)  # type: ignore[misc]
         finally:
             self._loading = False
         assert isinstance(facts, ModelFacts)
-        self._last_load, self.facts = command, facts
+        self._last_load, self.facts, self.gpu_layers = command, facts, int(gpu_layers)
         return facts
 
     def generate(self, request: GenerationRequest) -> Iterator[TokenEvent | FinishEvent]:

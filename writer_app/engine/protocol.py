@@ -150,6 +150,7 @@ class Backend(Protocol):
 
     facts: ModelFacts  # from the project's own validator (GGML or GGUF)
     n_ctx: int  # the context in use (the model's, or less for the memory budget)
+    gpu_layers: int  # layers computed on a GPU (0: all on the CPU)
 
     def generate(
         self, request: GenerationRequest, should_cancel: CancelCheck | None = None
@@ -187,6 +188,7 @@ class LoadCommand:
     threads: int
     context_length: int | None
     engine: str = "ctransformers"  # a name open_backend() knows (engine/backends.py)
+    gpu_layers: int = 0  # layers to offload to a GPU, if the engine finds one (llama.cpp)
 
 
 @dataclass(frozen=True)

@@ -73,9 +73,10 @@ class TextSession:
         tokenizers: TokenizerCache | None = None,
         engine: str = DEFAULT_ENGINE,
         on_preparing: Callable[[], None] | None = None,
+        gpu_layers: int = 0,
     ) -> TextSession:
         """Start an engine process and load the model (validated before it gets there)
-        with the named engine.
+        with the named engine (gpu_layers: on a GPU, if the engine finds one).
 
         memory_budget_bytes caps the context so the whole app stays within it (see
         engine/memory.py); tokenizers reuses a tokenizer built for the same vocabulary.
@@ -92,7 +93,10 @@ class TextSession:
         client = EngineClient(auto_restart=True)
         client.start()
         try:
-            facts = client.load(Path(path), threads=threads, context_length=n_ctx, engine=engine)
+            facts = client.load(
+                Path(path), threads=threads, context_length=n_ctx, engine=engine,
+                gpu_layers=gpu_layers,
+            )
         except BaseException:
             client.close()
             raise
@@ -224,18 +228,25 @@ def open_with_fallback(
     memory_budget_bytes: int | None = None,
     tokenizers: TokenizerCache | None = None,
     on_preparing: Callable[[], None] | None = None,
+    gpu_layers: int = 0,
 ) -> OpenedSession:
     """TextSession.open with `engine`; if llama.cpp cannot load the model (or convert it),
     the model is opened with ctransformers instead and `notice` says so in one sentence.
-    A bad model file is not retried (InvalidModelFile): no engine would take it."""
+    A bad model file is not retried (InvalidModelFile): no engine would take it.
+    gpu_layers is llama.cpp's (ctransformers has no GPU path for GPT-2); when it finds no
+    GPU, the model runs on the CPU and `notice` says that."""
     options = dict(threads=threads, memory_budget_bytes=memory_budget_bytes, tokenizers=tokenizers)
     if engine == DEFAULT_ENGINE:
         return OpenedSession(TextSession.open(path, **options), None)  # type: ignore[arg-type]
     try:
         session = TextSession.open(
-            path, engine=engine, on_preparing=on_preparing, **options  # type: ignore[arg-type]
+            path, engine=engine, on_preparing=on_preparing, gpu_layers=gpu_layers,
+            **options,  # type: ignore[arg-type]
         )
-        return OpenedSession(session, None)
+        notice = None
+        if gpu_layers > 0 and session.client.gpu_layers == 0:
+            notice = f"{engine} found no GPU; {Path(path).name} runs on the CPU"
+        return OpenedSession(session, notice)
     except InvalidModelFile:
         raise
     except (EngineError, OSError) as error:

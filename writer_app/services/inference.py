@@ -390,13 +390,16 @@ class _Loader(QObject):
         super().__init__()
         self._tokenizers = TokenizerCache()  # only this thread uses it
 
-    @Slot(str, int, object, str)
-    def load(self, path: str, threads: int, memory_budget_bytes: int | None, engine: str) -> None:
+    @Slot(str, int, object, str, int)
+    def load(
+        self, path: str, threads: int, memory_budget_bytes: int | None, engine: str, gpu_layers: int
+    ) -> None:
         try:
             opened = open_with_fallback(
                 path,
                 engine=engine,
                 threads=threads,
+                gpu_layers=gpu_layers,
                 memory_budget_bytes=memory_budget_bytes,
                 tokenizers=self._tokenizers,
                 on_preparing=lambda: self.preparing.emit(path),
@@ -418,7 +421,7 @@ class InferenceService(SuggestionSource):
     _generate = Signal(int, str, object, object)
     _probe = Signal(int, str, float, int, int)
     _prewarm = Signal(int, str, object)  # prewarm_id, prompt_text, SamplingSettings
-    _load = Signal(str, int, object, str)
+    _load = Signal(str, int, object, str, int)
     _adopt = Signal(object)
     _shutdown = Signal()
     _restart_if_asked = Signal()
@@ -428,7 +431,8 @@ class InferenceService(SuggestionSource):
     modelFailed = Signal(str, str)  # path, message
     # One sentence: the engine asked for could not load the model, or failed while
     # running it, and another one runs it now ("llama.cpp could not load X (reason);
-    # using ctransformers", "llama.cpp failed while running X (reason); using ...").
+    # using ctransformers", "llama.cpp failed while running X (reason); using ..."), or
+    # it runs without the GPU asked for ("llama.cpp found no GPU; X runs on the CPU").
     engineFallback = Signal(str)
     probabilities = Signal(int, object)  # probe id, tuple of protocol.Alternative, best first
     probabilitiesFailed = Signal(int, str)  # probe id, a sentence for the writer
@@ -442,6 +446,7 @@ class InferenceService(SuggestionSource):
         threads: int = 1,
         memory_budget_bytes: int | None = None,
         engine: str = DEFAULT_ENGINE,
+        gpu_layers: int = 0,
         not_responding_seconds: float = NOT_RESPONDING_SECONDS,
         parent: QObject | None = None,
     ) -> None:
@@ -451,6 +456,7 @@ class InferenceService(SuggestionSource):
         # None: the model's full context.
         self.memory_budget_bytes = memory_budget_bytes
         self.engine = engine  # the engine to load models with (engine/backends.py)
+        self.gpu_layers = gpu_layers  # llama.cpp's layers on a GPU, if it finds one
         self.loaded_engine: str | None = None  # the one running the model (after fallback)
         self.facts: ModelFacts | None = None
         self.context_tokens = 0  # of the loaded model: its own context, or the budget's cap
@@ -609,7 +615,9 @@ class InferenceService(SuggestionSource):
         """Load in the background; the current model keeps suggesting meanwhile."""
         self._loading = str(path)
         self.stateChanged.emit(EngineState.LOADING.value, Path(path).name)
-        self._load.emit(str(path), self.threads, self.memory_budget_bytes, self.engine)
+        self._load.emit(
+            str(path), self.threads, self.memory_budget_bytes, self.engine, self.gpu_layers
+        )
 
     def _on_preparing(self, path: str) -> None:
         self.stateChanged.emit(EngineState.PREPARING.value, Path(path).name)

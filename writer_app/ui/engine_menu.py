@@ -1,4 +1,4 @@
-"""Model ▸ Engine: which local engine runs the model, and with how many threads.
+"""Model ▸ Engine: which local engine runs the model, with how many threads, on a GPU or not.
 
     Model ▸ Engine ▸ (•) ctransformers      models.engine
                      ( ) llama.cpp
@@ -7,9 +7,11 @@
                      ---
                      Threads ▸ (•) Auto (N) models.threads: "auto" or a number
                                ( ) 1 … (free cores)
+                     [ ] Use the GPU        models.gpu_layers: 0 or GPU_ALL_LAYERS
+                                            (llama.cpp only)
 
 The menu only changes settings (through the keeper); app.py's subscription reloads the
-model when the engine or the threads change, so a change made anywhere (settings file,
+model when the engine, the threads or the GPU choice change, so a change made anywhere (settings file,
 this menu) takes the same path. The items follow the settings, whoever changed them.
 """
 
@@ -18,11 +20,14 @@ from __future__ import annotations
 from PySide6.QtGui import QAction, QActionGroup
 from PySide6.QtWidgets import QMenu, QWidget
 
-from writer_app.engine.backends import ENGINES
+from writer_app.engine.backends import ENGINES, GPU_ALL_LAYERS
 from writer_app.engine.cores import AUTO, Threads, free_cores
 from writer_app.services.settings_keeper import SettingsKeeper
 from writer_app.settings import Settings
 
+GPU_TIP = ("llama.cpp computes the model on a GPU when its build has one (xllamacpp's CUDA, "
+           "Metal or Vulkan wheels); without one it runs on the CPU and the status bar "
+           "says so. ctransformers has no GPU path for GPT-2.")
 ENGINE_TIPS = {
     "ctransformers": "The default engine.",
     "llama.cpp": "Reads long prompts faster. The model is converted once for it (a copy "
@@ -62,6 +67,12 @@ class EngineMenu:
             action.triggered.connect(lambda _=False, c=choice: self.choose_threads(c))
             self.threads_menu.addAction(action)
             self.thread_actions[choice] = action
+        self.gpu_action = QAction("Use the &GPU", self.menu, checkable=True)
+        self.gpu_action.setObjectName("useGpuAction")
+        self.gpu_action.setToolTip(GPU_TIP)
+        self.gpu_action.setStatusTip(GPU_TIP)
+        self.gpu_action.triggered.connect(self.choose_gpu)
+        self.menu.addAction(self.gpu_action)
         self.local_in_use = True  # False while a remote server makes the suggestions
         keeper.subscribe(self.show)
 
@@ -77,6 +88,9 @@ class EngineMenu:
     def choose_threads(self, threads: Threads) -> None:
         self.keeper.update(lambda s: s.with_models(threads=threads))
 
+    def choose_gpu(self, on: bool) -> None:
+        self.keeper.update(lambda s: s.with_models(gpu_layers=GPU_ALL_LAYERS if on else 0))
+
     def set_local_in_use(self, in_use: bool) -> None:
         self.local_in_use = in_use
         self.show(self.keeper.current)
@@ -91,3 +105,6 @@ class EngineMenu:
             (c for c in self.thread_actions if c != AUTO), default=AUTO)
         for choice, action in self.thread_actions.items():
             action.setChecked(choice == shown)
+        self.gpu_action.setChecked(settings.models.gpu_layers > 0)
+        # Kept while another engine runs (the choice returns with llama.cpp), not offered.
+        self.gpu_action.setEnabled(self.local_in_use and settings.models.engine == "llama.cpp")
