@@ -59,9 +59,8 @@ def limits_text(field: str) -> str:
     return f"{low} to {high}"
 
 
-def _ranged(flag: str, field: str, kind: type) -> Callable[[str], object]:
-    """An argparse type that parses `kind` and refuses values outside LIMITS[field]."""
-    low, high = SamplingSettings.LIMITS[field]
+def _number_in(low: float, high: float, kind: type = int) -> Callable[[str], object]:
+    """An argparse type that parses `kind` and refuses values outside low to high."""
 
     def parse(text: str) -> object:
         try:
@@ -76,6 +75,12 @@ def _ranged(flag: str, field: str, kind: type) -> Callable[[str], object]:
 
     parse.__name__ = kind.__name__  # argparse names the type in some messages
     return parse
+
+
+def _ranged(flag: str, field: str, kind: type) -> Callable[[str], object]:
+    """An argparse type for a sampling flag: `kind` within SamplingSettings.LIMITS[field]."""
+    low, high = SamplingSettings.LIMITS[field]
+    return _number_in(low, high, kind)
 
 
 def add_sampling_flags(parser: argparse.ArgumentParser) -> None:
@@ -112,35 +117,15 @@ def sampling_from_args(args: argparse.Namespace) -> SamplingSettings:
 MAX_THREADS = 64
 
 
-def _thread_count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{printable(text)!r} is not a whole number") from None
-    if not 1 <= value <= MAX_THREADS:
-        raise argparse.ArgumentTypeError(f"{printable(text)} is outside 1 to {MAX_THREADS}")
-    return value
-
-
-def _gpu_layer_count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{printable(text)!r} is not a whole number") from None
-    if not 0 <= value <= GPU_ALL_LAYERS:
-        raise argparse.ArgumentTypeError(f"{printable(text)} is outside 0 to {GPU_ALL_LAYERS}")
-    return value
-
-
 def add_engine_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("engine")
     group.add_argument("--engine", choices=ENGINES, default=None,
                        help=f"which engine runs the model (default: {ENGINES[0]}); llama.cpp "
                             "converts a GGML file to GGUF on first use, cached beside it")
-    group.add_argument("--threads", type=_thread_count, default=None,
+    group.add_argument("--threads", type=_number_in(1, MAX_THREADS), default=None,
                        help="engine threads (default: every physical core; never more "
                             "than there are)")
-    group.add_argument("--gpu-layers", type=_gpu_layer_count, default=None, metavar="N",
+    group.add_argument("--gpu-layers", type=_number_in(0, GPU_ALL_LAYERS), default=None, metavar="N",
                        help=f"llama.cpp: compute N layers on a GPU, {GPU_ALL_LAYERS} for all "
                             "(default 0; a build without GPU support runs on the CPU and "
                             "says so)")
