@@ -99,24 +99,7 @@ def run(args: argparse.Namespace) -> dict:
     result["prompt_tokens"] = len(prompt)
     result["prompt_eval_ms_per_token"] = bench.eval_ms(prompt, PROMPT_BATCH) / len(prompt)
 
-    bench.generate_ms_per_token(prompt, args.gen_tokens, seed=1)  # warm-up, not counted
-    per_token, cpu = [], []
-    for rep in range(args.reps):
-        per_token.append(bench.generate_ms_per_token(prompt, args.gen_tokens, 100 * rep))
-        cpu.append(bench.last_cpu_ms_per_token)
-    result["gen_tokens"] = args.gen_tokens
-    result["gen_ms_per_token_runs"] = per_token
-    result["gen_ms_per_token"] = median(per_token)
-    result["gen_cpu_ms_per_token"] = median(cpu)
-    log(f"generation {result['gen_ms_per_token']:.1f} ms/token (runs: "
-        + ", ".join(f"{v:.1f}" for v in per_token) + ")")
-
-    if args.workload_prompts:
-        from benchmarks.raw_llama import workload
-
-        result["workload"] = workload(bench, read_prompt_ids(args.workload_prompts), args.workload_n,
-                                      args.workload_tokens)
-        log(f"workload: {result['workload']['tokens_per_s']:.1f} tokens/s")
+    measure_generation(bench, args, prompt, result, log)
 
     if args.context_tokens:
         # A long context, then the cost of k new tokens at its end (a hot cache after typing).
@@ -186,29 +169,61 @@ def run(args: argparse.Namespace) -> dict:
     return result
 
 
+def measure_generation(bench, args: argparse.Namespace, prompt: list[int], result: dict,
+                       log) -> None:  # type: ignore[no-untyped-def]
+    """Generation on a hot cache (a warm-up, then args.reps runs) and generate's workload,
+    into `result`: the same for either raw engine (raw_bench's or raw_llama's bench)."""
+    from benchmarks.raw_llama import workload
+
+    bench.generate_ms_per_token(prompt, args.gen_tokens, seed=1)  # warm-up, not counted
+    per_token, cpu = [], []
+    for rep in range(args.reps):
+        per_token.append(bench.generate_ms_per_token(prompt, args.gen_tokens, 100 * rep))
+        cpu.append(bench.last_cpu_ms_per_token)
+    result.update(gen_tokens=args.gen_tokens, gen_ms_per_token_runs=per_token,
+                  gen_ms_per_token=median(per_token), gen_cpu_ms_per_token=median(cpu))
+    log(f"generation {result['gen_ms_per_token']:.1f} ms/token (runs: "
+        + ", ".join(f"{v:.1f}" for v in per_token) + ")")
+    if args.workload_prompts:
+        result["workload"] = workload(bench, read_prompt_ids(args.workload_prompts), args.workload_n,
+                                      args.workload_tokens)
+        log(f"workload: {result['workload']['tokens_per_s']:.1f} tokens/s")
+
+
 def read_prompt_ids(path: Path) -> list[list[int]]:
     """Token ids of each line of a prompts file (as `writer-app generate --prompts`)."""
     return [encode(line) for line in Path(path).read_text("utf-8").splitlines() if line.strip()]
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", required=True)
+def batches(value: str) -> list[int]:
+    return [int(b) for b in value.split(",") if b]
+
+
+def raw_parser(description: str) -> argparse.ArgumentParser:
+    """The flags every raw engine benchmark takes (raw_bench, raw_llama): the same run.py
+    command line drives either engine."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--model", required=True, help="the GGML file")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--prompt-words", type=int, default=100)
     parser.add_argument("--gen-tokens", type=int, default=64)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--context-tokens", type=int, default=0, help="0: skip")
-    parser.add_argument("--sweep", type=lambda s: [int(b) for b in s.split(",") if b], default=[])
-    parser.add_argument("--sweep-at", type=int, default=64)
-    parser.add_argument("--sweep-tokens", type=int, default=32)
     parser.add_argument("--read-tokens", type=int, default=0, help="a cold prompt this long; 0: skip")
-    parser.add_argument("--read-batches", type=lambda s: [int(b) for b in s.split(",") if b], default=[],
-                        help="batch sizes for --read-tokens (default: the sweep's best)")
+    parser.add_argument("--read-batches", type=batches, default=[],
+                        help="batch sizes for --read-tokens")
     parser.add_argument("--workload-prompts", type=Path, help="one prompt per line")
     parser.add_argument("--workload-n", type=int, default=1)
     parser.add_argument("--workload-tokens", type=int, default=32)
     parser.add_argument("--out", required=True)
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = raw_parser(__doc__.splitlines()[0])
+    parser.add_argument("--sweep", type=batches, default=[])
+    parser.add_argument("--sweep-at", type=int, default=64)
+    parser.add_argument("--sweep-tokens", type=int, default=32)
     return parser.parse_args(argv)
 
 

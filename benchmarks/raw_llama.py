@@ -35,7 +35,8 @@ from benchmarks.raw_bench import (
     TEMPERATURE,
     TOP_K,
     TOP_P,
-    read_prompt_ids,
+    measure_generation,
+    raw_parser,
 )
 from benchmarks.stats import median
 from benchmarks.texts import document
@@ -167,20 +168,7 @@ def run(args: argparse.Namespace) -> dict:
     result["prompt_eval_ms_per_token"] = bench.read_ms(prompt) / len(prompt)
     result["prompt_batch"] = DEFAULT_BATCH
 
-    bench.generate_ms_per_token(prompt, args.gen_tokens, seed=1)  # warm-up, not counted
-    per_token, cpu = [], []
-    for rep in range(args.reps):
-        per_token.append(bench.generate_ms_per_token(prompt, args.gen_tokens, 100 * rep))
-        cpu.append(bench.last_cpu_ms_per_token)
-    result.update(gen_tokens=args.gen_tokens, gen_ms_per_token_runs=per_token,
-                  gen_ms_per_token=median(per_token), gen_cpu_ms_per_token=median(cpu))
-    log(f"generation {result['gen_ms_per_token']:.1f} ms/token (runs: "
-        + ", ".join(f"{v:.1f}" for v in per_token) + ")")
-
-    if args.workload_prompts:
-        result["workload"] = workload(bench, read_prompt_ids(args.workload_prompts), args.workload_n,
-                                      args.workload_tokens)
-        log(f"workload: {result['workload']['tokens_per_s']:.1f} tokens/s")
+    measure_generation(bench, args, prompt, result, log)
 
     if args.context_tokens:
         long_ids = encode(document(5000))[: args.context_tokens]
@@ -237,25 +225,8 @@ def workload(bench, prompts: list[list[int]], n: int, tokens: int) -> dict:  # t
             "tokens_per_s": (len(times) - 1) * tokens / steady if steady > 0 else None}
 
 
-def batches(value: str) -> list[int]:
-    return [int(b) for b in value.split(",") if b]
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", required=True, help="the GGML file (converted like the app)")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--prompt-words", type=int, default=100)
-    parser.add_argument("--gen-tokens", type=int, default=64)
-    parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--context-tokens", type=int, default=0, help="0: skip")
-    parser.add_argument("--read-tokens", type=int, default=0, help="a cold prompt this long; 0: skip")
-    parser.add_argument("--read-batches", type=batches, default=[])
-    parser.add_argument("--workload-prompts", type=Path, help="one prompt per line (0: skip)")
-    parser.add_argument("--workload-n", type=int, default=1)
-    parser.add_argument("--workload-tokens", type=int, default=32)
-    parser.add_argument("--out", required=True)
-    return parser.parse_args(argv)
+    return raw_parser(__doc__.splitlines()[0]).parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
