@@ -149,5 +149,7 @@ def test_the_llama_cpp_engine_holds_what_the_model_says(tmp_path):
     # The engine process's own allocations move by up to ~10 MiB between runs (seen: 14.5
     # and 24.1 MiB grown against 24 modelled), so the growth is checked to that.
     assert abs(grown - expected) <= 12 * MIB, (grown / MIB, expected / MIB)
-    for context, resident in measured.items():  # the model errs on the safe side, a little
-        assert 0 <= modelled[context] - resident <= 16 * MIB, (context, resident / MIB)
+    # The model errs on the safe side, a little (seen: 0-13 MiB above; once, with base
+    # 96 MiB, 0.3 MiB below, so it is 100 now).
+    for context, resident in measured.items():
+        assert 0 <= modelled[context] - resident <= 20 * MIB, (context, resident / MIB)

@@ -12,7 +12,7 @@ only touched as the context fills, so capping the context caps its memory.
 
 llama.cpp (xllamacpp, llama_backend.py): the file's tensors once (read, not mmapped: an
 mmapped file stays resident beside the CPU's repacked copy of its q4_0 weights, 939
-instead of 551 MiB for gpt2-large) + ~84-94 MiB (interpreter, the engine process's
+instead of 551 MiB for gpt2-large) + ~84-100 MiB (interpreter, the engine process's
 modules, the library, its 16-token batch's scratch; a little more below 512 tokens) + f16 keys and values, 4 bytes x n_layer x n_embd per token, for the
 whole context of every sequence, allocated and cleared at load. llama.cpp splits the
 context between its sequences and rounds each one's up to a multiple of 256: the app
@@ -56,7 +56,7 @@ class EngineFootprint:
 FOOTPRINTS = {
     "ctransformers": EngineFootprint(base_bytes=80 * MIB, context_bytes_per_layer_width=12),
     "llama.cpp": EngineFootprint(
-        base_bytes=96 * MIB,
+        base_bytes=100 * MIB,
         context_bytes_per_layer_width=4,
         sequences=2,
         context_granule=256,
