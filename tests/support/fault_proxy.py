@@ -77,8 +77,19 @@ class FaultProxy:
         self._loop.close()
 
     def bodies(self) -> list[dict]:
-        """The JSON bodies of the completion requests so far."""
-        return [json.loads(bytes(raw).split(b"\r\n\r\n", 1)[1]) for raw in self.requests]
+        """The JSON bodies of the completion requests that arrived whole.
+
+        A client may write a request's head on a kept-alive connection the server has just
+        closed, and send the whole request again on a new one; the torn first attempt
+        never reached the server, so it isn't a request.
+        """
+        whole = []
+        for raw in self.requests:
+            head, _, body = bytes(raw).partition(b"\r\n\r\n")
+            length = re.search(rb"(?im)^content-length:\s*(\d+)\s*$", head)
+            if length is not None and len(body) >= int(length.group(1)) > 0:
+                whole.append(json.loads(body[: int(length.group(1))]))
+        return whole
 
     def settle(self, timeout: float = 10.0) -> None:
         """Wait until every connection has been wound up (counters are final then)."""
