@@ -51,38 +51,56 @@ def _best_read(raw: dict) -> tuple[float, str] | None:
     return reads[batch], batch
 
 
+def raw_rounds(figures: dict) -> dict[str, list[dict]]:
+    """{threads: [the raw run of each round]} (runs before turns.py had one round)."""
+    return figures.get("raw_rounds") or {t: [run] for t, run in figures.get("raw_threads", {}).items()}
+
+
+def cli_rounds(figures: dict) -> list[dict]:
+    return figures.get("cli_rounds") or ([figures["cli"]] if figures.get("cli") else [])
+
+
+def _per_round(ratios: list[float]) -> str:
+    """The median ratio, with every round's when there were several."""
+    shown = f"{median(ratios):.2f}x"
+    return shown if len(ratios) < 2 else f"{shown} (rounds: {', '.join(f'{r:.2f}' for r in ratios)})"
+
+
 def raw_rows(name: str, engines: dict) -> list[Row]:
-    """Target a: the engines raw, at each thread count both measured."""
-    ct, llama = engines.get(CT, {}).get("raw_threads", {}), engines.get(LLAMA, {}).get("raw_threads", {})
+    """Target a: the engines raw, at each thread count both measured, judged on the
+    median over rounds of each round's ratio (turns.py: measured back to back)."""
+    ct, llama = raw_rounds(engines.get(CT, {})), raw_rounds(engines.get(LLAMA, {}))
     judged = name in JUDGED_RAW_MODELS
     rows = []
     for threads in sorted(set(ct) & set(llama), key=int):
-        a, b = ct[threads], llama[threads]
-        read_a, read_b = _best_read(a), _best_read(b)
-        if read_a and read_b:
-            speedup = read_a[0] / read_b[0]
+        pairs = list(zip(ct[threads], llama[threads], strict=False))
+        reads = [(_best_read(a), _best_read(b)) for a, b in pairs]
+        reads = [(a, b) for a, b in reads if a and b]
+        if reads:
+            speedup = [a[0] / b[0] for a, b in reads]
             rows.append(Row(
-                f"raw: reading a cold {b.get('read_tokens')}-token prompt, t{threads}, each at its best "
-                "batch: ms/token (batch)",
-                f"{_ms(read_a[0])} ({read_a[1]})", f"{_ms(read_b[0])} ({read_b[1]})", f"{speedup:.2f}x faster",
+                f"raw: reading a cold {pairs[0][1].get('read_tokens')}-token prompt, t{threads}, each at its "
+                "best batch: ms/token (round 1's batch), median over rounds",
+                f"{_ms(median([a[0] for a, _ in reads]))} ({reads[0][0][1]})",
+                f"{_ms(median([b[0] for _, b in reads]))} ({reads[0][1][1]})", f"{_per_round(speedup)} faster",
                 f">= {READ_SPEEDUP_TARGET}x faster" if judged else "",
-                _verdict(speedup >= READ_SPEEDUP_TARGET) if judged else "",
+                _verdict(median(speedup) >= READ_SPEEDUP_TARGET) if judged else "",
             ))
-        speedup = a["gen_ms_per_token"] / b["gen_ms_per_token"]
+        speedup = [a["gen_ms_per_token"] / b["gen_ms_per_token"] for a, b in pairs]
+        gen_a, gen_b = median([a["gen_ms_per_token"] for a, _ in pairs]), median([b["gen_ms_per_token"] for _, b in pairs])
         rows.append(Row(
-            f"raw: generation, t{threads}, hot cache: ms/token (tok/s)",
-            f"{_ms(a['gen_ms_per_token'])} ({1000 / a['gen_ms_per_token']:.1f})",
-            f"{_ms(b['gen_ms_per_token'])} ({1000 / b['gen_ms_per_token']:.1f})", f"{speedup:.2f}x faster",
+            f"raw: generation, t{threads}, hot cache: ms/token (tok/s), median over rounds",
+            f"{_ms(gen_a)} ({1000 / gen_a:.1f})", f"{_ms(gen_b)} ({1000 / gen_b:.1f})",
+            f"{_per_round(speedup)} faster",
             f">= {GENERATION_SPEEDUP_TARGET}x faster" if judged else "",
-            _verdict(speedup >= GENERATION_SPEEDUP_TARGET) if judged else "",
+            _verdict(median(speedup) >= GENERATION_SPEEDUP_TARGET) if judged else "",
         ))
     return rows
 
 
-def best_ctransformers(engines: dict) -> dict | None:
-    """Raw ctransformers at its best thread count: generation and generate's workload
-    (tokens/s), each the best over the thread counts measured."""
-    runs = engines.get(CT, {}).get("raw_threads", {})
+def best_ctransformers(runs: dict[str, dict]) -> dict | None:
+    """Raw ctransformers at its best thread count ({threads: one run each}): generation
+    and generate's workload (tokens/s), each the best over the thread counts measured."""
     if not runs:
         return None
     gen = max(runs.items(), key=lambda item: 1000 / item[1]["gen_ms_per_token"])
@@ -94,27 +112,39 @@ def best_ctransformers(engines: dict) -> dict | None:
 
 
 def cli_rows(engines: dict) -> list[Row]:
-    """Target b: the CLI per engine against raw ctransformers at its best thread count."""
-    best = best_ctransformers(engines)
-    cli = {engine: engines.get(engine, {}).get("cli") for engine in (CT, LLAMA)}
+    """Target b: the CLI per engine against raw ctransformers at its best thread count in
+    the same round (or the first round's, if the raw side had fewer), median over rounds."""
+    ct_raw = raw_rounds(engines.get(CT, {}))
+    count = min((len(runs) for runs in ct_raw.values()), default=0)
+    best = [best_ctransformers({t: runs[i] for t, runs in ct_raw.items()}) for i in range(count)]
+    cli = {engine: cli_rounds(engines.get(engine, {})) for engine in (CT, LLAMA)}
     if not any(cli.values()):
         return []
     rows = []
-    for command, key, raw_key, threads_key, what in (
-        ("complete", "complete", "gen_tokens_per_s", "gen_threads", "generation, hot cache"),
-        ("generate", "generate", "workload_tokens_per_s", "workload_threads", "the same prompts and samples"),
+    for command, raw_key, threads_key, what in (
+        ("complete", "gen_tokens_per_s", "gen_threads", "generation, hot cache"),
+        ("generate", "workload_tokens_per_s", "workload_threads", "the same prompts and samples"),
     ):
-        reference = best.get(raw_key) if best else None
-        values = {e: (c[key]["tokens_per_s"] if c else None) for e, c in cli.items()}
-        ratios = {e: (v / reference if v and reference else None) for e, v in values.items()}
+        def reference(i: int) -> dict | None:
+            return best[i] if i < len(best) else (best[0] if best else None)
+
+        values, ratios = {}, {}
+        for engine, runs in cli.items():
+            values[engine] = [run[command]["tokens_per_s"] for run in runs]
+            ratios[engine] = [v / reference(i)[raw_key] for i, v in enumerate(values[engine])
+                              if v and reference(i) and reference(i)[raw_key]]
         # No steady rate (the longer run was not slower: noise on a toy model) is no pass.
-        verdicts = [_verdict(r >= CLI_RATIO_TARGET) if r is not None else "FAIL (noisy)"
-                    for e, r in ratios.items() if cli[e]]
+        verdicts = [_verdict(median(ratios[e]) >= CLI_RATIO_TARGET) if ratios[e] else "FAIL (noisy)"
+                    for e in (CT, LLAMA) if cli[e]]
+        first = reference(0)
+        refs = [reference(i)[raw_key] for i in range(max(len(best), 1)) if reference(i) and reference(i)[raw_key]]
         rows.append(Row(
-            f"writer-app {command}, default threads: steady tokens/s (x raw ctransformers at its best, "
-            f"t{best.get(threads_key) if best else '?'}: {_num(reference)} tok/s, {what})",
-            _num(values[CT]), _num(values[LLAMA]),
-            " / ".join(_num(r, 2) for r in ratios.values() if r is not None) + " x raw",
+            f"writer-app {command}, default threads: steady tokens/s, median over rounds (x raw ctransformers "
+            f"at its best in the same round, t{first.get(threads_key) if first else '?'}: "
+            f"{_num(median(refs) if refs else None)} tok/s, {what})",
+            _num(median([v for v in values[CT] if v]) if values.get(CT) else None),
+            _num(median([v for v in values[LLAMA] if v]) if values.get(LLAMA) else None),
+            " / ".join(_per_round(ratios[e]) for e in (CT, LLAMA) if ratios[e]) + " raw",
             f">= {CLI_RATIO_TARGET} x raw (each)", " / ".join(verdicts),
         ))
     return rows

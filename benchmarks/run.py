@@ -6,11 +6,11 @@
     python benchmarks/run.py --tiny          # toy models, seconds: checks the code runs
 
 Builds (once, cached) gpt2- and gpt2-large-shaped GGML files with random q4_0 weights.
-For each model and each engine (ctransformers, llama.cpp): the engine raw in its own
-processes (raw_bench.py / raw_llama.py; 1 thread, and the slimmer figures at every
-thread count up to the physical cores), the real CLI (`writer-app complete` and
-`generate`, cli_bench.py), the app's parts, then the app in another process (the real
-WriterApp offscreen, its worker thread and engine process, on that engine). Prints one
+For each model: the engines raw in their own processes (raw_bench.py / raw_llama.py, at
+every thread count up to the physical cores) and the real CLI (`writer-app complete`
+and `generate`, cli_bench.py), every engine taking turns for three rounds (turns.py);
+then per engine (ctransformers, llama.cpp) the app's parts and the app in another
+process (the real WriterApp offscreen, its worker thread and engine process). Prints one
 table per engine with every app figure beside the same engine's raw figure, then the
 engines side by side, with PASS/FAIL per target.
 """
@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,7 +32,6 @@ if str(REPO) not in sys.path:
 
 from benchmarks import engines as engine_report  # noqa: E402
 from benchmarks import report  # noqa: E402
-from benchmarks.cli_bench import CliFailed, measure_cli, prompts_file  # noqa: E402
 from benchmarks.models import (  # noqa: E402
     DEFAULT_CACHE_DIR,
     GPT2,
@@ -44,6 +42,7 @@ from benchmarks.models import (  # noqa: E402
     ensure_model,
 )
 from benchmarks.procfs import load_average  # noqa: E402
+from benchmarks.turns import BenchmarkFailed, default_rounds, measure_turns, python_module, run_json  # noqa: E402
 from writer_app.engine.cores import physical_cores  # noqa: E402
 from writer_app.engine.ggml import validate_model_file  # noqa: E402
 from writer_app.engine.memory import context_for_budget  # noqa: E402
@@ -54,26 +53,6 @@ ENGINES = ("ctransformers", "llama.cpp")
 # What-if experiments about ctransformers' thread choice and the GUI's layout, which a
 # second engine does not change: run on ctransformers only, to keep the run ~30 minutes.
 CTRANSFORMERS_ONLY = ("prewarm", "huge")
-READ_TOKENS = 512  # the raw prompt-reading comparison (issue 12, target a)
-LLAMA_READ_BATCHES = "16,64,512"  # the app's chunk, a middle one, llama.cpp's default
-
-
-class BenchmarkFailed(RuntimeError):
-    """A measuring process failed; its output says why."""
-
-
-def _python(module: str, args: list[str]) -> list[str]:
-    return [sys.executable, "-m", module, *args]
-
-
-def _run(command: list[str], out: Path) -> dict:
-    env = dict(os.environ, PYTHONPATH=str(REPO), QT_QPA_PLATFORM="offscreen")
-    completed = subprocess.run(command, cwd=REPO, env=env)
-    if completed.returncode != 0 or not out.exists():
-        raise BenchmarkFailed(
-            f"{' '.join(command[2:4])} failed with exit code {completed.returncode}."
-        )
-    return json.loads(out.read_text())
 
 
 def plan(args: argparse.Namespace) -> list[tuple[BenchModel, BenchModel | None, dict]]:
@@ -120,44 +99,6 @@ def app_context(path: Path) -> int:
     return context_for_budget(facts, ModelSettings().memory_budget_mb * 1_000_000)
 
 
-def raw_options(model: BenchModel, tiny: bool, context: int, engine: str, full: bool) -> list[str]:
-    """raw_bench / raw_llama options: `full` at 1 thread (every figure), else the figures
-    compared across thread counts (generation, the 512-token read, generate's work)."""
-    if tiny:
-        options = ["--gen-tokens", "8", "--reps", "1", "--read-tokens", "64"]
-        if full:
-            options += ["--context-tokens", "100"]
-        return options + (["--read-batches", "16,64"] if engine == "llama.cpp" else
-                          ["--sweep", "1,4", "--sweep-at", "32", "--sweep-tokens", "8"])
-    large = model is GPT2_LARGE
-    options = ["--gen-tokens", "24" if large else "64", "--reps", "2" if large else "3",
-               "--read-tokens", str(READ_TOKENS)]
-    if full:
-        options += ["--context-tokens", str(min(800, context))]
-    if engine == "llama.cpp":
-        return options + ["--read-batches", LLAMA_READ_BATCHES]
-    # gpt2-large crashes ctransformers with batches of 32 even on short prompts. The
-    # sweep (32 tokens after 64) picks the batch the 512-token read then uses.
-    return options + ["--sweep", "1,2,4,8,16" if large else "1,2,4,8,16,32", "--sweep-tokens", "32"]
-
-
-def measure_raw(model: BenchModel, path: Path, engine: str, args: argparse.Namespace, work: Path) -> dict:
-    """The engine raw at 1 thread (every figure) and at each thread count up to the
-    physical cores (generation, prompt reading, generate's workload for ctransformers)."""
-    module = "benchmarks.raw_llama" if engine == "llama.cpp" else "benchmarks.raw_bench"
-    workload = ["--workload-prompts", str(prompts_file(work)), "--workload-n", "1"]
-    runs = {}
-    counts = [1] if args.tiny else range(1, max(1, physical_cores()) + 1)
-    for threads in counts:
-        out = work / f"raw-{model.name}-{engine}-t{threads}.json"
-        options = raw_options(model, args.tiny, app_context(path), engine, full=threads == 1)
-        if engine == "ctransformers":
-            options += workload  # the reference of `writer-app generate` (cli_bench)
-        runs[str(threads)] = _run(_python(module, ["--model", str(path), "--out", str(out),
-                                                   "--threads", str(threads), *options]), out)
-    return runs
-
-
 def measure(args: argparse.Namespace, work: Path) -> dict:
     only = set(args.only.split(",")) if args.only else set(SCENARIOS)
     engines = [e for e in args.engines.split(",") if e]
@@ -176,34 +117,32 @@ def measure(args: argparse.Namespace, work: Path) -> dict:
     }
     for model, partner, options in plan(args):
         path = ensure_model(model, args.cache_dir)
-        entry: dict = {"file": path.name, "engines": {}}
+        started = time.perf_counter()
+        rounds = args.rounds or default_rounds(args.tiny, args.quick, model)
+        entry: dict = {"file": path.name, "engines": measure_turns(
+            model, path, engines, rounds=rounds, raw="raw" in only, cli="cli" in only, tiny=args.tiny,
+            context=app_context(path), work=work)}
+        if only & {"raw", "cli"}:
+            entry["turns"] = {"rounds": rounds, "seconds": round(time.perf_counter() - started)}
+            print(f"[run] {model.name}: raw engines and CLIs, {rounds} rounds: {entry['turns']['seconds']} s",
+                  flush=True)
         for engine in engines:
-            entry["engines"][engine] = measure_engine(model, partner, options, path, engine, only, args, work)
+            measure_app(model, partner, options, path, engine, only, args, work, entry["engines"][engine])
         results["models"][model.name] = entry
     results["machine"]["load_average_end"] = load_average()
     return results
 
 
-def measure_engine(model: BenchModel, partner: BenchModel | None, options: dict, path: Path,
-                   engine: str, only: set[str], args: argparse.Namespace, work: Path) -> dict:
-    figures: dict = {}
+def measure_app(model: BenchModel, partner: BenchModel | None, options: dict, path: Path,
+                engine: str, only: set[str], args: argparse.Namespace, work: Path, figures: dict) -> None:
+    """The app's parts and the app itself on one engine, into `figures` (which holds the
+    engine's raw figures when they were measured: the app is compared with them)."""
     started = time.perf_counter()
-    if "raw" in only:
-        runs = measure_raw(model, path, engine, args, work)
-        figures["raw"] = runs["1"]
-        figures["raw_threads"] = runs
-    if "cli" in only:
-        complete = (2, 10) if args.tiny else (8, 72 if model is GPT2 else 40)
-        try:
-            figures["cli"] = measure_cli(path, engine, work, complete_tokens=complete, samples=1,
-                                         threads=1 if args.tiny else None)
-        except CliFailed as error:
-            raise BenchmarkFailed(str(error)) from error
     if only & {"load", "speed"}:
         out = work / f"parts-{model.name}-{engine}.json"
-        figures["app_parts"] = _run(
-            _python("benchmarks.app_parts", ["--model", str(path), "--out", str(out), "--engine", engine,
-                                             "--context", str(app_context(path))]), out)
+        figures["app_parts"] = run_json(
+            python_module("benchmarks.app_parts", ["--model", str(path), "--out", str(out), "--engine", engine,
+                                                   "--context", str(app_context(path))]), out)
     wanted = [s for s in SCENARIOS if s in only and s not in ("raw", "cli")]
     if engine != "ctransformers":
         wanted = [s for s in wanted if s not in CTRANSFORMERS_ONLY]
@@ -219,10 +158,9 @@ def measure_engine(model: BenchModel, partner: BenchModel | None, options: dict,
             command += ["--token-ms", str(figures["raw"]["gen_ms_per_token"])]
         for key, value in engine_options(engine, options).items():
             command += [key, str(value)]
-        figures["app"] = _run(_python("benchmarks.app_bench", command), out)
+        figures["app"] = run_json(python_module("benchmarks.app_bench", command), out)
     figures["seconds"] = round(time.perf_counter() - started)
-    print(f"[run] {model.name} on {engine}: {figures['seconds']} s", flush=True)
-    return figures
+    print(f"[run] {model.name} on {engine}: the app, {figures['seconds']} s", flush=True)
 
 
 def render(results: dict, markdown: bool = False) -> str:
@@ -265,6 +203,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--models", help="gpt2,gpt2-large (default: both; --quick: gpt2)")
     parser.add_argument("--engines", default=",".join(ENGINES),
                         help=f"comma-separated subset of {','.join(ENGINES)} (default: both)")
+    parser.add_argument("--rounds", type=int, default=0,
+                        help="raw engines and CLIs take turns this many times (default: 3; "
+                             "--quick and --tiny: 2)")
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR)
     parser.add_argument("--json", type=Path, help="also write every measurement here")
     parser.add_argument("--markdown", action="store_true", help="print the tables as Markdown")

@@ -35,7 +35,11 @@ def test_tiny_run_measures_every_figure_on_both_engines_and_judges_every_target(
         assert app["engine"] == engine and app["speed"]["1"]["engine"] == engine
         assert raw["gen_ms_per_token"] > 0 and raw["load_s"] > 0 and raw["peak_rss_mib"] > 0
         assert min(raw["read_ms_per_token"].values()) > 0 and raw["read_tokens"] == 64
-        assert entry["raw_threads"]["1"] == raw
+        assert entry["raw_threads"]["1"] == raw == entry["raw_rounds"]["1"][0]
+        # Two rounds of turns; the second reads only at the batch the first found best.
+        (again,) = entry["raw_rounds"]["1"][1:]
+        assert list(again["read_ms_per_token"]) == [min(raw["read_ms_per_token"], key=raw["read_ms_per_token"].get)]
+        assert len(entry["cli_rounds"]) == 2 and entry["cli_rounds"][1]["generate"]["samples"] == 8
         assert entry["cli"]["generate"]["samples"] == 8 and entry["cli"]["generate"]["tokens_per_s"] > 0
         assert entry["cli"]["complete"]["output_chars"] > 0
         speed = app["speed"]["1"]
@@ -154,6 +158,28 @@ def test_the_engines_are_judged_side_by_side_on_the_measured_numbers():
     # gpt2 has no raw target, only the figures
     assert not _line(engine_report.engine_rows("gpt2", {"ctransformers": ct, "llama.cpp": llama}),
                      "raw: generation, t1").endswith(("PASS", "FAIL"))
+
+
+def test_ratios_are_taken_per_round_and_judged_on_their_median():
+    # turns.py measures both engines and the CLIs back to back, three rounds; a busy
+    # minute in round 2 (ctransformers raw at half speed, and its CLI) decides nothing.
+    ct = {"raw_rounds": {"1": [_raw(63.0, 40.0), _raw(110.0, 38.0), _raw(63.0, 40.0)],
+                         "2": [_raw(50.0, 30.0, workload=16.0), _raw(100.0, 30.0, workload=8.0),
+                               _raw(50.0, 30.0, workload=16.0)]},
+          "cli_rounds": [{"complete": {"tokens_per_s": 19.6}, "generate": {"tokens_per_s": 16.0}},
+                         {"complete": {"tokens_per_s": 9.8}, "generate": {"tokens_per_s": 7.9}},
+                         {"complete": {"tokens_per_s": 10.0}, "generate": {"tokens_per_s": 16.0}}]}
+    llama = {"raw_rounds": {"1": [_raw(50.0, 40 / 2.6), _raw(60.0, 20.0), _raw(52.0, 40 / 2.7)],
+                            "2": [_raw(40.0, 12.0), _raw(40.0, 12.0), _raw(40.0, 12.0)]},
+             "cli_rounds": [{"complete": {"tokens_per_s": 20.0}, "generate": {"tokens_per_s": 16.0}}] * 3}
+    rows = engine_report.engine_rows("gpt2-large", {"ctransformers": ct, "llama.cpp": llama})
+    read = _line(rows, "raw: reading a cold 512-token prompt, t1")
+    assert "2.60x (rounds: 2.60, 1.90, 2.70)" in read and read.endswith("PASS")  # round 2 alone fails
+    assert "1.26x (rounds: 1.26, 1.83, 1.21)" in _line(rows, "raw: generation, t1")
+    complete = _line(rows, "writer-app complete")
+    # ct: 19.6/20, 9.8/10, 10/20 -> 0.98 (against round 1's reference alone: 0.5, a FAIL)
+    assert "0.98x (rounds: 0.98, 0.98, 0.50)" in complete and complete.endswith("PASS / PASS")
+    assert _line(rows, "writer-app generate").endswith("PASS / PASS")  # 1.0, 0.99, 1.0
 
 
 def test_llama_cpp_first_grey_character_may_not_be_worse_and_a_window_move_costs_one_token():

@@ -1,0 +1,143 @@
+"""The engines raw and the real CLI, taking turns: issue 12's targets a and b.
+
+A ratio of two figures measured minutes apart says as much about the machine's minute
+as about the engines: on a shared 2-core machine the same raw ctransformers figure moved
+by half between runs of one evening, and a CLI run judged against a raw figure taken ten
+minutes earlier passed or failed by that alone. So each round measures every engine raw
+at every thread count, then `writer-app complete` / `generate` on every engine, one
+right after the other, and the next round goes the other way round. engines.py judges
+each ratio per round (both sides measured within a few minutes of each other) and then
+the median over the rounds.
+
+Round 1 measures every figure (at 1 thread the per-engine tables' reference; the
+ctransformers batch sweep; llama.cpp's three read batches). Later rounds measure only
+what the ratios need: generation, the 512-token read at the best batch round 1 found,
+and generate's workload (ctransformers, the CLI's reference).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from benchmarks.cli_bench import CliFailed, measure_cli, prompts_file
+from benchmarks.models import GPT2, GPT2_LARGE, BenchModel
+from benchmarks.procfs import load_average
+from writer_app.engine.cores import physical_cores
+
+REPO = Path(__file__).resolve().parents[1]
+READ_TOKENS = 512  # the raw prompt-reading comparison (issue 12, target a)
+LLAMA_READ_BATCHES = "16,64,512"  # the app's chunk, a middle one, llama.cpp's default
+
+
+class BenchmarkFailed(RuntimeError):
+    """A measuring process failed; its output says why."""
+
+
+def run_json(command: list[str], out: Path) -> dict:
+    """Run one measuring process (this repository on its path) and read its JSON."""
+    env = dict(os.environ, PYTHONPATH=str(REPO), QT_QPA_PLATFORM="offscreen")
+    completed = subprocess.run(command, cwd=REPO, env=env)
+    if completed.returncode != 0 or not out.exists():
+        raise BenchmarkFailed(f"{' '.join(command[2:4])} failed with exit code {completed.returncode}.")
+    return json.loads(out.read_text())
+
+
+def python_module(module: str, args: list[str]) -> list[str]:
+    return [sys.executable, "-m", module, *args]
+
+
+def raw_options(model: BenchModel, tiny: bool, context: int, engine: str, full: bool,
+                read_batch: str | None = None) -> list[str]:
+    """raw_bench / raw_llama options. `full` (1 thread, round 1): every figure; else the
+    figures compared across engines. `read_batch`: read at this batch only (the best
+    one round 1 found) instead of sweeping."""
+    if tiny:
+        options = ["--gen-tokens", "8", "--reps", "1", "--read-tokens", "64"]
+        if full:
+            options += ["--context-tokens", "100"]
+        if read_batch:
+            return options + ["--read-batches", read_batch]
+        return options + (["--read-batches", "16,64"] if engine == "llama.cpp" else
+                          ["--sweep", "1,4", "--sweep-at", "32", "--sweep-tokens", "8"])
+    large = model is GPT2_LARGE
+    options = ["--gen-tokens", "24" if large else "64", "--reps", "2" if large else "3",
+               "--read-tokens", str(READ_TOKENS)]
+    if full:
+        options += ["--context-tokens", str(min(800, context))]
+    if read_batch:
+        return options + ["--read-batches", read_batch]
+    if engine == "llama.cpp":
+        return options + ["--read-batches", LLAMA_READ_BATCHES]
+    # gpt2-large crashes ctransformers with batches of 32 even on short prompts. The
+    # sweep (32 tokens after 64) picks the batch the 512-token read then uses.
+    return options + ["--sweep", "1,2,4,8,16" if large else "1,2,4,8,16,32", "--sweep-tokens", "32"]
+
+
+def best_read_batch(run: dict) -> str | None:
+    reads = run.get("read_ms_per_token") or {}
+    return min(reads, key=reads.__getitem__) if reads else None
+
+
+def _raw_run(model: BenchModel, path: Path, engine: str, threads: int, options: list[str], work: Path,
+             label: str) -> dict:
+    module = "benchmarks.raw_llama" if engine == "llama.cpp" else "benchmarks.raw_bench"
+    if engine == "ctransformers":  # the reference of `writer-app generate` (cli_bench)
+        options = [*options, "--workload-prompts", str(prompts_file(work)), "--workload-n", "1"]
+    out = work / f"raw-{model.name}-{engine}-t{threads}-{label}.json"
+    started_load = load_average()
+    result = run_json(python_module(module, ["--model", str(path), "--out", str(out),
+                                             "--threads", str(threads), *options]), out)
+    return {**result, "load_average_start": started_load}
+
+
+def measure_turns(model: BenchModel, path: Path, engines: list[str], *, rounds: int, raw: bool, cli: bool,
+                  tiny: bool, context: int, work: Path,
+                  log: Callable[[str], None] = print) -> dict[str, dict]:
+    """Per engine: raw_rounds {threads: [a run per round]}, raw_threads {threads: round
+    1's run}, raw (round 1 at 1 thread), cli_rounds [a CLI run per round], cli (round 1)."""
+    figures: dict[str, dict] = {engine: {} for engine in engines}
+    if not (raw or cli):
+        return figures
+    counts = [1] if tiny else list(range(1, max(1, physical_cores()) + 1))
+    best_batch: dict[tuple[str, int], str | None] = {}
+    for number in range(rounds):
+        order = engines if number % 2 == 0 else engines[::-1]
+        log(f"[turns] {model.name} round {number + 1} of {rounds}: {' then '.join(order)}, "
+            f"load average {load_average()}")
+        if raw:
+            for threads in counts:
+                for engine in order:
+                    first = number == 0
+                    options = raw_options(model, tiny, context, engine, full=first and threads == 1,
+                                          read_batch=None if first else best_batch.get((engine, threads)))
+                    run = _raw_run(model, path, engine, threads, options, work, f"r{number + 1}")
+                    if first:
+                        best_batch[(engine, threads)] = best_read_batch(run)
+                    figures[engine].setdefault("raw_rounds", {}).setdefault(str(threads), []).append(run)
+        if cli:
+            for engine in order:
+                long_tokens = 10 if tiny else 72
+                try:
+                    run = measure_cli(path, engine, work, complete_tokens=(2 if tiny else 8, long_tokens),
+                                      samples=1, threads=1 if tiny else None, log=log)
+                except CliFailed as error:
+                    raise BenchmarkFailed(str(error)) from error
+                figures[engine].setdefault("cli_rounds", []).append({**run, "load_average_end": load_average()})
+    for entry in figures.values():
+        if raw:
+            entry["raw_threads"] = {threads: runs[0] for threads, runs in entry["raw_rounds"].items()}
+            entry["raw"] = entry["raw_threads"]["1"]
+        if cli:
+            entry["cli"] = entry["cli_rounds"][0]
+    return figures
+
+
+def default_rounds(tiny: bool, quick: bool, model: BenchModel) -> int:
+    """Three rounds give a median that one busy minute can't move; a toy run checks the
+    turns with two, and so does --quick (gpt2 only)."""
+    return 2 if tiny or (quick and model is GPT2) else 3
