@@ -59,12 +59,25 @@ def test_generate_writes_one_json_object_per_sample(cat_model, tmp_path, capfd):
     assert "4/4 samples" in capfd.readouterr().err  # the progress bar
 
 
-def test_models_info_prints_the_validators_facts(cat_model, capsys):
+def test_models_info_prints_the_validators_facts(cat_model, capsys, app_home):
     assert main(["models", "info", str(cat_model), "--json"]) == 0
     facts = json.loads(capsys.readouterr().out)
     assert facts["quantization"] == "q8_0" and facts["n_vocab"] == 50257
     assert main(["models", "info", str(cat_model)]) == 0
-    assert "a valid GGML GPT-2 model" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "a valid GGML GPT-2 model" in out
+    # The RAM quote is the chosen engine's (engine/memory.py) at the writer's budget.
+    from writer_app.engine.ggml import validate_model_file
+    from writer_app.engine.memory import app_resident_within_budget
+    from writer_app.settings import ModelSettings, Settings, SettingsStore
+
+    facts = validate_model_file(cat_model)
+    mib = app_resident_within_budget(facts, 1_000_000_000) / (1024 * 1024)
+    assert f"~{mib:,.0f} MiB (the whole app on ctransformers, at the context a 1,000 MB budget allows)" in out
+    SettingsStore.for_paths(app_home).save(Settings(models=ModelSettings(engine="llama.cpp", memory_budget_mb=0)))
+    assert main(["models", "info", str(cat_model)]) == 0
+    mib = app_resident_within_budget(facts, None, "llama.cpp") / (1024 * 1024)
+    assert f"~{mib:,.0f} MiB (the whole app on llama.cpp, at the full context)" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(

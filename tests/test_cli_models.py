@@ -94,6 +94,13 @@ def test_ram_figures_follow_the_engines_memory_model_at_the_writers_budget(capsy
         assert rows["demo"]["ram_bytes"] == app_resident_within_budget(demo, budget)
         assert rows["gpt2-large-q4_0"]["ram_bytes"] == ram_bytes_within(large, budget)
     assert ram_bytes_within(large, 600_000_000) < ram_bytes_within(large, 1_000_000_000)
+    # On llama.cpp the same models are quoted with its footprint (weights read once, a
+    # second sequence, its own cache layout): gpt2-large at 1 GB gets 512 tokens there.
+    SettingsStore.for_paths(app_home).save(Settings(models=ModelSettings(engine="llama.cpp")))
+    rows = listed(capsys)
+    assert rows["demo"]["ram_bytes"] == app_resident_within_budget(demo, 1_000_000_000, "llama.cpp")
+    assert rows["gpt2-large-q4_0"]["ram_bytes"] == ram_bytes_within(large, 1_000_000_000, "llama.cpp")
+    assert ram_bytes_within(large, 1_000_000_000, "llama.cpp") != ram_bytes_within(large, 1_000_000_000)
 
 
 def test_download_installs_with_a_progress_bar_then_lists_it(capsys, fake_hub, app_home,

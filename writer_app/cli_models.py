@@ -17,10 +17,9 @@ from typing import Any, TextIO
 
 from writer_app.assets import demo_model_path
 from writer_app.cli_common import DEMO_MODEL_NAME, CliError, say
-from writer_app.engine.memory import app_resident_within_budget
 from writer_app.engine.printable import printable
 from writer_app.model_choice import DEMO_MODEL_NAME as DEMO_MODEL_LABEL
-from writer_app.model_choice import memory_budget_bytes, models_folder
+from writer_app.model_choice import MemoryQuote, memory_quote, models_folder
 from writer_app.models.catalog import Catalog, app_catalog, ram_bytes_within
 from writer_app.models.checkpoint import checkpoint_folder
 from writer_app.models.downloader import Downloader, DownloadPhase, Progress, RetryPolicy
@@ -53,8 +52,8 @@ class _Context:
         return models_folder(self.settings, self.paths)
 
     @property
-    def budget(self) -> int | None:
-        return memory_budget_bytes(self.settings)
+    def quote(self) -> MemoryQuote:
+        return memory_quote(self.settings)
 
     def store(self) -> ModelStore:
         return ModelStore(self.models_dir, catalog=self.catalog)
@@ -79,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
 # ---- list ------------------------------------------------------------------------------
 
 
-def demo_row(budget: int | None, path: Path | None = None) -> dict[str, Any]:
+def demo_row(quote: MemoryQuote, path: Path | None = None) -> dict[str, Any]:
     """The model that ships with the app: `--model demo` (and the default)."""
     from writer_app.models.errors import InvalidModel
     from writer_app.models.store import check_model_file
@@ -96,19 +95,19 @@ def demo_row(budget: int | None, path: Path | None = None) -> dict[str, Any]:
     except InvalidModel:
         return row  # an incomplete installation: listed as missing, not hidden
     return row | {"quantization": facts.quantization, "size_bytes": facts.file_size,
-                  "ram_bytes": app_resident_within_budget(facts, budget), "status": "built-in",
+                  "ram_bytes": quote.ram_bytes(facts), "status": "built-in",
                   "percent": 100.0}
 
 
 def model_rows(
-    contents: StoreContents, catalog: Catalog, budget: int | None
+    contents: StoreContents, catalog: Catalog, quote: MemoryQuote
 ) -> list[dict[str, Any]]:
     """The built-in demo, the catalog (extras only when present) and imported models, with
-    their status. RAM is the whole app's with each model at the context the memory
-    budget allows: the engine's one memory model (engine/memory.py), as in the app."""
+    their status. RAM is the whole app's with each model on the chosen engine at the
+    context the memory budget allows (`quote`: engine/memory.py's model, as in the app)."""
     installed = {m.name: m for m in contents.models}
     partials = {p.name: p for p in contents.partials}
-    rows = [demo_row(budget)]
+    rows = [demo_row(quote)]
     for item in catalog.items():
         entry = item.entry
         model, partial = installed.get(entry.filename), partials.get(entry.filename)
@@ -117,13 +116,14 @@ def model_rows(
         row: dict[str, Any] = {
             "id": entry.id, "name": entry.label, "filename": entry.filename,
             "quantization": entry.quantization, "size_bytes": item.size_bytes,
-            "ram_bytes": ram_bytes_within(entry, budget), "status": "not downloaded", "percent": None,
+            "ram_bytes": ram_bytes_within(entry, quote.budget_bytes, quote.engine), "status": "not downloaded",
+            "percent": None,
             "path": None, "imported": False, "builtin": False, "sha256": item.sha256,
             "license": entry.license,
         }
         if model is not None:
             row.update(status="installed", size_bytes=model.size_bytes, path=str(model.path),
-                       ram_bytes=app_resident_within_budget(model.facts, budget),
+                       ram_bytes=quote.ram_bytes(model.facts),
                        percent=100.0)
         elif partial is not None:
             total = partial.total_bytes or item.size_bytes
@@ -136,7 +136,7 @@ def model_rows(
                 "id": model.name, "name": f"{model.display_name} (imported)",
                 "filename": model.name, "quantization": facts.quantization,
                 "size_bytes": model.size_bytes,
-                "ram_bytes": app_resident_within_budget(facts, budget),
+                "ram_bytes": quote.ram_bytes(facts),
                 "status": "installed", "percent": 100.0, "path": str(model.path),
                 "imported": True, "builtin": False, "sha256": None, "license": None,
             })
@@ -145,7 +145,7 @@ def model_rows(
 
 def list_models(args: argparse.Namespace, context: _Context) -> int:
     contents = context.store().scan()
-    rows = model_rows(contents, context.catalog, context.budget)
+    rows = model_rows(contents, context.catalog, context.quote)
     rejected = [{"path": str(r.path), "reason": r.reason} for r in contents.rejected]
     if args.json:  # json.dumps escapes what isn't printable
         say(json.dumps({"models_dir": str(context.models_dir), "models": rows,

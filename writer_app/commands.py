@@ -34,7 +34,6 @@ from writer_app.cli_common import (
     write_out,
 )
 from writer_app.engine.ggml import InvalidModelFile, ModelFacts, validate_model_file
-from writer_app.engine.memory import app_resident_within_budget
 from writer_app.engine.printable import printable
 from writer_app.engine.process import EngineCrashed
 from writer_app.engine.protocol import EngineError, FinishEvent
@@ -47,7 +46,7 @@ from writer_app.engine.session import (
 )
 from writer_app.engine.tokenizer import TokenizerError
 from writer_app.engine.window import WindowError
-from writer_app.model_choice import memory_budget_bytes, models_folder
+from writer_app.model_choice import memory_quote, models_folder
 from writer_app.paths import AppPaths
 from writer_app.settings import Settings
 
@@ -190,11 +189,11 @@ def model_info(args: argparse.Namespace) -> int:
     say(f"  context        {facts.n_ctx} tokens, vocabulary {facts.n_vocab:,}")
     say(f"  file size      {facts.file_size / mib:,.1f} MiB")
     paths = AppPaths.default()
-    budget = memory_budget_bytes(_settings(paths))
-    needed = app_resident_within_budget(facts, budget)
-    say(f"  RAM needed     ~{needed / mib:,.0f} MiB (the whole app, at the context a "
-        f"{(budget or 0) // 1_000_000:,} MB budget allows)" if budget else
-        f"  RAM needed     ~{needed / mib:,.0f} MiB (the whole app, at the full context)")
+    quote = memory_quote(_settings(paths))
+    needed = quote.ram_bytes(facts)
+    context = (f"at the context a {quote.budget_bytes // 1_000_000:,} MB budget allows" if quote.budget_bytes
+               else "at the full context")
+    say(f"  RAM needed     ~{needed / mib:,.0f} MiB (the whole app on {quote.engine}, {context})")
     return 0
 
 

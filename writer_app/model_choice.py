@@ -1,13 +1,17 @@
-"""Which model, models folder and memory budget the settings choose: the rules, stated once.
+"""Which model, models folder and memory budget the settings choose, and the memory a
+model is quoted as needing: the rules, stated once.
 
 The app, the Model menu and the command line all ask here, so they always agree.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from writer_app.assets import demo_model_path
+from writer_app.engine.ggml import ModelFacts
+from writer_app.engine.memory import DEFAULT_ENGINE, app_resident_within_budget
 from writer_app.paths import AppPaths
 from writer_app.settings import Settings
 
@@ -35,3 +39,20 @@ def chosen_model(settings: Settings, demo: Path | None = None) -> Path:
 def memory_budget_bytes(settings: Settings) -> int | None:
     """The whole app's memory budget the model's context is capped to fit (None: no cap)."""
     return settings.models.memory_budget_mb * 1_000_000 or None
+
+
+@dataclass(frozen=True)
+class MemoryQuote:
+    """The RAM the Model Manager, `models list` and `info` quote for a model: the whole
+    app with it loaded on the chosen engine (their footprints differ: engine/memory.py)
+    at the context the memory budget allows."""
+
+    budget_bytes: int | None
+    engine: str = DEFAULT_ENGINE
+
+    def ram_bytes(self, facts: ModelFacts) -> int:
+        return app_resident_within_budget(facts, self.budget_bytes, self.engine)
+
+
+def memory_quote(settings: Settings) -> MemoryQuote:
+    return MemoryQuote(memory_budget_bytes(settings), settings.models.engine)

@@ -120,6 +120,11 @@ def test_the_catalog_shows_sizes_memory_and_status_without_going_online(qtbot, m
     manager.keeper.update(lambda s: replace(s, models=replace(s.models, memory_budget_mb=0)))
     qtbot.waitUntil(lambda: window.rows and {r.key: r.ram_bytes for r in window.rows}[
         "gpt2-large-q4_0"] == ram_bytes_within(LARGE, None), timeout=5_000)
+    # Choosing llama.cpp quotes its footprint (Model > Engine changes this setting).
+    manager.keeper.update(lambda s: replace(s, models=replace(s.models, engine="llama.cpp")))
+    qtbot.waitUntil(lambda: {r.key: r.ram_bytes for r in window.rows}[
+        "gpt2-large-q4_0"] == ram_bytes_within(LARGE, None, "llama.cpp") != ram_bytes_within(LARGE, None),
+        timeout=5_000)
     assert window.folder_label.text() == str(manager.downloads.models_dir)
     assert "free on disk" in window.usage_label.text()
     assert not window.isModal()

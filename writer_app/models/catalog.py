@@ -17,7 +17,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from writer_app.engine.ggml import ModelFacts, weight_type
-from writer_app.engine.memory import DEFAULT_BUDGET_BYTES, app_resident_within_budget
+from writer_app.engine.memory import (
+    DEFAULT_BUDGET_BYTES,
+    DEFAULT_ENGINE,
+    app_resident_within_budget,
+)
 from writer_app.models.errors import UnknownModel
 from writer_app.safe_files import write_text_atomic
 
@@ -120,11 +124,11 @@ def expected_facts(fam: _Family, quantization: str, file_size: int) -> ModelFact
     )
 
 
-def ram_bytes_within(entry: CatalogEntry, budget_bytes: int | None) -> int:
-    """The whole app's resident memory with `entry` loaded under this memory budget."""
+def ram_bytes_within(entry: CatalogEntry, budget_bytes: int | None, engine: str = DEFAULT_ENGINE) -> int:
+    """The whole app's resident memory with `entry` loaded on `engine` under this budget."""
     fam = next(f for f in _FAMILIES if f.family == entry.family)
     facts = expected_facts(fam, entry.quantization, entry.approx_size_bytes)
-    return app_resident_within_budget(facts, budget_bytes)
+    return app_resident_within_budget(facts, budget_bytes, engine)
 
 
 def _build_entries() -> tuple[CatalogEntry, ...]:

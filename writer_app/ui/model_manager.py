@@ -37,8 +37,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from writer_app.engine.memory import app_resident_within_budget
-from writer_app.model_choice import memory_budget_bytes
+from writer_app.model_choice import MemoryQuote, memory_quote
 from writer_app.models.catalog import (
     LICENSE,
     REPO_ID,
@@ -294,9 +293,9 @@ class ManagerRow:
 
 
 def build_rows(contents: StoreContents, catalog: Catalog, jobs: dict[str, DownloadJob],
-               *, include_extras: bool, budget_bytes: int | None) -> list[ManagerRow]:
+               *, include_extras: bool, quote: MemoryQuote) -> list[ManagerRow]:
     """Catalog rows (extras only when asked for or present), then imported models; the
-    memory each needs is engine/memory.py's, at the context `budget_bytes` allows."""
+    memory each needs is `quote`'s (the chosen engine, the memory budget)."""
     installed = {m.name: m for m in contents.models}
     partials = {p.name: p for p in contents.partials}
     rows = []
@@ -307,11 +306,11 @@ def build_rows(contents: StoreContents, catalog: Catalog, jobs: dict[str, Downlo
         if entry.extra and not include_extras and not (model or partial or job):
             continue
         row = ManagerRow(entry.id, entry.display_name, entry.quantization, item.size_bytes,
-                         ram_bytes_within(entry, budget_bytes), RowStatus.NOT_INSTALLED,
+                         ram_bytes_within(entry, quote.budget_bytes, quote.engine), RowStatus.NOT_INSTALLED,
                          entry=entry)
         if model is not None:
             row = replace(row, status=RowStatus.INSTALLED, size_bytes=model.size_bytes,
-                          ram_bytes=app_resident_within_budget(model.facts, budget_bytes),
+                          ram_bytes=quote.ram_bytes(model.facts),
                           path=model.path,
                           detail=str(model.path))
         elif job is not None:
@@ -330,7 +329,7 @@ def build_rows(contents: StoreContents, catalog: Catalog, jobs: dict[str, Downlo
             facts = model.facts
             rows.append(ManagerRow(model.name, f"{model.display_name} (imported)",
                                    facts.quantization, model.size_bytes,
-                                   app_resident_within_budget(facts, budget_bytes),
+                                   quote.ram_bytes(facts),
                                    RowStatus.INSTALLED, detail=str(model.path), path=model.path))
     return rows
 
@@ -446,7 +445,7 @@ class ModelManagerWindow(QDialog):
         jobs = {job.id: job for job in self.manager.jobs()}
         self.rows = build_rows(contents, self.manager.catalog, jobs,
                                include_extras=self.more.isChecked(),
-                               budget_bytes=memory_budget_bytes(self.keeper.current))
+                               quote=memory_quote(self.keeper.current))
         self._buttons.clear()
         self._bars.clear()
         self.table.setRowCount(len(self.rows))
