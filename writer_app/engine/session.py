@@ -163,9 +163,12 @@ class TextSession:
         forced_ids: tuple[int, ...] = (),
     ) -> GenerationRequest:
         """The GenerationRequest that continues `text` (after forced_ids)."""
-        ids = self.prompt_ids(text) + list(forced_ids)
+        return self._request(request_id, text, self.prompt_ids(text), settings, with_probs, top_n, forced_ids)
+
+    def _request(self, request_id: int, text: str, prompt_ids: list[int], settings: SamplingSettings,
+                 with_probs: bool, top_n: int, forced_ids: tuple[int, ...] = ()) -> GenerationRequest:
         preceding = text[-64:] + self.tokenizer.decode(list(forced_ids))
-        return GenerationRequest(request_id, tuple(ids), settings, with_probs, top_n, preceding)
+        return GenerationRequest(request_id, (*prompt_ids, *forced_ids), settings, with_probs, top_n, preceding)
 
     def next_token_probs(self, text: str, temperature: float, top_n: int) -> list[Alternative]:
         return self.client.next_token_probs(self.prompt_ids(text), temperature, top_n)
@@ -191,7 +194,7 @@ class TextSession:
         )
         ahead = None
         if settings is not None and settings.seed >= 0 and settings.max_tokens == max_tokens:
-            ahead = self.request(0, text, settings, with_probs=with_probs, top_n=top_n)
+            ahead = self._request(0, text, ids, settings, with_probs, top_n)  # tokenized once
         return self.client.prewarm(ids, max_tokens=max_tokens, upcoming_ids=upcoming, ahead=ahead)
 
     def cancel(self) -> None:
