@@ -9,10 +9,10 @@ right after the other, and the next round goes the other way round. engines.py j
 each ratio per round (both sides measured within a few minutes of each other) and then
 the median over the rounds.
 
-Round 1 measures every figure (at 1 thread the per-engine tables' reference; the
-ctransformers batch sweep; llama.cpp's three read batches). Later rounds measure only
-what the ratios need: generation, the 512-token read at the best batch round 1 found,
-and generate's workload (ctransformers, the CLI's reference).
+Round 1 measures every figure (at 1 thread the per-engine tables' reference and the
+ctransformers batch sweep). Later rounds measure only what the ratios need: generation,
+the 512-token read (each engine at its likeliest best batches, raw_options), and
+generate's workload (ctransformers, the CLI's reference).
 """
 
 from __future__ import annotations
@@ -32,6 +32,9 @@ from writer_app.engine.cores import physical_cores
 REPO = Path(__file__).resolve().parents[1]
 READ_TOKENS = 512  # the raw prompt-reading comparison (issue 12, target a)
 LLAMA_READ_BATCHES = "16,64,512"  # the app's chunk, a middle one, llama.cpp's default
+LLAMA_BEST_BATCHES = "64,512"
+# ctransformers' fastest reads in every earlier sweep were at 8, 16 or (gpt2) 32.
+CT_READ_BATCHES, CT_READ_BATCHES_LARGE = "8,16,32", "8,16"
 
 
 class BenchmarkFailed(RuntimeError):
@@ -52,35 +55,32 @@ def python_module(module: str, args: list[str]) -> list[str]:
 
 
 def raw_options(model: BenchModel, tiny: bool, context: int, engine: str, full: bool,
-                read_batch: str | None = None) -> list[str]:
+                first_round: bool) -> list[str]:
     """raw_bench / raw_llama options. `full` (1 thread, round 1): every figure; else the
-    figures compared across engines. `read_batch`: read at this batch only (the best
-    one round 1 found) instead of sweeping."""
+    figures compared across engines. Every round reads the 512-token prompt at each
+    engine's two or three likeliest best batches and takes the best: a batch chosen
+    once by a short sweep in a busy minute (ctransformers' batch 2 at 68 ms a token,
+    against ~33 at 16) would otherwise stand for the engine in every round."""
+    large = model is GPT2_LARGE
     if tiny:
         options = ["--gen-tokens", "8", "--reps", "1", "--read-tokens", "64"]
         if full:
             options += ["--context-tokens", "100"]
-        if read_batch:
-            return options + ["--read-batches", read_batch]
-        return options + (["--read-batches", "16,64"] if engine == "llama.cpp" else
-                          ["--sweep", "1,4", "--sweep-at", "32", "--sweep-tokens", "8"])
-    large = model is GPT2_LARGE
-    options = ["--gen-tokens", "24" if large else "64", "--reps", "2" if large else "3",
-               "--read-tokens", str(READ_TOKENS)]
-    if full:
-        options += ["--context-tokens", str(min(800, context))]
-    if read_batch:
-        return options + ["--read-batches", read_batch]
+    else:
+        options = ["--gen-tokens", "24" if large else "64", "--reps", "2" if large else "3",
+                   "--read-tokens", str(READ_TOKENS)]
+        if full:
+            options += ["--context-tokens", str(min(800, context))]
     if engine == "llama.cpp":
-        return options + ["--read-batches", LLAMA_READ_BATCHES]
-    # gpt2-large crashes ctransformers with batches of 32 even on short prompts. The
-    # sweep (32 tokens after 64) picks the batch the 512-token read then uses.
-    return options + ["--sweep", "1,2,4,8,16" if large else "1,2,4,8,16,32", "--sweep-tokens", "32"]
-
-
-def best_read_batch(run: dict) -> str | None:
-    reads = run.get("read_ms_per_token") or {}
-    return min(reads, key=reads.__getitem__) if reads else None
+        # 16 is the app's prewarm chunk: shown in round 1, never llama.cpp's best.
+        return options + ["--read-batches", LLAMA_READ_BATCHES if first_round else LLAMA_BEST_BATCHES]
+    # gpt2-large crashes ctransformers with batches of 32 even on short prompts. Round
+    # 1's sweep (32 tokens after 64) is shown beside the per-engine tables.
+    options += ["--read-batches", "4" if tiny else (CT_READ_BATCHES_LARGE if large else CT_READ_BATCHES)]
+    if first_round and full:
+        options += (["--sweep", "1,4", "--sweep-at", "32", "--sweep-tokens", "8"] if tiny else
+                    ["--sweep", "1,2,4,8,16" if large else "1,2,4,8,16,32", "--sweep-tokens", "32"])
+    return options
 
 
 def _raw_run(model: BenchModel, path: Path, engine: str, threads: int, options: list[str], work: Path,
@@ -104,7 +104,6 @@ def measure_turns(model: BenchModel, path: Path, engines: list[str], *, rounds: 
     if not (raw or cli):
         return figures
     counts = [1] if tiny else list(range(1, max(1, physical_cores()) + 1))
-    best_batch: dict[tuple[str, int], str | None] = {}
     for number in range(rounds):
         order = engines if number % 2 == 0 else engines[::-1]
         log(f"[turns] {model.name} round {number + 1} of {rounds}: {' then '.join(order)}, "
@@ -114,17 +113,16 @@ def measure_turns(model: BenchModel, path: Path, engines: list[str], *, rounds: 
                 for engine in order:
                     first = number == 0
                     options = raw_options(model, tiny, context, engine, full=first and threads == 1,
-                                          read_batch=None if first else best_batch.get((engine, threads)))
+                                          first_round=first)
                     run = _raw_run(model, path, engine, threads, options, work, f"r{number + 1}")
-                    if first:
-                        best_batch[(engine, threads)] = best_read_batch(run)
                     figures[engine].setdefault("raw_rounds", {}).setdefault(str(threads), []).append(run)
         if cli:
             for engine in order:
                 long_tokens = 10 if tiny else 72
                 try:
                     run = measure_cli(path, engine, work, complete_tokens=(2 if tiny else 8, long_tokens),
-                                      samples=1, threads=1 if tiny else None, log=log)
+                                      samples=1, threads=1 if tiny else None, reps=cli_reps(model),
+                                      log=log)
                 except CliFailed as error:
                     raise BenchmarkFailed(str(error)) from error
                 figures[engine].setdefault("cli_rounds", []).append({**run, "load_average_end": load_average()})
@@ -141,3 +139,10 @@ def default_rounds(tiny: bool, quick: bool, model: BenchModel) -> int:
     """Three rounds give a median that one busy minute can't move; a toy run checks the
     turns with two, and so does --quick (gpt2 only)."""
     return 2 if tiny or (quick and model is GPT2) else 3
+
+
+def cli_reps(model: BenchModel) -> int:
+    """Runs per CLI command (the fastest counts): gpt2's runs take ~2 s and its steady
+    difference ~0.6 s, so three; gpt2-large's difference (~7 s) dwarfs the start's
+    jitter, and a toy run only checks the code: one."""
+    return 3 if model is GPT2 else 1
