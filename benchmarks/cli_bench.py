@@ -1,22 +1,20 @@
 """`writer-app complete` and `writer-app generate` as a user runs them: the real CLI in a
 subprocess, default threads ("auto": every physical core), one engine per run.
 
-    rates = measure_cli(model_path, "llama.cpp", work_dir, complete_tokens=(8, 72), samples=1)
+    rates = measure_cli(model_path, "llama.cpp", work_dir, complete_tokens=72, samples=1)
 
-A command's wall time includes its start (interpreter, model load), so each figure is a
-steady rate from two runs that differ only in the work asked for:
+A command's wall time includes its start (interpreter, engine process, model load, the
+prompt), whose jitter on this shared machine (half a second between three identical
+runs) was as large as gpt2's whole generation. So each figure is the steady rate read
+off the command's own streaming output, timestamped as it arrives:
 
-  * complete: the 100-word speed prompt continued to --max-tokens SHORT and LONG
-    (--stop-at length); rate = (LONG - SHORT) / (time LONG - time SHORT), the tokens
-    generated once the model is loaded and the prompt read.
-  * generate: remote_bench's 8 fixed prompts x n samples of 32 tokens, and the same
-    command on one prompt x one sample; rate = (samples - 1) x 32 / (the difference),
-    as remote_bench measures it: each sample reads its prompt (what the cache lacks of
-    it) and generates 32 tokens.
-
-The start's own jitter (a few tenths of a second) is as large as gpt2's whole
-difference (64 tokens at ~100 tokens/s), so each command may run `reps` times and the
-fastest run counts on both sides: noise on a shared machine only ever adds time.
+  * complete: the 100-word speed prompt continued to N tokens (--stop-at length); the
+    text streams to stdout a token at a time (flushed), so rate = (N - 1) / (time of the
+    last piece - time of the first): the tokens generated once the first one is out.
+  * generate: remote_bench's 8 fixed prompts x n samples of 32 tokens; the progress bar
+    writes a line to stderr as each sample is done, so rate = (samples - 1) x 32 /
+    (time of the last line - time of the first), as remote_bench measures it: each
+    sample reads its prompt (what the cache lacks of it) and generates 32 tokens.
 
 The raw side does the same work (raw_bench / raw_llama: generation on a hot cache for
 complete, the generate workload for generate).
@@ -27,6 +25,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -53,73 +52,86 @@ def _env(work: Path) -> dict[str, str]:
                 XDG_DATA_HOME=str(work / "cli-data"), HF_HUB_OFFLINE="1")
 
 
-def _timed(command: list[str], work: Path) -> tuple[float, str]:
+def _streamed(command: list[str], work: Path, watched: str) -> tuple[float, str, list[tuple[float, bytes]]]:
+    """Run the CLI; its wall seconds, its stdout, and each piece of `watched` ("stdout"
+    or "stderr") with when it arrived (seconds after the start)."""
     started = time.perf_counter()
-    completed = subprocess.run([sys.executable, "-m", "writer_app", *command], cwd=REPO, env=_env(work),
-                               capture_output=True, text=True, timeout=1800)
+    child = subprocess.Popen([sys.executable, "-m", "writer_app", *command], cwd=REPO, env=_env(work),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    pieces: dict[str, list[bytes]] = {"stdout": [], "stderr": []}
+    arrivals: list[tuple[float, bytes]] = []
+
+    def read(name: str) -> None:
+        stream = getattr(child, name)
+        while chunk := os.read(stream.fileno(), 65536):
+            if name == watched:
+                arrivals.append((time.perf_counter() - started, chunk))
+            pieces[name].append(chunk)
+
+    readers = [threading.Thread(target=read, args=(name,), daemon=True) for name in pieces]
+    for reader in readers:
+        reader.start()
+    try:
+        returncode = child.wait(timeout=1800)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    for reader in readers:
+        reader.join(timeout=10)
     seconds = time.perf_counter() - started
-    if completed.returncode != 0:
-        raise CliFailed(f"writer-app {' '.join(command[:1])}: exit {completed.returncode}: "
-                        f"{completed.stderr.strip()[-500:]}")
-    if "; using ctransformers" in completed.stderr:  # open_with_fallback's notice
-        raise CliFailed(f"writer-app {command[0]} fell back: {completed.stderr.strip()[-300:]}")
-    return seconds, completed.stdout
+    out, err = (b"".join(pieces[name]).decode("utf-8", "replace") for name in ("stdout", "stderr"))
+    if returncode != 0:
+        raise CliFailed(f"writer-app {' '.join(command[:1])}: exit {returncode}: {err.strip()[-500:]}")
+    if "; using ctransformers" in err:  # open_with_fallback's notice
+        raise CliFailed(f"writer-app {command[0]} fell back: {err.strip()[-300:]}")
+    return seconds, out, arrivals
 
 
 def _engine_flags(model: Path, engine: str, threads: int | None) -> list[str]:
     return ["--model", str(model), "--engine", engine, *(["--threads", str(threads)] if threads else [])]
 
 
-def _fastest(command: list[str], work: Path, reps: int) -> tuple[float, str, list[float]]:
-    """The fastest of `reps` runs (noise on a shared machine only ever adds time), its
-    output, and every run's seconds."""
-    runs = [_timed(command, work) for _ in range(reps)]
-    seconds, output = min(runs, key=lambda run: run[0])
-    return seconds, output, [s for s, _ in runs]
+def complete_rate(model: Path, engine: str, work: Path, tokens: int, threads: int | None = None) -> dict:
+    command = ["complete", *_engine_flags(model, engine, threads), "--stop-at", "length", "--seed", "1",
+               "--max-tokens", str(tokens), document(100)]
+    seconds, text, pieces = _streamed(command, work, "stdout")
+    arrivals = [at for at, _ in pieces]
+    streaming = arrivals[-1] - arrivals[0] if len(arrivals) > 1 else 0.0
+    return {"tokens": tokens, "wall_s": seconds, "first_text_s": arrivals[0] if arrivals else None,
+            "streaming_s": streaming, "pieces": len(arrivals), "output_chars": len(text),
+            "tokens_per_s": (tokens - 1) / streaming if streaming > 0 else None}
 
 
-def complete_rate(model: Path, engine: str, work: Path, short: int, long: int,
-                  threads: int | None = None, reps: int = 1) -> dict:
-    prompt = document(100)
-    common = [*_engine_flags(model, engine, threads), "--stop-at", "length", "--seed", "1"]
-    short_s, _, short_runs = _fastest(["complete", *common, "--max-tokens", str(short), prompt], work, reps)
-    long_s, text, long_runs = _fastest(["complete", *common, "--max-tokens", str(long), prompt], work, reps)
-    steady = long_s - short_s  # can be <= 0 on a toy model, where the difference is noise
-    return {"short_tokens": short, "long_tokens": long, "short_s": short_s, "long_s": long_s,
-            "short_runs_s": short_runs, "long_runs_s": long_runs, "output_chars": len(text),
-            "tokens_per_s": (long - short) / steady if steady > 0 else None}
-
-
-def generate_rate(model: Path, engine: str, work: Path, samples: int, threads: int | None = None,
-                  reps: int = 1) -> dict:
+def generate_rate(model: Path, engine: str, work: Path, samples: int, threads: int | None = None) -> dict:
     prompts = prompts_file(work)
-    one = work / "cli-one-prompt.txt"
-    one.write_text(PROMPTS[0] + "\n", "utf-8")
     out = work / "cli-generate.jsonl"
-    common = [*_engine_flags(model, engine, threads), "--max-tokens", str(MAX_TOKENS),
-              "--stop-at", "length", "--temperature", "0.8", "--seed", "1", "--out", str(out)]
-    one_s, _, one_runs = _fastest(["generate", *common, "--prompts", str(one), "--n", "1"], work, reps)
-    total_s, _, total_runs = _fastest(["generate", *common, "--prompts", str(prompts), "--n", str(samples)],
-                                      work, reps)
+    out.unlink(missing_ok=True)  # else the run resumes it
+    command = ["generate", *_engine_flags(model, engine, threads), "--max-tokens", str(MAX_TOKENS),
+               "--stop-at", "length", "--temperature", "0.8", "--seed", "1", "--out", str(out),
+               "--prompts", str(prompts), "--n", str(samples)]
+    seconds, _, pieces = _streamed(command, work, "stderr")
+    # Not a terminal: the progress bar writes one line per sample, flushed (other notes,
+    # such as a first conversion for llama.cpp, may come before).
+    arrivals = [at for at, chunk in pieces for line in chunk.splitlines() if b" samples " in line]
     written = len(out.read_text("utf-8").splitlines())
     count = samples * len(PROMPTS)
     if written != count:
         raise CliFailed(f"writer-app generate wrote {written} samples, {count} asked for")
-    steady = total_s - one_s
-    return {"samples": count, "tokens": MAX_TOKENS, "one_sample_s": one_s, "wall_s": total_s,
-            "one_sample_runs_s": one_runs, "wall_runs_s": total_runs,
+    if len(arrivals) != count:
+        raise CliFailed(f"writer-app generate's progress came in {len(arrivals)} pieces, not one per sample")
+    steady = arrivals[-1] - arrivals[0]
+    return {"samples": count, "tokens": MAX_TOKENS, "wall_s": seconds, "first_sample_s": arrivals[0],
+            "steady_s": steady, "pieces": len(arrivals),
             "tokens_per_s": (count - 1) * MAX_TOKENS / steady if steady > 0 else None}
 
 
-def measure_cli(model: Path, engine: str, work: Path, *, complete_tokens: tuple[int, int],
-                samples: int, threads: int | None = None, reps: int = 1,
-                log=print) -> dict:  # type: ignore[no-untyped-def]
+def measure_cli(model: Path, engine: str, work: Path, *, complete_tokens: int, samples: int,
+                threads: int | None = None, log=print) -> dict:  # type: ignore[no-untyped-def]
     """threads None: the CLI's default ("auto"), what the targets are about; the smoke
-    run passes 1, since 2 threads on a busy 2-core machine can take 100x longer. reps:
-    each command run this many times, the fastest counted."""
-    result = {"engine": engine, "threads": threads or "auto (the CLI's default)", "reps": reps,
-              "complete": complete_rate(model, engine, work, *complete_tokens, threads=threads, reps=reps),
-              "generate": generate_rate(model, engine, work, samples, threads=threads, reps=reps)}
+    run passes 1, since 2 threads on a busy 2-core machine can take 100x longer."""
+    result = {"engine": engine, "threads": threads or "auto (the CLI's default)",
+              "complete": complete_rate(model, engine, work, complete_tokens, threads=threads),
+              "generate": generate_rate(model, engine, work, samples, threads=threads)}
     log(f"[cli {model.name} {engine}] complete {result['complete']['tokens_per_s'] or float('nan'):.1f} "
         f"tokens/s, generate {result['generate']['tokens_per_s'] or float('nan'):.1f} tokens/s")
     return result

@@ -118,11 +118,9 @@ def measure_turns(model: BenchModel, path: Path, engines: list[str], *, rounds: 
                     figures[engine].setdefault("raw_rounds", {}).setdefault(str(threads), []).append(run)
         if cli:
             for engine in order:
-                long_tokens = 10 if tiny else 72
                 try:
-                    run = measure_cli(path, engine, work, complete_tokens=(2 if tiny else 8, long_tokens),
-                                      samples=1, threads=1 if tiny else None, reps=cli_reps(model),
-                                      log=log)
+                    run = measure_cli(path, engine, work, complete_tokens=10 if tiny else 72, samples=1,
+                                      threads=1 if tiny else None, log=log)
                 except CliFailed as error:
                     raise BenchmarkFailed(str(error)) from error
                 figures[engine].setdefault("cli_rounds", []).append({**run, "load_average_end": load_average()})
@@ -140,9 +138,3 @@ def default_rounds(tiny: bool, quick: bool, model: BenchModel) -> int:
     turns with two, and so does --quick (gpt2 only)."""
     return 2 if tiny or (quick and model is GPT2) else 3
 
-
-def cli_reps(model: BenchModel) -> int:
-    """Runs per CLI command (the fastest counts): gpt2's runs take ~2 s and its steady
-    difference ~0.6 s, so three; gpt2-large's difference (~7 s) dwarfs the start's
-    jitter, and a toy run only checks the code: one."""
-    return 3 if model is GPT2 else 1
