@@ -125,6 +125,7 @@ def test_the_catalog_shows_sizes_memory_and_status_without_going_online(qtbot, m
     qtbot.waitUntil(lambda: {r.key: r.ram_bytes for r in window.rows}[
         "gpt2-large-q4_0"] == ram_bytes_within(LARGE, None, "llama.cpp") != ram_bytes_within(LARGE, None),
         timeout=5_000)
+    assert window.intro.text().endswith(" RAM needed is the whole app's with llama.cpp.")
     assert window.folder_label.text() == str(manager.downloads.models_dir)
     assert "free on disk" in window.usage_label.text()
     assert not window.isModal()

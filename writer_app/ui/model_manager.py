@@ -525,6 +525,8 @@ class ModelManagerWindow(QDialog):
         host = self.manager.hub_settings().host
         memory = f" This computer has {human_size(self.total_ram)} of memory." \
             if self.total_ram else ""
+        # The engines hold a model differently (engine/memory.py): say whose figures these are.
+        memory += f" RAM needed is the whole app's with {memory_quote(self.keeper.current).engine}."
         source = f"Models come from {host} ({REPO_ID}, {LICENSE} licence), only when you ask."
         if offline:
             source = "Offline mode is on: nothing is downloaded and the hub is never contacted."
