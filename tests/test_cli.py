@@ -59,6 +59,27 @@ def test_generate_writes_one_json_object_per_sample(cat_model, tmp_path, capfd):
     assert "4/4 samples" in capfd.readouterr().err  # the progress bar
 
 
+def test_the_command_lines_generations_are_not_interactive(cat_model, tmp_path, monkeypatch, capsys):
+    """No edit can cancel them, so the engine may read their prompts in batches."""
+    from writer_app.engine.process import EngineClient
+
+    asked = []
+    real = EngineClient.generate
+
+    def generate(self, request):
+        asked.append(request)
+        return real(self, request)
+
+    monkeypatch.setattr(EngineClient, "generate", generate)
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("Snow fell\n", encoding="utf-8")
+    assert main(["complete", "--model", str(cat_model), "--temperature", "0", "The cat sat"]) == 0
+    assert main(["generate", "--model", str(cat_model), "--prompts", str(prompts),
+                 "--out", str(tmp_path / "out.jsonl"), "--temperature", "0"]) == 0
+    assert capsys.readouterr().out == " on the mat. Then it slept all day!\n"
+    assert len(asked) == 2 and not any(request.interactive for request in asked)
+
+
 def test_models_info_prints_the_validators_facts(cat_model, capsys, app_home):
     assert main(["models", "info", str(cat_model), "--json"]) == 0
     facts = json.loads(capsys.readouterr().out)

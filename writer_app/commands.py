@@ -216,7 +216,8 @@ def _stream(engine: _Engine, prompt: str, settings: SamplingSettings,
     while True:
         session, written = engine.session, False
         try:
-            for event in session.generate(request_id, prompt, settings):
+            # No edit can cancel it here, so the engine may read the prompt in batches.
+            for event in session.generate(request_id, prompt, settings, interactive=False):
                 if isinstance(event, FinishEvent):
                     if out is not None and event.tail_text:
                         out(event.tail_text)

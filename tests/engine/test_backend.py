@@ -137,6 +137,20 @@ def test_a_generations_prompt_goes_one_token_per_native_call(backend, monkeypatc
     assert sizes == [1] * 40
 
 
+def test_a_command_line_generation_reads_its_prompt_in_batches_to_the_same_text(backend, monkeypatch):
+    """Not interactive (no edit will cancel it): the prewarm's batches, same tokens."""
+    prompt = [11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22]
+    settings = GREEDY.with_changes(max_tokens=6)
+    backend.evaluate([7])
+    interactive = [e.token_id for e in backend.generate(ask(prompt, settings)) if isinstance(e, TokenEvent)]
+    backend.evaluate([7])
+    sizes = _native_chunks(backend, monkeypatch)
+    batch = list(backend.generate(ask(prompt, settings, interactive=False), lambda: False))
+    assert sizes[: len(prompt) // PREWARM_CHUNK] == [PREWARM_CHUNK] * (len(prompt) // PREWARM_CHUNK)
+    assert sizes[len(prompt) // PREWARM_CHUNK :] == [1] * 5  # then one per generated token
+    assert [e.token_id for e in batch if isinstance(e, TokenEvent)] == interactive
+
+
 def test_a_prewarm_goes_in_batches(backend, monkeypatch):
     backend.evaluate([7])
     sizes = _native_chunks(backend, monkeypatch)

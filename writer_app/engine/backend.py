@@ -68,7 +68,10 @@ MAX_BATCH = 32  # more tokens per native call hardly speed up GPT-2 on a CPU
 # tokens of context: 23 ms for 1, 33 for 2, 83 for 8). Prewarming, which nobody waits to
 # cancel, goes in batches of 4: 1.4-1.7x faster than one at a time on a cold prompt, and
 # within 10-20% of batches of 8, whose scratch memory would cost gpt2-large 38 MiB more
-# (peak 808 MiB against 770 at 448 tokens of context; see engine/memory.py).
+# (peak 808 MiB against 770 at 448 tokens of context; see engine/memory.py). A request
+# nobody will cancel for an edit (GenerationRequest.interactive False: the command line)
+# reads its prompt in PREWARM_CHUNKs too: `writer-app generate` reads a fresh prompt for
+# nearly every sample.
 GENERATION_CHUNK = 1
 PREWARM_CHUNK = 4
 # gpt2.cc evaluates in a static 256 MiB buffer (it only grows it from a per-token
@@ -347,7 +350,8 @@ class CTransformersBackend:
         should_cancel makes it interruptible between tokens (see evaluate())."""
         window = self._window(request.prompt_ids, request.settings.max_tokens)
         started = time.perf_counter()
-        evaluated = self.evaluate(window.tokens, should_cancel, max_chunk=GENERATION_CHUNK)
+        chunk = GENERATION_CHUNK if request.interactive else PREWARM_CHUNK
+        evaluated = self.evaluate(window.tokens, should_cancel, max_chunk=chunk)
         prompt_done = time.perf_counter()
         run = GenerationRun(request)
         should_cancel = should_cancel or _never

@@ -126,6 +126,10 @@ class GenerationRequest:
     with_probs: bool = False  # per-token probability + alternatives on every TokenEvent
     top_n: int = 5  # how many alternatives
     preceding_text: str = ""  # the end of the prompt as text (<= 64 chars), for the sentence stop rule
+    # True: a writer's edit may cancel it at any moment, so the engine reads the prompt
+    # in steps that stop within one token. False (the command line, which has no edits):
+    # the engine may read it in larger, faster steps.
+    interactive: bool = True
 
     def __post_init__(self) -> None:
         # Normalised once here, so every engine sees the same thing: a tuple (hashable,

@@ -10,7 +10,7 @@ streams back complete UTF-8 text.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from writer_app.engine.ggml import InvalidModelFile, ModelFacts, read_layout
@@ -144,13 +144,14 @@ class TextSession:
         with_probs: bool = False,
         top_n: int = 5,
         forced_ids: tuple[int, ...] = (),
+        interactive: bool = True,
     ) -> Iterator[TokenEvent | FinishEvent]:
-        """Continue `text`. forced_ids are tokens the writer already chose to follow it."""
-        return self.client.generate(
-            self.request(
-                request_id, text, settings, with_probs=with_probs, top_n=top_n, forced_ids=forced_ids
-            )
+        """Continue `text`. forced_ids are tokens the writer already chose to follow it;
+        interactive False: no edit will cancel it (GenerationRequest.interactive)."""
+        request = self.request(
+            request_id, text, settings, with_probs=with_probs, top_n=top_n, forced_ids=forced_ids
         )
+        return self.client.generate(request if interactive else replace(request, interactive=False))
 
     def request(
         self,
