@@ -70,7 +70,8 @@ def plan(args: argparse.Namespace) -> list[tuple[BenchModel, BenchModel | None, 
             "--speed-reps": 3 if quick else 4, "--speed-threads": "1" if quick else "1,2",
             "--stall-configs": "1:0" if quick else "1:0,2:0,2:10",
             "--stall-generations": 3 if quick else 4}
-    large = {"--pauses": 6, "--long-pauses": 6, "--cancel-trials": 4, "--speed-tokens": 32,
+    # Ten pauses each, as gpt2's: the 90th percentile of six was their maximum.
+    large = {"--pauses": 10, "--long-pauses": 10, "--cancel-trials": 4, "--speed-tokens": 32,
              "--speed-reps": 3, "--speed-threads": "1", "--stall-configs": "1:0",
              "--stall-generations": 2, "--window-pauses": 3}
     chosen = args.models.split(",") if args.models else (["gpt2"] if quick else ["gpt2", "gpt2-large"])
