@@ -21,8 +21,6 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-import numpy as np
-
 REPO = Path(__file__).resolve().parents[1]
 KEY_ENV = "WRITER_APP_BENCH_SERVER_KEY"
 MODEL_ALIAS = "bench-gpt2"
@@ -32,48 +30,14 @@ TOKEN_TYPE_NORMAL, TOKEN_TYPE_CONTROL = 1, 3
 def served_gguf(ggml_path: Path) -> Path:
     """The GPT-2 GGUF llama-server serves for `ggml_path`, written once beside it."""
     from writer_app.engine.ggml import read_layout
-    from writer_app.engine.gguf_convert import (
-        _LLAMA_FILE_TYPE,
-        LAYER_NORM_EPS,
-        _plan_from_ggml,
-        write_atomically,
-    )
+    from writer_app.engine.gguf_convert import plan_from_ggml, write_atomically, write_gguf
 
     target = ggml_path.with_name(ggml_path.name + ".served.gguf")
     if target.is_file() and target.stat().st_mtime >= ggml_path.stat().st_mtime:
         return target
-    plan = _plan_from_ggml(read_layout(ggml_path))
-
-    def write(path: Path) -> None:
-        import gguf
-
-        facts = plan.facts
-        writer = gguf.GGUFWriter(path, "gpt2")
-        writer.add_name(MODEL_ALIAS)
-        writer.add_context_length(facts.n_ctx)
-        writer.add_embedding_length(facts.n_embd)
-        writer.add_feed_forward_length(4 * facts.n_embd)
-        writer.add_block_count(facts.n_layer)
-        writer.add_head_count(facts.n_head)
-        writer.add_layer_norm_eps(LAYER_NORM_EPS)
-        writer.add_file_type(_LLAMA_FILE_TYPE[facts.quantization])
-        writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
-        _add_gpt2_tokenizer(writer, plan.vocab, facts.eos_token_id)
-        for tensor in plan.tensors:
-            writer.add_tensor_info(tensor.name, tuple(reversed(tensor.ne)), np.dtype(np.float32),
-                                   tensor.nbytes, raw_dtype=gguf.GGMLQuantizationType(tensor.ggml_type))
-        try:
-            writer.write_header_to_file()
-            writer.write_kv_data_to_file()
-            writer.write_ti_data_to_file()
-            source = np.memmap(facts.path, dtype=np.uint8, mode="r")
-            for tensor in plan.tensors:
-                writer.write_tensor_data(source[tensor.offset : tensor.offset + tensor.nbytes])
-            del source
-        finally:
-            writer.close()
-
-    write_atomically(target, write)
+    plan = plan_from_ggml(read_layout(ggml_path))
+    write_atomically(target, lambda path: write_gguf(plan, path, name=MODEL_ALIAS,
+                                                     add_tokenizer=_add_gpt2_tokenizer))
     return target
 
 

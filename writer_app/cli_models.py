@@ -20,7 +20,7 @@ from writer_app.cli_common import DEMO_MODEL_NAME, CliError, say
 from writer_app.engine.printable import printable
 from writer_app.model_choice import DEMO_MODEL_NAME as DEMO_MODEL_LABEL
 from writer_app.model_choice import MemoryQuote, memory_quote, models_folder
-from writer_app.models.catalog import Catalog, app_catalog, ram_bytes_within
+from writer_app.models.catalog import Catalog, app_catalog
 from writer_app.models.checkpoint import checkpoint_folder
 from writer_app.models.downloader import Downloader, DownloadPhase, Progress, RetryPolicy
 from writer_app.models.errors import ModelsError
@@ -116,7 +116,7 @@ def model_rows(
         row: dict[str, Any] = {
             "id": entry.id, "name": entry.label, "filename": entry.filename,
             "quantization": entry.quantization, "size_bytes": item.size_bytes,
-            "ram_bytes": ram_bytes_within(entry, quote.budget_bytes, quote.engine), "status": "not downloaded",
+            "ram_bytes": quote.entry_ram_bytes(entry), "status": "not downloaded",
             "percent": None,
             "path": None, "imported": False, "builtin": False, "sha256": item.sha256,
             "license": entry.license,

@@ -12,6 +12,7 @@ from pathlib import Path
 from writer_app.assets import demo_model_path
 from writer_app.engine.ggml import ModelFacts
 from writer_app.engine.memory import DEFAULT_ENGINE, app_resident_within_budget
+from writer_app.models.catalog import CatalogEntry, ram_bytes_within
 from writer_app.paths import AppPaths
 from writer_app.settings import Settings
 
@@ -52,6 +53,10 @@ class MemoryQuote:
 
     def ram_bytes(self, facts: ModelFacts) -> int:
         return app_resident_within_budget(facts, self.budget_bytes, self.engine)
+
+    def entry_ram_bytes(self, entry: CatalogEntry) -> int:
+        """The same for a catalog model not downloaded yet (from its expected facts)."""
+        return ram_bytes_within(entry, self.budget_bytes, self.engine)
 
 
 def memory_quote(settings: Settings) -> MemoryQuote:

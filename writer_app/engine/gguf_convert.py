@@ -42,6 +42,7 @@ from writer_app.engine.gguf_check import (
 )
 
 CancelCheck = Callable[[], bool]
+AddTokenizer = Callable[[object, Sequence[bytes], "int | None"], None]  # (GGUFWriter, vocab, eos id)
 GGUF_SUFFIX = ".gguf"
 KEY_BYTES = 1 << 20  # hashed from the start of the source: header and vocabulary
 # Metadata, tensor table and alignment padding on top of the weights: the merges and
@@ -106,9 +107,9 @@ def gguf_for(source: str | os.PathLike[str], should_cancel: CancelCheck | None =
             return target
         except Exception:  # a damaged cache entry is rebuilt, never trusted
             target.unlink(missing_ok=True)
-    plan = _plan_from_gguf(imported) if is_gguf(source) else _plan_from_ggml(read_layout(source))
+    plan = _plan_from_gguf(imported) if is_gguf(source) else plan_from_ggml(read_layout(source))
     _check_space(target.parent, sum(t.nbytes for t in plan.tensors) + 64 * len(plan.tensors))
-    write_atomically(target, lambda tmp: _write_gguf(plan, tmp, should_cancel))
+    write_atomically(target, lambda tmp: write_gguf(plan, tmp, should_cancel))
     for stale in source.parent.glob(f"{source.name}.*{GGUF_SUFFIX}"):
         if stale != target and len(stale.name) == len(target.name):
             stale.unlink(missing_ok=True)
@@ -125,7 +126,7 @@ class _Tensor:
 
 
 @dataclass(frozen=True)
-class _Plan:
+class ConversionPlan:
     """What to write: the source's facts, vocabulary and tensors (where to copy from)."""
 
     facts: ModelFacts
@@ -133,20 +134,20 @@ class _Plan:
     tensors: list[_Tensor]
 
 
-def _plan_from_ggml(layout: ModelLayout) -> _Plan:
+def plan_from_ggml(layout: ModelLayout) -> ConversionPlan:
     tensors = [
         _Tensor(gguf_name(e.name), e.ne, e.weight_type.ggml_type, e.offset, e.nbytes)
         for e in layout.tensors.values()
     ]
-    return _Plan(layout.facts, layout.vocab, tensors)
+    return ConversionPlan(layout.facts, layout.vocab, tensors)
 
 
-def _plan_from_gguf(layout: GgufLayout) -> _Plan:
+def _plan_from_gguf(layout: GgufLayout) -> ConversionPlan:
     tensors = [
         _Tensor(t.name, t.ne, t.weight_type.ggml_type, t.offset, t.nbytes)
         for t in sorted(layout.tensors.values(), key=lambda t: t.offset)
     ]
-    return _Plan(layout.facts, layout.vocab, tensors)
+    return ConversionPlan(layout.facts, layout.vocab, tensors)
 
 
 def write_atomically(target: Path, write: Callable[[Path], None]) -> None:
@@ -179,12 +180,22 @@ def _mib(n: int) -> str:
     return f"{n / (1024 * 1024):,.0f} MiB"
 
 
-def _write_gguf(plan: _Plan, target: Path, should_cancel: CancelCheck | None) -> None:
+def write_gguf(
+    plan: ConversionPlan,
+    target: Path,
+    should_cancel: CancelCheck | None = None,
+    *,
+    name: str | None = None,
+    add_tokenizer: AddTokenizer | None = None,
+) -> None:
+    """Write `plan` as a GPT-2 GGUF file at `target` (not atomically: see gguf_for).
+    add_tokenizer writes the tokenizer metadata: by default this app's (raw pieces, merges
+    derived from the vocabulary); the remote benchmark's server passes GPT-2's own."""
     import gguf  # only conversions need it (and its import takes a moment)
 
     facts = plan.facts
     writer = gguf.GGUFWriter(target, "gpt2")
-    writer.add_name(facts.path.stem)
+    writer.add_name(name or facts.path.stem)
     writer.add_context_length(facts.n_ctx)
     writer.add_embedding_length(facts.n_embd)
     writer.add_feed_forward_length(4 * facts.n_embd)
@@ -193,8 +204,7 @@ def _write_gguf(plan: _Plan, target: Path, should_cancel: CancelCheck | None) ->
     writer.add_layer_norm_eps(LAYER_NORM_EPS)
     writer.add_file_type(_LLAMA_FILE_TYPE[facts.quantization])
     writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
-    writer.add_bool(RAW_PIECES_KEY, True)
-    _add_tokenizer(writer, plan.vocab, facts.eos_token_id)
+    (add_tokenizer or add_app_tokenizer)(writer, plan.vocab, facts.eos_token_id)
     for tensor in plan.tensors:
         writer.add_tensor_info(
             tensor.name,
@@ -217,7 +227,10 @@ def _write_gguf(plan: _Plan, target: Path, should_cancel: CancelCheck | None) ->
         writer.close()
 
 
-def _add_tokenizer(writer: object, vocab: Sequence[bytes], eos: int | None) -> None:
+def add_app_tokenizer(writer: object, vocab: Sequence[bytes], eos: int | None) -> None:
+    """The tokenizer of a file for this app only: raw pieces (TOKEN_TYPE_RAW_PIECE),
+    marked with RAW_PIECES_KEY."""
+    writer.add_bool(RAW_PIECES_KEY, True)  # type: ignore[attr-defined]
     tokens = [token_string(t) for t in vocab]
     types = [TOKEN_TYPE_RAW_PIECE] * len(vocab)
     if eos is not None:

@@ -43,7 +43,6 @@ from writer_app.models.catalog import (
     REPO_ID,
     Catalog,
     CatalogEntry,
-    ram_bytes_within,
     system_memory_bytes,
 )
 from writer_app.models.checkpoint import checkpoint_folder
@@ -306,7 +305,7 @@ def build_rows(contents: StoreContents, catalog: Catalog, jobs: dict[str, Downlo
         if entry.extra and not include_extras and not (model or partial or job):
             continue
         row = ManagerRow(entry.id, entry.display_name, entry.quantization, item.size_bytes,
-                         ram_bytes_within(entry, quote.budget_bytes, quote.engine), RowStatus.NOT_INSTALLED,
+                         quote.entry_ram_bytes(entry), RowStatus.NOT_INSTALLED,
                          entry=entry)
         if model is not None:
             row = replace(row, status=RowStatus.INSTALLED, size_bytes=model.size_bytes,
