@@ -1,6 +1,6 @@
 """The speed benchmark, in one command (from the repository root):
 
-    python benchmarks/run.py                 # gpt2 and gpt2-large, both engines, ~55 minutes
+    python benchmarks/run.py                 # gpt2 and gpt2-large, both engines, ~100 minutes
     python benchmarks/run.py --quick         # gpt2 only, fewer samples
     python benchmarks/run.py --only speed,cancel --models gpt2 --engines llama.cpp
     python benchmarks/run.py --tiny          # toy models, seconds: checks the code runs
@@ -8,9 +8,10 @@
 Builds (once, cached) gpt2- and gpt2-large-shaped GGML files with random q4_0 weights.
 For each model: the engines raw in their own processes (raw_bench.py / raw_llama.py, at
 every thread count up to the physical cores) and the real CLI (`writer-app complete`
-and `generate`, cli_bench.py), every engine taking turns for three rounds (turns.py);
+and `generate`, cli_bench.py), every engine taking turns for five rounds (turns.py);
 then per engine (ctransformers, llama.cpp) the app's parts and the app in another
-process (the real WriterApp offscreen, its worker thread and engine process). Prints one
+process (the real WriterApp offscreen, its worker thread and engine process), and its
+typing and stall scenarios again in two more rounds of turns. Prints one
 table per engine with every app figure beside the same engine's raw figure, then the
 engines side by side, with PASS/FAIL per target.
 """
@@ -53,6 +54,7 @@ ENGINES = ("ctransformers", "llama.cpp")
 # What-if experiments about ctransformers' thread choice and the GUI's layout, which a
 # second engine does not change: run on ctransformers only, to keep the run under an hour.
 CTRANSFORMERS_ONLY = ("prewarm", "huge")
+APP_TURN_SCENARIOS = ("typing", "stall")  # measured again in rounds: measure_app_turns
 
 
 def plan(args: argparse.Namespace) -> list[tuple[BenchModel, BenchModel | None, dict]]:
@@ -129,6 +131,8 @@ def measure(args: argparse.Namespace, work: Path) -> dict:
                   flush=True)
         for engine in engines:
             measure_app(model, partner, options, path, engine, only, args, work, entry["engines"][engine])
+        if len(engines) > 1:
+            measure_app_turns(model, partner, options, path, engines, only, args, work, entry["engines"])
         results["models"][model.name] = entry
     results["machine"]["load_average_end"] = load_average()
     return results
@@ -150,19 +154,54 @@ def measure_app(model: BenchModel, partner: BenchModel | None, options: dict, pa
     if "--window-pauses" not in options:  # the window scenario is gpt2-large's (a short context)
         wanted = [s for s in wanted if s != "window"]
     if wanted:
-        out = work / f"app-{model.name}-{engine}.json"
-        command = ["--model", f"{model.name}={path}", "--scenarios", ",".join(wanted),
-                   "--engine", engine, "--out", str(out)]
-        if partner is not None:
-            command += ["--partner", f"{partner.name}={ensure_model(partner, args.cache_dir)}"]
-        if "raw" in figures:
-            command += ["--token-ms", str(figures["raw"]["gen_ms_per_token"])]
-        for key, value in engine_options(engine, options).items():
-            command += [key, str(value)]
-        figures["app"] = run_json(python_module("benchmarks.app_bench", command), out)
+        figures["app"] = run_app(model, partner, path, engine, wanted, engine_options(engine, options), args,
+                                 work, figures, label="")
     if "app" in figures or "app_parts" in figures:
         figures["seconds"] = round(time.perf_counter() - started)
         print(f"[run] {model.name} on {engine}: the app, {figures['seconds']} s", flush=True)
+
+
+def run_app(model: BenchModel, partner: BenchModel | None, path: Path, engine: str, scenarios: list[str],
+            options: dict, args: argparse.Namespace, work: Path, figures: dict, label: str) -> dict:
+    """One app_bench process: the real app on `engine` through `scenarios`."""
+    out = work / f"app-{model.name}-{engine}{label}.json"
+    command = ["--model", f"{model.name}={path}", "--scenarios", ",".join(scenarios),
+               "--engine", engine, "--out", str(out)]
+    if partner is not None:
+        command += ["--partner", f"{partner.name}={ensure_model(partner, args.cache_dir)}"]
+    if "raw" in figures:
+        command += ["--token-ms", str(figures["raw"]["gen_ms_per_token"])]
+    for key, value in options.items():
+        command += [key, str(value)]
+    return run_json(python_module("benchmarks.app_bench", command), out)
+
+
+def measure_app_turns(model: BenchModel, partner: BenchModel | None, options: dict, path: Path,
+                      engines: list[str], only: set[str], args: argparse.Namespace, work: Path,
+                      figures: dict[str, dict]) -> None:
+    """The first grey character and the GUI's stalls again, the engines taking turns:
+    "llama.cpp no worse" compares figures of 4-12 ms that one engine's minute could
+    decide (run C of 2026-12-07 passed 5 of its 10 rows; a run of just those figures
+    right after it, 10). measure_app's run is round 1; each later round runs `typing`
+    and `stall` (at one thread: the row compared) on every engine, in turn order
+    reversed each round, into figures[engine]["app_rounds"]. engines.py judges the
+    median over the rounds."""
+    wanted = [s for s in APP_TURN_SCENARIOS if s in only]
+    rounds = args.app_rounds or (2 if args.tiny else 3)
+    if not wanted or rounds < 2:
+        return
+    started = time.perf_counter()
+    for number in range(1, rounds):
+        order = engines[::-1] if number % 2 else engines
+        print(f"[app turns] {model.name} round {number + 1} of {rounds}: {' then '.join(order)}, "
+              f"load average {load_average()}", flush=True)
+        for engine in order:
+            round_options = {**engine_options(engine, options), "--stall-configs": "1:0"}
+            run = run_app(model, partner, path, engine, wanted, round_options, args, work, figures[engine],
+                          label=f"-r{number + 1}")
+            figures[engine].setdefault("app_rounds", []).append(run)
+    print(f"[run] {model.name}: typing and stalls, {rounds} rounds: {round(time.perf_counter() - started)} s",
+          flush=True)
 
 
 def render(results: dict, markdown: bool = False) -> str:
@@ -206,8 +245,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--engines", default=",".join(ENGINES),
                         help=f"comma-separated subset of {','.join(ENGINES)} (default: both)")
     parser.add_argument("--rounds", type=int, default=0,
-                        help="raw engines and CLIs take turns this many times (default: 3; "
-                             "--quick and --tiny: 2)")
+                        help="raw engines and CLIs take turns this many times (default: 5; "
+                             "--quick (gpt2) and --tiny: 2)")
+    parser.add_argument("--app-rounds", type=int, default=0,
+                        help="the app's typing and stall scenarios: rounds of engines taking turns "
+                             "(default: 3; --tiny: 2)")
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR)
     parser.add_argument("--json", type=Path, help="also write every measurement here")
     parser.add_argument("--markdown", action="store_true", help="print the tables as Markdown")

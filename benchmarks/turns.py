@@ -122,7 +122,7 @@ def measure_turns(model: BenchModel, path: Path, engines: list[str], *, rounds: 
             for engine in order:
                 try:
                     run = measure_cli(path, engine, work, complete_tokens=10 if tiny else 72, samples=1,
-                                      threads=1 if tiny else None, log=log)
+                                      complete_runs=2 if tiny else 3, threads=1 if tiny else None, log=log)
                 except CliFailed as error:
                     raise BenchmarkFailed(str(error)) from error
                 figures[engine].setdefault("cli_rounds", []).append({**run, "load_average_end": load_average()})
