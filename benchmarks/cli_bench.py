@@ -11,14 +11,15 @@ off the command's own streaming output, timestamped as it arrives:
   * complete: the 100-word speed prompt continued to N tokens (--stop-at length); the
     text streams to stdout a token at a time (flushed), so rate = (N - 1) / (time of the
     last piece - time of the first): the tokens generated once the first one is out.
-    Three runs, their median (median_complete).
   * generate: remote_bench's 8 fixed prompts x n samples of 32 tokens; the progress bar
     writes a line to stderr as each sample is done, so rate = (samples - 1) x 32 /
     (time of the last line - time of the first), as remote_bench measures it: each
     sample reads its prompt (what the cache lacks of it) and generates 32 tokens.
 
-The raw side does the same work (raw_bench / raw_llama: generation on a hot cache for
-complete, the generate workload for generate).
+Each command runs three times and stands for its round with its median run; the raw
+side does the same work, also as a median (raw_bench / raw_llama: generation on a hot
+cache for complete, the median of its repetitions; the generate workload for
+generate, the median of three passes).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import time
 from pathlib import Path
 
 from benchmarks.remote_bench import MAX_TOKENS, PROMPTS
+from benchmarks.stats import median_run
 from benchmarks.texts import document
 
 REPO = Path(__file__).resolve().parents[1]
@@ -126,24 +128,19 @@ def generate_rate(model: Path, engine: str, work: Path, samples: int, threads: i
             "tokens_per_s": (count - 1) * MAX_TOKENS / steady if steady > 0 else None}
 
 
-def median_complete(model: Path, engine: str, work: Path, tokens: int, runs: int,
-                    threads: int | None = None) -> dict:
-    """`complete` run `runs` times: the run of median rate, with every run's rate. One
-    run of gpt2 streams for under a second, in which this machine's minute moved raw
-    ctransformers' own rate between 9.5 and 14 ms a token; the raw side is a median of
-    its repetitions too (raw_bench's --reps)."""
-    measured = [complete_rate(model, engine, work, tokens, threads=threads) for _ in range(runs)]
-    ranked = sorted(measured, key=lambda run: run["tokens_per_s"] or 0.0)
-    return {**ranked[(len(ranked) - 1) // 2], "runs_tokens_per_s": [run["tokens_per_s"] for run in measured]}
-
-
 def measure_cli(model: Path, engine: str, work: Path, *, complete_tokens: int, samples: int,
-                complete_runs: int = 3, threads: int | None = None, log=print) -> dict:  # type: ignore[no-untyped-def]
-    """threads None: the CLI's default ("auto"), what the targets are about; the smoke
-    run passes 1, since 2 threads on a busy 2-core machine can take 100x longer."""
+                complete_runs: int = 3, generate_runs: int = 3, threads: int | None = None,
+                log=print) -> dict:  # type: ignore[no-untyped-def]
+    """Each command run complete_runs / generate_runs times, the run of median rate
+    (stats.median_run: one run of gpt2's `complete` streams for under a second, in which
+    this machine's minute moved raw ctransformers' own rate between 9.5 and 14 ms a
+    token; the raw side is a median of its repetitions too). threads None: the CLI's
+    default ("auto"), what the targets are about; the smoke run passes 1, since 2
+    threads on a busy 2-core machine can take 100x longer."""
+    completes = [complete_rate(model, engine, work, complete_tokens, threads=threads) for _ in range(complete_runs)]
+    generates = [generate_rate(model, engine, work, samples, threads=threads) for _ in range(generate_runs)]
     result = {"engine": engine, "threads": threads or "auto (the CLI's default)",
-              "complete": median_complete(model, engine, work, complete_tokens, complete_runs, threads=threads),
-              "generate": generate_rate(model, engine, work, samples, threads=threads)}
+              "complete": median_run(completes), "generate": median_run(generates)}
     log(f"[cli {model.name} {engine}] complete {result['complete']['tokens_per_s'] or float('nan'):.1f} "
         f"tokens/s, generate {result['generate']['tokens_per_s'] or float('nan'):.1f} tokens/s")
     return result

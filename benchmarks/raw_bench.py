@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from benchmarks.procfs import Memory
-from benchmarks.stats import median
+from benchmarks.stats import median, median_run
 from benchmarks.texts import document
 from tests.support.gpt2_vocab import encode
 from tests.support.raw_ctransformers import RawModel
@@ -185,9 +185,11 @@ def measure_generation(bench, args: argparse.Namespace, prompt: list[int], resul
     log(f"generation {result['gen_ms_per_token']:.1f} ms/token (runs: "
         + ", ".join(f"{v:.1f}" for v in per_token) + ")")
     if args.workload_prompts:
-        result["workload"] = workload(bench, read_prompt_ids(args.workload_prompts), args.workload_n,
-                                      args.workload_tokens)
-        log(f"workload: {result['workload']['tokens_per_s']:.1f} tokens/s")
+        prompts = read_prompt_ids(args.workload_prompts)
+        result["workload"] = median_run([workload(bench, prompts, args.workload_n, args.workload_tokens)
+                                         for _ in range(args.workload_reps)])
+        log(f"workload: {result['workload']['tokens_per_s']:.1f} tokens/s (passes: "
+            + ", ".join(f"{v:.1f}" for v in result["workload"]["runs_tokens_per_s"]) + ")")
 
 
 def read_prompt_ids(path: Path) -> list[list[int]]:
@@ -214,6 +216,7 @@ def raw_parser(description: str) -> argparse.ArgumentParser:
                         help="batch sizes for --read-tokens")
     parser.add_argument("--workload-prompts", type=Path, help="one prompt per line")
     parser.add_argument("--workload-n", type=int, default=1)
+    parser.add_argument("--workload-reps", type=int, default=1, help="passes over the prompts: their median")
     parser.add_argument("--workload-tokens", type=int, default=32)
     parser.add_argument("--out", required=True)
     return parser

@@ -35,3 +35,11 @@ def summary(values: Sequence[float]) -> dict[str, float]:
         "p99": percentile(values, 0.99),
         "max": max(values) if values else math.nan,
     }
+
+
+def median_run(runs: Sequence[dict]) -> dict:
+    """The run of median "tokens_per_s" (the lower middle of an even count), with every
+    run's rate under "runs_tokens_per_s": one run's rate is one minute of this shared
+    machine's, so a rate that stands for a round is a median of runs on both sides."""
+    ranked = sorted(runs, key=lambda run: run["tokens_per_s"] or 0.0)
+    return {**ranked[(len(ranked) - 1) // 2], "runs_tokens_per_s": [run["tokens_per_s"] for run in runs]}

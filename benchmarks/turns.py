@@ -86,10 +86,11 @@ def raw_options(model: BenchModel, tiny: bool, context: int, engine: str, full: 
 
 
 def _raw_run(model: BenchModel, path: Path, engine: str, threads: int, options: list[str], work: Path,
-             label: str) -> dict:
+             label: str, workload_reps: int) -> dict:
     module = "benchmarks.raw_llama" if engine == "llama.cpp" else "benchmarks.raw_bench"
     if engine == "ctransformers":  # the reference of `writer-app generate` (cli_bench)
-        options = [*options, "--workload-prompts", str(prompts_file(work)), "--workload-n", "1"]
+        options = [*options, "--workload-prompts", str(prompts_file(work)), "--workload-n", "1",
+                   "--workload-reps", str(workload_reps)]  # a median of passes, as the CLI's
     out = work / f"raw-{model.name}-{engine}-t{threads}-{label}.json"
     started_load = load_average()
     result = run_json(python_module(module, ["--model", str(path), "--out", str(out),
@@ -116,13 +117,15 @@ def measure_turns(model: BenchModel, path: Path, engines: list[str], *, rounds: 
                     first = number == 0
                     options = raw_options(model, tiny, context, engine, full=first and threads == 1,
                                           first_round=first)
-                    run = _raw_run(model, path, engine, threads, options, work, f"r{number + 1}")
+                    run = _raw_run(model, path, engine, threads, options, work, f"r{number + 1}",
+                                   workload_reps=2 if tiny else 3)
                     figures[engine].setdefault("raw_rounds", {}).setdefault(str(threads), []).append(run)
         if cli:
             for engine in order:
                 try:
                     run = measure_cli(path, engine, work, complete_tokens=10 if tiny else 72, samples=1,
-                                      complete_runs=2 if tiny else 3, threads=1 if tiny else None, log=log)
+                                      complete_runs=2 if tiny else 3, generate_runs=1 if tiny else 3,
+                                      threads=1 if tiny else None, log=log)
                 except CliFailed as error:
                     raise BenchmarkFailed(str(error)) from error
                 figures[engine].setdefault("cli_rounds", []).append({**run, "load_average_end": load_average()})

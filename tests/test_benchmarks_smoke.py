@@ -15,7 +15,7 @@ import pytest
 from benchmarks import engines as engine_report
 from benchmarks.probe import StallMonitor, stall_causes
 from benchmarks.report import format_table, model_rows
-from benchmarks.stats import median, percentile, summary
+from benchmarks.stats import median, median_run, percentile, summary
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -66,6 +66,7 @@ def test_tiny_run_measures_every_figure_on_both_engines_and_judges_every_target(
         assert entry["app_parts"]["backend_cpu_ms_per_token_with_probs"] > 0
     ctransformers = engines["ctransformers"]
     assert ctransformers["raw"]["workload"]["tokens_per_s"] > 0
+    assert len(ctransformers["raw"]["workload"]["runs_tokens_per_s"]) == 2  # passes: their median
     assert ctransformers["app"]["typing_long_prewarm"]["pauses"]
     assert all(run["ghost_updates"] > 0 for run in ctransformers["app"]["huge_paragraph"])
     assert "huge_paragraph" not in engines["llama.cpp"]["app"]  # layout: one engine is enough
@@ -85,6 +86,12 @@ def test_an_old_ctransformers_only_run_still_renders():
     )
     assert completed.returncode == 0, completed.stderr[-2000:]
     assert "== gpt2-large (" in completed.stdout and "side by side" not in completed.stdout
+
+
+def test_a_round_stands_for_its_median_run():
+    runs = [{"tokens_per_s": 90.0, "wall_s": 1}, {"tokens_per_s": 70.0, "wall_s": 2}, {"tokens_per_s": 80.0, "wall_s": 3}]
+    assert median_run(runs) == {"tokens_per_s": 80.0, "wall_s": 3, "runs_tokens_per_s": [90.0, 70.0, 80.0]}
+    assert median_run(runs[:2])["tokens_per_s"] == 70.0  # an even count: the lower middle
 
 
 def test_percentiles_are_measured_values():
