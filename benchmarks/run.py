@@ -52,7 +52,7 @@ from writer_app.settings import ModelSettings  # noqa: E402
 SCENARIOS = ("raw", "cli", "speed", "typing", "cancel", "prewarm", "window", "stall", "huge", "load")
 ENGINES = ("ctransformers", "llama.cpp")
 # What-if experiments about ctransformers' thread choice and the GUI's layout, which a
-# second engine does not change: run on ctransformers only, to keep the run under an hour.
+# second engine does not change: run on ctransformers only, to keep the run shorter.
 CTRANSFORMERS_ONLY = ("prewarm", "huge")
 APP_TURN_SCENARIOS = ("typing", "stall")  # measured again in rounds: measure_app_turns
 
