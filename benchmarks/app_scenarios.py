@@ -201,6 +201,12 @@ def typing_session(
                     if record and record.first_token_ms
                     else None
                 ),
+                # The rest of latency_ms: the request reaching the worker thread, and the
+                # worker's first token reaching the screen (both in the GUI process).
+                "to_worker_ms": (record.started_ms - sent) if record and sent else None,
+                "to_screen_ms": (
+                    ghost - record.first_token_ms if record and record.first_token_ms and ghost else None
+                ),
                 "prompt_tokens": finish.prompt_tokens if finish else None,
                 "evaluated_tokens": finish.evaluated_tokens if finish else None,
                 "window_start": finish.window_start if finish else None,

@@ -165,6 +165,7 @@ def model_rows(name: str, raw: dict, app: dict, parts: dict | None = None) -> li
                 f"<= {_ms(limit)}",
                 _verdict(None if math.isnan(value) or limit is None else value <= limit, what_if),
             ))
+        rows.append(Row(f"    slowest: {_slowest_pause(samples)}", ""))
         new_eval = raw.get("new_tokens_eval_ms", {}) if key != "typing_short" else {}
         typical = round(median(evaluated)) if evaluated else None
         raw_same = new_eval.get(str(typical)) if typical else None
@@ -304,6 +305,19 @@ def token_ms_at(raw: dict, tokens: int | None) -> float | None:
         return short_ms
     share = min(1.0, max(0.0, (tokens - near) / (far - near)))
     return short_ms + share * (long_ms - short_ms)
+
+
+def _slowest_pause(samples: list[dict]) -> str:
+    """The slowest pause's first grey character, split where the time went (older
+    figure files have no split)."""
+    shown = [s for s in samples if s.get("latency_ms") is not None]
+    if not shown:
+        return "n/a"
+    slowest = max(shown, key=lambda s: s["latency_ms"])
+    parts = [("to the worker", "to_worker_ms"), ("engine's first token", "worker_first_token_ms"),
+             ("to the screen", "to_screen_ms")]
+    split = ", ".join(f"{name} {_ms(slowest[k])}" for name, k in parts if slowest.get(k) is not None)
+    return f"{_ms(slowest['latency_ms'])}" + (f" ({split})" if "to_screen_ms" in slowest else "")
 
 
 def window_rows(raw: dict, window: dict | None) -> list[Row]:

@@ -14,7 +14,7 @@ import pytest
 
 from benchmarks import engines as engine_report
 from benchmarks.probe import StallMonitor, stall_causes
-from benchmarks.report import format_table, model_rows
+from benchmarks.report import _slowest_pause, format_table, model_rows
 from benchmarks.stats import median, median_run, percentile, summary
 
 REPO = Path(__file__).resolve().parents[1]
@@ -55,6 +55,9 @@ def test_tiny_run_measures_every_figure_on_both_engines_and_judges_every_target(
         for key in ("typing_short", "typing_long"):
             (pause,) = app[key]["pauses"]
             assert pause["evaluated_tokens"] is not None and pause["debounce_ms"] > 0
+            # The first grey character's time, split where it went: it adds up.
+            parts = pause["to_worker_ms"] + pause["worker_first_token_ms"] + pause["to_screen_ms"]
+            assert parts == pytest.approx(pause["latency_ms"]) and pause["to_screen_ms"] > 0
         window = app["window_move"]
         assert window["moved_at_pause"] and window["pauses"][-1]["moved"]
         assert window["pauses"][-1]["text_start"] > window["first_text_start"] == 0
@@ -92,6 +95,18 @@ def test_a_round_stands_for_its_median_run():
     runs = [{"tokens_per_s": 90.0, "wall_s": 1}, {"tokens_per_s": 70.0, "wall_s": 2}, {"tokens_per_s": 80.0, "wall_s": 3}]
     assert median_run(runs) == {"tokens_per_s": 80.0, "wall_s": 3, "runs_tokens_per_s": [90.0, 70.0, 80.0]}
     assert median_run(runs[:2])["tokens_per_s"] == 70.0  # an even count: the lower middle
+
+
+def test_the_slowest_pause_is_split_where_its_time_went():
+    samples = [
+        {"latency_ms": 3.0, "to_worker_ms": 0.5, "worker_first_token_ms": 1.0, "to_screen_ms": 1.5},
+        {"latency_ms": 9.0, "to_worker_ms": 0.5, "worker_first_token_ms": 1.5, "to_screen_ms": 7.0},
+        {"latency_ms": None},  # a pause that showed nothing
+    ]
+    assert _slowest_pause(samples) == (
+        "9.0 ms (to the worker 0.5 ms, engine's first token 1.5 ms, to the screen 7.0 ms)"
+    )
+    assert _slowest_pause([{"latency_ms": 4.0, "worker_first_token_ms": 1.0}]) == "4.0 ms"  # an old file
 
 
 def test_percentiles_are_measured_values():
