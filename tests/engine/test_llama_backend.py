@@ -4,6 +4,7 @@ cancels, reproduces and reuses its cache as the app expects."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ from writer_app.engine.llama_backend import (
     LlamaCppBackend,
     _start_server,
 )
+from writer_app.engine.llama_stream import CompletionStream
 from writer_app.engine.protocol import (
     FinishEvent,
     FinishReason,
@@ -339,6 +341,41 @@ def test_a_prewarm_handed_the_coming_request_draws_its_first_token_so_generate_r
     assert [a.token_id for a in tokens[0].alternatives] == [
         a.token_id for a in cold_tokens[0].alternatives
     ]
+
+
+def test_an_interactive_suggestion_gives_the_screen_a_head_start_before_its_rest(
+    backend, monkeypatch
+):
+    """The rest of a suggestion starts FIRST_TOKEN_HEAD_START_S after the first token
+    went out (module docs); the command line, which shows nothing, never waits."""
+    happened: list[tuple[str, float]] = []
+    real_start, real_pause = CompletionStream.start, llama_backend._give_the_screen_a_head_start
+
+    def start(stream, should_cancel):
+        happened.append(("rest started", time.perf_counter()))
+        real_start(stream, should_cancel)
+
+    def pause():
+        happened.append(("pause", time.perf_counter()))
+        real_pause()
+
+    monkeypatch.setattr(CompletionStream, "start", start)
+    monkeypatch.setattr(llama_backend, "_give_the_screen_a_head_start", pause)
+    for interactive in (True, False):
+        happened.clear()
+        request = GenerationRequest(1, tuple(_ahead_prompt(30)), SAMPLED, interactive=interactive)
+        events = backend.generate(request)
+        first = next(events)
+        assert isinstance(first, TokenEvent)
+        handed_over = time.perf_counter()
+        rest = list(events)
+        assert len(rest) == SAMPLED.max_tokens  # nine tokens, then the finish
+        steps = [what for what, _ in happened]
+        if interactive:
+            assert steps == ["pause", "rest started"]
+            assert happened[1][1] - handed_over >= llama_backend.FIRST_TOKEN_HEAD_START_S
+        else:
+            assert steps == ["rest started"]
 
 
 def test_a_first_token_drawn_ahead_serves_only_its_own_request(backend):

@@ -54,6 +54,14 @@ returning True ends the request. How the app's meanings map onto it:
     handed the request the writer's pause will send (`ahead`: same prompt, settings
     and seed) makes that first request then; generate() finds its answer and shows
     the first token at once, as ctransformers does. Seeds reproduce either way.
+  * The first token's head start. Starting the rest of a suggestion wakes three threads
+    of this process at once (this one, the request's, llama.cpp's loop), where
+    ctransformers simply goes on computing on its one thread. With every core but one
+    computing, that took the last core from the app's worker thread while it held
+    Python's lock with the first token in hand, and the grey text waited 3-9 ms in one
+    pause in ten (gpt2-large, 2 cores; the GUI thread was runnable, waiting for a CPU).
+    So an interactive request starts its rest FIRST_TOKEN_HEAD_START_S after handing
+    the first token over: the writer sees it first, and the suggestion ends 2 ms later.
   * GPU: `gpu_layers` of the model's layers go to the GPUs llama.cpp finds, if its
     build has any (xllamacpp's CUDA, Metal or Vulkan wheels; the CPU wheel has none,
     and then nothing is offloaded: the backend's gpu_layers says 0).
@@ -103,6 +111,7 @@ STANDBY_CHUNK = 4
 SEQUENCES = footprint(ENGINE_NAME).sequences  # the writer's window, and the next one
 PROBS_SCAN = 64  # tokens read to renormalize probabilities at temperatures other than 1
 SAMPLERS = ["penalties", "temperature", "top_k", "top_p"]
+FIRST_TOKEN_HEAD_START_S = 0.002  # the screen's time to show a first token (module docs)
 
 
 class LlamaCppBackend:
@@ -295,6 +304,8 @@ class LlamaCppBackend:
                 evaluated += _prompt_n(first)
                 prompt_done += _prompt_ms(first) / 1000
             more = yield from self._first(first, run, request)
+            if more and request.interactive:
+                _give_the_screen_a_head_start()
             if should_cancel():
                 run.reason = FinishReason.CANCELLED
             elif more and window.max_new_tokens > 1:
@@ -534,6 +545,10 @@ def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     while i < n and a[i] == b[i]:
         i += 1
     return i
+
+
+def _give_the_screen_a_head_start() -> None:
+    time.sleep(FIRST_TOKEN_HEAD_START_S)
 
 
 def _never() -> bool:
