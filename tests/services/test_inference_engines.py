@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+from collections.abc import Callable
 
 import pytest
 
@@ -89,9 +90,25 @@ def test_a_model_llama_cpp_cannot_take_is_loaded_with_ctransformers_and_said_so(
 
 
 def kill_engine(service: InferenceService) -> None:
-    """Kill the engine process running the model (SIGKILL): a real crash, which the
-    service sees at its next command to it."""
+    """Kill the engine process running the model (SIGKILL): a real crash. Seen by the
+    command running, else by the next one only if that one reaches the engine before
+    the kernel has ended it (a process already gone is restarted silently:
+    EngineClient's auto_restart); crash_at_the_command makes sure it does."""
     os.kill(service._worker.session.client.pid, signal.SIGKILL)
+
+
+def crash_at_the_command(qtbot, service: InferenceService, send: Callable[[], None]) -> None:
+    """A crash that the command `send` starts meets, whatever the timing: the engine is
+    stopped (alive, so the command goes to it), and killed once the command is in its
+    pipe."""
+    client = service._worker.session.client
+    pid = client.pid
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        send()
+        qtbot.waitUntil(lambda: client._streaming, timeout=30_000)
+    finally:
+        os.kill(pid, signal.SIGKILL)
 
 
 def test_llama_cpp_crashing_again_right_after_its_restart_moves_the_model_to_ctransformers(
@@ -106,17 +123,26 @@ def test_llama_cpp_crashing_again_right_after_its_restart_moves_the_model_to_ctr
     llama_service.engineFallback.connect(fallbacks.append)
     load(qtbot, llama_service, model)
 
-    def ask(request_id: int) -> None:
-        llama_service.request(request_id, "The cat sat", GREEDY, seed=3)
+    def send(request_id: int) -> Callable[[], None]:
+        return lambda: llama_service.request(request_id, "The cat sat", GREEDY, seed=3)
+
+    def answered(request_id: int) -> None:
         qtbot.waitUntil(lambda: request_id in record.finished
                         or request_id in dict(record.failures), timeout=60_000)
+
+    def ask(request_id: int) -> None:
+        send(request_id)()
+        answered(request_id)
+
+    def crashing(request_id: int) -> None:
+        crash_at_the_command(qtbot, llama_service, send(request_id))
+        answered(request_id)
 
     def restarted() -> None:
         qtbot.waitUntil(lambda: record.states[-1] == EngineState.IDLE.value, timeout=60_000)
 
     for request_id in (1, 3):  # crash, restart, success: twice
-        kill_engine(llama_service)
-        ask(request_id)
+        crashing(request_id)
         assert record.failures[-1] == (request_id, KILL_NOTICE)
         restarted()
         assert llama_service._worker.session.engine == "llama.cpp"
@@ -124,12 +150,10 @@ def test_llama_cpp_crashing_again_right_after_its_restart_moves_the_model_to_ctr
         assert record.text[request_id + 1] == " on the mat."
     assert fallbacks == [] and llama_service.loaded_engine == "llama.cpp"
 
-    kill_engine(llama_service)
-    ask(5)  # crashes: reported, restarted on llama.cpp
+    crashing(5)  # reported, restarted on llama.cpp
     restarted()
-    kill_engine(llama_service)
     with qtbot.waitSignal(llama_service.engineFallback, timeout=60_000) as fallback:
-        ask(6)  # crashes again before anything succeeded: the loop
+        crashing(6)  # again before anything succeeded: the loop
     assert fallback.args == ["llama.cpp failed while running cat.bin (it stopped again right "
                              "after a restart, killed by signal SIGKILL); using ctransformers"]
     assert fallbacks == fallback.args  # one sentence for the event
@@ -176,8 +200,8 @@ def test_a_suggestion_cut_by_the_crash_loop_keeps_its_text_and_ends_there(
     model = shutil.copy(slow_model, tmp_path / "slow.bin")
     record = Recorder(llama_service)
     load(qtbot, llama_service, model)
-    kill_engine(llama_service)
-    llama_service.request(1, "Once upon a time", GREEDY, seed=1)
+    crash_at_the_command(qtbot, llama_service,
+                         lambda: llama_service.request(1, "Once upon a time", GREEDY, seed=1))
     qtbot.waitUntil(lambda: bool(record.failures), timeout=60_000)  # crash 1: at the prompt
     qtbot.waitUntil(lambda: record.states[-1] == EngineState.IDLE.value, timeout=60_000)
     llama_service.request(2, "Once upon a time", ENDLESS, seed=1)
