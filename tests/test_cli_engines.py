@@ -172,20 +172,30 @@ def test_the_engine_flag_picks_the_engine_that_runs(tmp_path, capfd):
 
 
 def break_llama_cpp_loads(monkeypatch, times: int) -> None:
-    """After each of the next `times` loads on llama.cpp (the restarts' included), kill
-    the engine process (SIGKILL): the next command to it finds it dead, a real crash.
+    """After each of the next `times` loads on llama.cpp (the restarts' included), the
+    engine process is killed (SIGKILL) as the next command reaches it: a real crash that
+    the command meets. Until then it is stopped, not dead: a process the kernel has
+    already ended before a command is restarted silently (EngineClient's auto_restart).
     The load itself is the real one."""
-    real_load = EngineClient._load
+    real_load, real_send = EngineClient._load, EngineClient._send
     left = [times]
+    doomed: list[int] = []
 
     def load_then_break(self, command):
         facts = real_load(self, command)
         if command.engine == "llama.cpp" and left[0] > 0:
             left[0] -= 1
-            os.kill(self.pid, signal.SIGKILL)
+            os.kill(self.pid, signal.SIGSTOP)
+            doomed.append(self.pid)
         return facts
 
+    def send_then_kill(self, command):
+        real_send(self, command)
+        while doomed:
+            os.kill(doomed.pop(), signal.SIGKILL)
+
     monkeypatch.setattr(EngineClient, "_load", load_then_break)
+    monkeypatch.setattr(EngineClient, "_send", send_then_kill)
 
 
 CRASH_LINE = "llama.cpp stopped unexpectedly (killed by signal SIGKILL); restarting it"
