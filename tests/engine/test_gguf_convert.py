@@ -147,6 +147,51 @@ def test_the_key_follows_the_modification_time(tmp_path):
 # ---- failures leave nothing behind ---------------------------------------------------------
 
 
+def _file_backed_resident_bytes() -> int:
+    """This process's resident pages that belong to mapped files (RssFile)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("RssFile:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no RssFile in /proc/self/status")
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads Linux's /proc")
+def test_converting_leaves_the_source_out_of_the_apps_memory(tmp_path, monkeypatch):
+    """The app converts in its own process (the loader's thread) on first use, beside the
+    engine that still holds the model in use: the source is read a tensor at a time, not
+    mapped, so its pages never count as the app's (gpt2-large: 450 MB of them)."""
+    source = random_gpt2(tmp_path / "m.bin", ftype="f32", seed=3, n_layer=2, n_embd=128,
+                         n_head=4, n_ctx=32)
+    size = source.stat().st_size
+    baseline = _file_backed_resident_bytes()
+    growth: list[int] = []
+    real_write = gguf.GGUFWriter.write_tensor_data
+
+    def write_and_measure(writer, tensor, *args, **kwargs):
+        real_write(writer, tensor, *args, **kwargs)
+        growth.append(_file_backed_resident_bytes() - baseline)
+
+    monkeypatch.setattr(gguf.GGUFWriter, "write_tensor_data", write_and_measure)
+    gguf_for(source)
+    assert len(growth) == len(read_layout(source).tensors)
+    assert max(growth) < size / 4, f"{max(growth)} bytes of a {size}-byte source"
+
+
+def test_a_source_cut_short_while_converting_is_refused_and_leaves_nothing(tmp_path, monkeypatch):
+    source = random_gpt2(tmp_path / "m.bin", ftype="q8_0", seed=4, **TINY)
+    real_check_space = gguf_convert._check_space
+
+    def check_space_then_cut_the_source(folder, needed):  # after it was read and planned
+        real_check_space(folder, needed)
+        os.truncate(source, source.stat().st_size - 100)
+
+    monkeypatch.setattr(gguf_convert, "_check_space", check_space_then_cut_the_source)
+    with pytest.raises(InvalidModelFile, match="ends inside a tensor's data"):
+        gguf_for(source)
+    assert folder_names(tmp_path) == ["m.bin"]
+
+
 def test_a_cancel_leaves_no_file(tmp_path):
     source = random_gpt2(tmp_path / "m.bin", seed=2, **TINY)
     calls = []

@@ -31,7 +31,13 @@ from pathlib import Path
 
 import numpy as np
 
-from writer_app.engine.ggml import END_OF_TEXT, ModelFacts, ModelLayout, read_layout
+from writer_app.engine.ggml import (
+    END_OF_TEXT,
+    InvalidModelFile,
+    ModelFacts,
+    ModelLayout,
+    read_layout,
+)
 from writer_app.engine.gguf_check import (
     TOKEN_TYPE_CONTROL,
     GgufLayout,
@@ -217,12 +223,18 @@ def write_gguf(
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
         writer.write_ti_data_to_file()
-        source = np.memmap(facts.path, dtype=np.uint8, mode="r")
-        for tensor in plan.tensors:
-            if should_cancel is not None and should_cancel():
-                raise ConversionCancelled("The conversion was cancelled.")
-            writer.write_tensor_data(source[tensor.offset : tensor.offset + tensor.nbytes])
-        del source
+        # Read a tensor at a time rather than map the file: a mapping's pages count as
+        # this process's memory, and the app converts beside the engine that still holds
+        # the model in use (the whole gpt2-large file would sit in it by the end).
+        with open(facts.path, "rb") as source:
+            for tensor in plan.tensors:
+                if should_cancel is not None and should_cancel():
+                    raise ConversionCancelled("The conversion was cancelled.")
+                source.seek(tensor.offset)
+                data = source.read(tensor.nbytes)
+                if len(data) != tensor.nbytes:  # the file was cut short since it was checked
+                    raise InvalidModelFile(facts.path, "it ends inside a tensor's data")
+                writer.write_tensor_data(np.frombuffer(data, dtype=np.uint8))
     finally:
         writer.close()
 
