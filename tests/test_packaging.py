@@ -180,15 +180,35 @@ def phrase_model_file(tmp_path_factory) -> Path:
     return phrase_model(folder / "phrases.bin", [PHRASE_AFTER_COMMA], ftype="q8_0")
 
 
-def test_self_test_prints_the_models_suggestion_and_passes(phrase_model_file, capsys):
+def test_self_test_prints_the_models_suggestion_on_each_engine_and_passes(phrase_model_file, capsys):
     assert selftest.run(phrase_model_file) == 0
     out, err = capsys.readouterr()
     assert err == ""
     lines = out.splitlines()
-    assert f"suggestion: {PHRASE_AFTER_COMMA[1:]!r}" in lines
     assert f"prompt:     {selftest.PROMPT!r}" in lines
     assert any(line.startswith("model:      phrases.bin: q8_0, 2 layers") for line in lines)
+    for engine in ("ctransformers", "llama.cpp"):
+        at = lines.index(f"{engine}:")
+        assert lines[at + 2] == f"  suggestion: {PHRASE_AFTER_COMMA[1:]!r}", engine
+    assert "converted in" in lines[lines.index("llama.cpp:") + 3]
     assert lines[-1] == "self-test passed"
+    # The installed model stays as it was: llama.cpp's copy was converted elsewhere.
+    assert sorted(p.name for p in phrase_model_file.parent.iterdir()) == ["phrases.bin"]
+
+
+def test_self_test_fails_in_one_line_naming_an_engine_that_does_not_run(
+    phrase_model_file, monkeypatch, capsys
+):
+    def no_room(path):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(selftest, "gguf_for", no_room)
+    assert selftest.run(phrase_model_file) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.splitlines() == [
+        "self-test failed: llama.cpp: the text engine failed: [Errno 28] No space left on device"
+    ]
 
 
 def test_self_test_without_the_demo_model_fails_with_one_line(tmp_path, capsys):

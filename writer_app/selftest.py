@@ -1,11 +1,12 @@
 """`writer-app --self-test`: prove an installation works without opening a window.
 
 Loads the bundled demo model in the engine process (the same child process the editor
-uses), asks it for a greedy continuation of a fixed English prompt, and prints what it
-found. Exit code 0 means: resources are where assets.py looks, the GGML file validates,
-ctransformers' native library loads, the spawned engine process runs (also in a frozen
-build, where the child is the app's own executable), and the tokenizer round-trips.
-On failure it prints one line to stderr and returns 1.
+uses), once on each engine, asks it for a greedy continuation of a fixed English prompt,
+and prints what it found. Exit code 0 means: resources are where assets.py looks, the
+GGML file validates, ctransformers' native library loads, the model converts to GGUF
+(the gguf package) and llama.cpp's loads it (xllamacpp), the spawned engine process runs
+(also in a frozen build, where the child is the app's own executable), and the tokenizer
+round-trips. On failure it prints one line to stderr and returns 1.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from __future__ import annotations
 import multiprocessing
 import os
 import platform
+import shutil
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +24,9 @@ from typing import TextIO
 
 from writer_app import __version__
 from writer_app.assets import demo_model_path
+from writer_app.engine.backends import ENGINES
 from writer_app.engine.ggml import InvalidModelFile, ModelFacts, read_vocab
+from writer_app.engine.gguf_convert import gguf_for
 from writer_app.engine.process import EngineClient
 from writer_app.engine.protocol import EngineError, FinishEvent, FinishReason, GenerationRequest
 from writer_app.engine.sampling import SamplingSettings, StopAt
@@ -42,19 +47,22 @@ class SelfTestFailed(Exception):
 
 @dataclass(frozen=True)
 class SelfTestResult:
+    engine: str
     facts: ModelFacts
     engine_pid: int
     suggestion: str
     finish: FinishEvent
+    prepare_seconds: float  # converting the model for the engine (llama.cpp: GGUF)
     start_seconds: float  # spawning the engine process
     load_seconds: float  # the child's imports, then validating and loading the model
     total_seconds: float
 
 
 def run(model_path: Path | None = None) -> int:
-    """Run the self-test with the demo model (or model_path); print a report; 0 = passed."""
+    """Run the self-test with the demo model (or model_path) on every engine; print a
+    report; 0 = passed."""
     try:
-        result = check(model_path or demo_model_path())
+        results = [check(model_path or demo_model_path(), engine) for engine in ENGINES]
     except SelfTestFailed as failure:
         _say(sys.stderr, f"self-test failed: {failure}")
         return 1
@@ -62,11 +70,11 @@ def run(model_path: Path | None = None) -> int:
         message = " ".join(str(error).split())  # one line, however the error was written
         _say(sys.stderr, f"self-test failed: unexpected {type(error).__name__}: {message}")
         return 1
-    _say(sys.stdout, report(result))
+    _say(sys.stdout, report(results))
     return 0
 
 
-def check(model_path: Path) -> SelfTestResult:
+def check(model_path: Path, engine: str = ENGINES[0]) -> SelfTestResult:
     if multiprocessing.parent_process() is not None:
         # A spawned engine child that reached the command line instead of engine_main():
         # the frozen entry point forgot multiprocessing.freeze_support().
@@ -83,33 +91,48 @@ def check(model_path: Path) -> SelfTestResult:
     prompt_ids = tokenizer.encode(PROMPT)
     if tokenizer.decode(prompt_ids) != PROMPT:
         raise SelfTestFailed("the tokenizer does not reproduce the prompt it encoded")
+    # llama.cpp needs the model converted beside it; the installed one may be read-only,
+    # so a copy in a scratch folder is converted (and both are gone afterwards).
+    with tempfile.TemporaryDirectory(prefix="writer-app-self-test-") as scratch:
+        if engine != ENGINES[0]:
+            model_path = Path(shutil.copy(model_path, scratch))
+        return _run_engine(model_path, engine, prompt_ids)
 
-    began = time.perf_counter()
+
+def _run_engine(model_path: Path, engine: str, prompt_ids: list[int]) -> SelfTestResult:
     client = EngineClient()
     try:
+        preparing = time.perf_counter()
+        if engine != ENGINES[0]:
+            gguf_for(model_path)
+        began = time.perf_counter()
         client.start()
         started = time.perf_counter()
-        facts = client.load(model_path, threads=THREADS)
+        facts = client.load(model_path, threads=THREADS, engine=engine)
         loaded = time.perf_counter()
         engine_pid = client.pid
         finish = _generate(client, prompt_ids)
     except InvalidModelFile as error:
-        raise SelfTestFailed(str(error)) from None
-    except EngineError as error:
-        raise SelfTestFailed(f"the text engine failed: {error}") from None
+        raise SelfTestFailed(f"{engine}: {error}") from None
+    except (EngineError, OSError) as error:
+        raise SelfTestFailed(f"{engine}: the text engine failed: {error}") from None
     finally:
         client.close()
     ended = time.perf_counter()
 
     if engine_pid is None or engine_pid == os.getpid():
-        raise SelfTestFailed("the model did not run in a separate engine process")
+        raise SelfTestFailed(f"{engine}: the model did not run in a separate engine process")
     if finish.reason is FinishReason.CANCELLED or not finish.text.strip():
-        raise SelfTestFailed(f"the model produced no text (finished with {finish.reason.value})")
+        raise SelfTestFailed(
+            f"{engine}: the model produced no text (finished with {finish.reason.value})"
+        )
     return SelfTestResult(
+        engine=engine,
         facts=facts,
         engine_pid=engine_pid,
         suggestion=finish.text,
         finish=finish,
+        prepare_seconds=began - preparing,
         start_seconds=started - began,
         load_seconds=loaded - started,
         total_seconds=ended - began,
@@ -123,26 +146,30 @@ def _generate(client: EngineClient, prompt_ids: list[int]) -> FinishEvent:
     raise SelfTestFailed("the engine ended the suggestion without finishing it")
 
 
-def report(result: SelfTestResult) -> str:
-    facts, finish = result.facts, result.finish
+def report(results: list[SelfTestResult]) -> str:
+    facts = results[0].facts
     build = "frozen build" if getattr(sys, "frozen", False) else "Python package"
-    return "\n".join(
-        [
-            f"writer-app {__version__} self-test ({build}, Python {platform.python_version()}, "
-            f"{platform.system()} {platform.machine()})",
-            f"model:      {facts.path.name}: {facts.quantization}, {facts.n_layer} layers x "
-            f"{facts.n_embd}, {facts.parameter_count / 1e6:.1f}M parameters, "
-            f"{facts.n_vocab} tokens, context {facts.n_ctx}, {facts.file_size / 1e6:.1f} MB",
-            f"engine:     process {result.engine_pid} (app {os.getpid()})",
-            f"prompt:     {PROMPT!r}",
-            f"suggestion: {result.suggestion!r}",
-            f"timing:     engine spawn {result.start_seconds:.2f} s, engine imports + model "
+    lines = [
+        f"writer-app {__version__} self-test ({build}, Python {platform.python_version()}, "
+        f"{platform.system()} {platform.machine()})",
+        f"model:      {facts.path.name}: {facts.quantization}, {facts.n_layer} layers x "
+        f"{facts.n_embd}, {facts.parameter_count / 1e6:.1f}M parameters, "
+        f"{facts.n_vocab} tokens, context {facts.n_ctx}, {facts.file_size / 1e6:.1f} MB",
+        f"prompt:     {PROMPT!r}",
+    ]
+    for result in results:
+        finish = result.finish
+        prepared = f"converted in {result.prepare_seconds:.2f} s, " if result.engine != ENGINES[0] else ""
+        lines += [
+            f"{result.engine}:",
+            f"  engine:     process {result.engine_pid} (app {os.getpid()})",
+            f"  suggestion: {result.suggestion!r}",
+            f"  timing:     {prepared}engine spawn {result.start_seconds:.2f} s, engine imports + model "
             f"load {result.load_seconds:.2f} s, prompt {finish.prompt_tokens} tokens in "
             f"{finish.prompt_eval_ms:.0f} ms, {finish.generated_tokens} tokens at "
             f"{finish.tokens_per_second:.1f} tokens/s, total {result.total_seconds:.2f} s",
-            "self-test passed",
         ]
-    )
+    return "\n".join([*lines, "self-test passed"])
 
 
 def _say(stream: TextIO | None, text: str) -> None:
