@@ -225,14 +225,18 @@ def write_gguf(
         writer.write_ti_data_to_file()
         # Read a tensor at a time rather than map the file: a mapping's pages count as
         # this process's memory, and the app converts beside the engine that still holds
-        # the model in use (the whole gpt2-large file would sit in it by the end).
+        # the model in use (the whole gpt2-large file would sit in it by the end). One
+        # buffer, the largest tensor's size, is read into for each: freed in one piece at
+        # the end, where a fresh bytes object per tensor left the engine process ~14 MiB
+        # larger after converting a 12-layer model (the allocator kept the freed pieces).
+        buffer = memoryview(bytearray(max((t.nbytes for t in plan.tensors), default=0)))
         with open(facts.path, "rb") as source:
             for tensor in plan.tensors:
                 if should_cancel is not None and should_cancel():
                     raise ConversionCancelled("The conversion was cancelled.")
+                data = buffer[: tensor.nbytes]
                 source.seek(tensor.offset)
-                data = source.read(tensor.nbytes)
-                if len(data) != tensor.nbytes:  # the file was cut short since it was checked
+                if source.readinto(data) != tensor.nbytes:  # cut short since it was checked
                     raise InvalidModelFile(facts.path, "it ends inside a tensor's data")
                 writer.write_tensor_data(np.frombuffer(data, dtype=np.uint8))
     finally:
