@@ -30,6 +30,7 @@ from writer_app.engine.gguf_convert import gguf_for
 from writer_app.engine.process import EngineClient
 from writer_app.engine.protocol import EngineError, FinishEvent, FinishReason, GenerationRequest
 from writer_app.engine.sampling import SamplingSettings, StopAt
+from writer_app.engine.session import LLAMA_CPP
 from writer_app.engine.tokenizer import Tokenizer, TokenizerError
 
 PROMPT = "It is a truth universally acknowledged, that a single man in possession of a good fortune,"
@@ -62,7 +63,7 @@ def run(model_path: Path | None = None) -> int:
     """Run the self-test with the demo model (or model_path) on every engine; print a
     report; 0 = passed."""
     try:
-        results = [check(model_path or demo_model_path(), engine) for engine in ENGINES]
+        results = check(model_path or demo_model_path())
     except SelfTestFailed as failure:
         _say(sys.stderr, f"self-test failed: {failure}")
         return 1
@@ -74,7 +75,8 @@ def run(model_path: Path | None = None) -> int:
     return 0
 
 
-def check(model_path: Path, engine: str = ENGINES[0]) -> SelfTestResult:
+def check(model_path: Path) -> list[SelfTestResult]:
+    """The checks every engine shares, once; then the model on each engine."""
     if multiprocessing.parent_process() is not None:
         # A spawned engine child that reached the command line instead of engine_main():
         # the frozen entry point forgot multiprocessing.freeze_support().
@@ -91,19 +93,23 @@ def check(model_path: Path, engine: str = ENGINES[0]) -> SelfTestResult:
     prompt_ids = tokenizer.encode(PROMPT)
     if tokenizer.decode(prompt_ids) != PROMPT:
         raise SelfTestFailed("the tokenizer does not reproduce the prompt it encoded")
-    # llama.cpp needs the model converted beside it; the installed one may be read-only,
-    # so a copy in a scratch folder is converted (and both are gone afterwards).
-    with tempfile.TemporaryDirectory(prefix="writer-app-self-test-") as scratch:
-        if engine != ENGINES[0]:
-            model_path = Path(shutil.copy(model_path, scratch))
-        return _run_engine(model_path, engine, prompt_ids)
+    return [_run_engine(model_path, engine, prompt_ids) for engine in ENGINES]
 
 
 def _run_engine(model_path: Path, engine: str, prompt_ids: list[int]) -> SelfTestResult:
+    if engine != LLAMA_CPP:
+        return _run_loaded(model_path, engine, prompt_ids)
+    # llama.cpp needs the model converted beside it; the installed one may be read-only,
+    # so a copy in a scratch folder is converted (and both are gone afterwards).
+    with tempfile.TemporaryDirectory(prefix="writer-app-self-test-") as scratch:
+        return _run_loaded(Path(shutil.copy(model_path, scratch)), engine, prompt_ids)
+
+
+def _run_loaded(model_path: Path, engine: str, prompt_ids: list[int]) -> SelfTestResult:
     client = EngineClient()
     try:
         preparing = time.perf_counter()
-        if engine != ENGINES[0]:
+        if engine == LLAMA_CPP:
             gguf_for(model_path)
         began = time.perf_counter()
         client.start()
@@ -159,7 +165,7 @@ def report(results: list[SelfTestResult]) -> str:
     ]
     for result in results:
         finish = result.finish
-        prepared = f"converted in {result.prepare_seconds:.2f} s, " if result.engine != ENGINES[0] else ""
+        prepared = f"converted in {result.prepare_seconds:.2f} s, " if result.engine == LLAMA_CPP else ""
         lines += [
             f"{result.engine}:",
             f"  engine:     process {result.engine_pid} (app {os.getpid()})",
