@@ -26,6 +26,7 @@ from benchmarks.procfs import cpu_seconds
 from benchmarks.raw_server import RawServer
 from benchmarks.stats import median, summary
 from benchmarks.texts import HUGE_PARAGRAPH_KINDS, document, huge_paragraph
+from benchmarks.whole_app_memory import WholeAppSampler
 from writer_app.engine.sampling import SamplingSettings, StopAt
 from writer_app.engine.session import CHARS_PER_TOKEN_BUDGET
 from writer_app.engine.window import text_window_start
@@ -377,10 +378,13 @@ def type_through(
 
 
 def switch_with_monitor(harness: AppHarness, monitor: StallMonitor, path: Path, threads: int) -> dict:
-    """Switch models (the old one keeps serving meanwhile) and watch the GUI thread."""
+    """Switch models (the old one keeps serving meanwhile if both fit the memory budget,
+    services/model_loading.py), watch the GUI thread, and sample the whole app's memory:
+    every process at once, the old engine included while it lives."""
     monitor.clear()
     monitor.start()
-    elapsed = harness.load(path, threads=threads)
+    with WholeAppSampler() as memory:
+        elapsed = harness.load(path, threads=threads)
     monitor.stop()
     session = harness.probe.latest_session()
     return {
@@ -390,6 +394,7 @@ def switch_with_monitor(harness: AppHarness, monitor: StallMonitor, path: Path, 
         "stall_ms": summary([tick[1] for tick in monitor.ticks]),
         "stall_own_ms": summary(own_lateness(monitor.ticks)),
         "stall_causes": stall_causes(monitor.ticks),
+        "whole_app_memory": memory.result,
     }
 
 

@@ -291,6 +291,26 @@ def model_rows(name: str, raw: dict, app: dict, parts: dict | None = None) -> li
             f"<= {GB_MIB:.0f} MiB (1.0 GB)" if is_large else "",
             _verdict(total <= GB_MIB) if is_large else "",
         ))
+    rows.extend(_switch_memory_rows(app.get("load", {}), name))
+    return rows
+
+
+def _switch_memory_rows(load: dict, name: str) -> list[Row]:
+    """The whole app at once while switching models (whole_app_memory.py): the peak of the
+    sum of its processes, the old engine included for as long as it lives."""
+    rows = []
+    is_large = "large" in name
+    for key, label in (("switch_to", f"switch to {name}"), ("switch_back", f"switch from {name}")):
+        sampled = load.get(key, {}).get("whole_app_memory")
+        if not sampled:
+            continue
+        parts = " + ".join(f"{p['name']} {p['rss_mib']:.0f}" for p in sampled["at_peak"])
+        rows.append(Row(
+            f"whole app at once during the {label} (every {sampled['interval_ms']:.0f} ms; "
+            f"at its peak: {parts})", _mib(sampled["peak_mib"]), "", "",
+            f"<= {GB_MIB:.0f} MiB (1.0 GB)" if is_large else "",
+            _verdict(sampled["peak_mib"] <= GB_MIB) if is_large else "",
+        ))
     return rows
 
 

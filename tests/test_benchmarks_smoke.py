@@ -64,6 +64,12 @@ def test_tiny_run_measures_every_figure_on_both_engines_and_judges_every_target(
         assert window["pauses"][-1]["latency_ms"] > 0 and window["pauses"][-1]["ms_since_move"] > 0
         assert app["cancel_prompt"] and app["cancel_generation"] and app["stall"]
         assert app["load"]["switch_to"]["ms"] > 0 and app["load"]["switch_back"]["ms"] > 0
+        # The whole app sampled at once while switching: toy models load beside the one in
+        # use, so the GUI and both engines were seen together.
+        switch_memory = app["load"]["switch_to"]["whole_app_memory"]
+        assert switch_memory["most_processes"] >= 3 and switch_memory["samples"] > 1
+        assert switch_memory["peak_mib"] == pytest.approx(
+            sum(p["rss_mib"] for p in switch_memory["at_peak"]), abs=0.2)
         assert app["gui_peak_rss_mib"] > 0 and app["memory_long_document"]["engine_hwm_mib"] > 0
         assert entry["app_parts"]["engine_reload_ms"] > 0 and entry["app_parts"]["engine"] == engine
         assert entry["app_parts"]["backend_cpu_ms_per_token_with_probs"] > 0
@@ -77,7 +83,7 @@ def test_tiny_run_measures_every_figure_on_both_engines_and_judges_every_target(
     assert "== tiny-large on llama.cpp" in table and "== tiny-large: the engines side by side ==" in table
     for target in (">= 0.95 x raw speed", "<= 954 MiB (1.0 GB)", "< 16 / < 5 ms", "< 50 ms",
                    ">= 2.5x faster", ">= 1.1x faster", ">= 0.95 x raw (each)", "llama.cpp no worse",
-                   "<= 1 token + 15 ms"):
+                   "<= 1 token + 15 ms", "whole app at once during the switch to"):
         line = next(line for line in table.splitlines() if target in line)
         assert line.rstrip().endswith(("PASS", "FAIL", "FAIL (noisy)", "PASS (noisy)")), line
 
@@ -156,6 +162,20 @@ def test_targets_are_judged_on_the_measured_numbers():
     assert next(line for line in failing.splitlines() if "generation, 1" in line).endswith("FAIL")
     assert next(line for line in passing.splitlines() if "whole app" in line).endswith("PASS")
     assert next(line for line in failing.splitlines() if "whole app" in line).endswith("FAIL")
+
+
+def test_a_switch_holding_two_engines_over_the_budget_fails_the_memory_target():
+    raw = {"gen_ms_per_token": 20.0, "load_s": 1.0, "peak_rss_mib": 800.0}
+    app = _app_result(0.96, 700.0)  # steady use within the budget...
+    at_peak = [{"pid": 1, "name": "python", "rss_mib": 700.0},
+               {"pid": 2, "name": "python", "rss_mib": 230.0},
+               {"pid": 3, "name": "python", "rss_mib": 150.0}]
+    app["load"] = {"switch_to": {"ms": 900.0, "stall_ms": summary([1.0]), "whole_app_memory": {
+        "peak_mib": 1080.0, "at_peak": at_peak, "interval_ms": 20.0}}}
+    table = format_table(model_rows("gpt2-large", raw, app)).splitlines()
+    assert next(line for line in table if line.startswith("whole app resident")).endswith("PASS")
+    switch = next(line for line in table if "whole app at once during the switch to" in line)
+    assert "python 700 + python 230 + python 150" in switch and switch.endswith("FAIL")
 
 
 def _raw(gen_ms: float, read_ms: float, workload: float | None = None) -> dict:
