@@ -17,6 +17,8 @@ from writer_app.engine.memory import (
     app_resident_bytes,
     context_bytes_per_token,
     context_for_budget,
+    engine_resident_bytes,
+    loads_beside,
 )
 from writer_app.engine.process import EngineClient
 from writer_app.engine.protocol import GenerationRequest
@@ -25,18 +27,21 @@ from writer_app.engine.sampling import SamplingSettings, StopAt
 BYTE_VOCAB = [bytes([b]) for b in range(256)] + [b"<|endoftext|>"]
 
 
-def facts_like(n_layer: int, n_embd: int, weight_mib: float, n_ctx: int = 1024) -> ModelFacts:
+def facts_like(
+    n_layer: int, n_embd: int, weight_mib: float, n_ctx: int = 1024, file_mib: float = 0.0
+) -> ModelFacts:
     return ModelFacts(
         path=Path("model.bin"), n_vocab=50257, n_ctx=n_ctx, n_embd=n_embd, n_head=20,
         n_layer=n_layer, ftype=2, quantization="q4_0", has_lm_head=False,
-        parameter_count=0, file_size=0, eos_token_id=50256,
+        parameter_count=0, file_size=int(file_mib * MIB), eos_token_id=50256,
         weight_bytes=int(weight_mib * MIB),
     )
 
 
-# Weights as gpt2.cc holds them for the q4_0 files the benchmark measures.
-GPT2 = facts_like(12, 768, 90.4)
-GPT2_LARGE = facts_like(36, 1280, 456.0)
+# Weights as gpt2.cc holds them, and the file's size (llama.cpp holds that), for the
+# q4_0 files the benchmark measures.
+GPT2 = facts_like(12, 768, 90.4, file_mib=70.2)
+GPT2_LARGE = facts_like(36, 1280, 456.0, file_mib=422.0)
 
 
 def test_without_a_budget_or_with_room_the_full_context_is_used():
@@ -57,6 +62,27 @@ def test_the_cap_grows_with_the_budget_and_never_drops_below_the_minimum():
     caps = [context_for_budget(GPT2_LARGE, mb * 10**6) for mb in range(100, 1400, 50)]
     assert caps == sorted(caps)
     assert caps[0] == MIN_CONTEXT and caps[-1] == 1024
+
+
+@pytest.mark.parametrize("engine", ["ctransformers", "llama.cpp"])
+def test_gpt2_and_gpt2_large_never_load_beside_each_other_within_one_gigabyte(engine):
+    def in_use(facts: ModelFacts) -> int:
+        return engine_resident_bytes(facts, context_for_budget(facts, 10**9, engine), engine)
+
+    assert not loads_beside(in_use(GPT2), GPT2_LARGE, 10**9, engine)
+    assert not loads_beside(in_use(GPT2_LARGE), GPT2, 10**9, engine)
+    # Two gpt2 fit (an engine or threads change reloads it beside the one in use)...
+    assert loads_beside(in_use(GPT2), GPT2, 10**9, engine)
+    # ...and anything does with no budget, or with no model loaded yet.
+    assert loads_beside(in_use(GPT2_LARGE), GPT2_LARGE, None, engine)
+    assert loads_beside(None, GPT2_LARGE, 10**9, engine)
+
+
+def test_loading_beside_is_judged_on_the_sum_of_both():
+    in_use = engine_resident_bytes(GPT2, 1024)
+    whole = in_use + app_resident_bytes(GPT2, 1024)
+    assert loads_beside(in_use, GPT2, whole)
+    assert not loads_beside(in_use, GPT2, whole - 1)
 
 
 def test_a_context_token_costs_what_the_cache_and_gpt2s_v_copy_take():

@@ -91,10 +91,10 @@ def test_threads_shows_auto_and_a_number_reloads_the_engine_with_it(qtbot, app_h
         assert labels(threads_menu) == ["Auto (3)", "1", "2", "3"]
         assert writer.engine_menu.thread_actions["auto"].isChecked() and service.threads == 3
         loads = []
-        service._load.connect(lambda *args: loads.append(args))
+        service._load.connect(loads.append)  # LoadOrder
         with qtbot.waitSignal(service.modelLoaded, timeout=60_000):
             writer.engine_menu.thread_actions[2].trigger()
-        assert loads[-1][1] == 2 and service.threads == 2
+        assert loads[-1].threads == 2 and service.threads == 2
         assert writer.settings.models.threads == 2
         assert json.loads(app_home.settings_file.read_text())["models"]["threads"] == 2
         assert writer.engine_menu.thread_actions[2].isChecked()
@@ -153,10 +153,10 @@ def test_use_the_gpu_reloads_llama_cpp_with_every_layer_and_without_a_gpu_says_s
         gpu = menu.gpu_action
         assert gpu.isEnabled() and not gpu.isChecked() and service.gpu_layers == 0
         loads = []
-        service._load.connect(lambda *args: loads.append(args))
+        service._load.connect(loads.append)  # LoadOrder
         with qtbot.waitSignal(service.modelLoaded, timeout=60_000):
             gpu.trigger()
-        assert loads[-1][4] == GPU_ALL_LAYERS and service.gpu_layers == GPU_ALL_LAYERS
+        assert loads[-1].gpu_layers == GPU_ALL_LAYERS and service.gpu_layers == GPU_ALL_LAYERS
         assert json.loads(app_home.settings_file.read_text())["models"]["gpu_layers"] == 999
         assert gpu.isChecked()
         # This machine has no GPU: one line says where the model runs, and it still runs.

@@ -103,8 +103,8 @@ def test_a_new_memory_budget_or_thread_count_reloads_the_model_with_it(
         assert service.context_tokens == 1024 and "capped" not in label.toolTip()
         assert service.threads == 7  # "auto": all 8 cores but the window's
         loads: list[tuple[str, int, int | None]] = []
-        service._load.connect(
-            lambda path, threads, budget, _engine: loads.append((path, threads, budget)))
+        service._load.connect(lambda order: loads.append(
+            (order.path, order.threads, order.memory_budget_bytes)))
         with qtbot.waitSignal(service.modelLoaded, timeout=60_000):
             writer.keeper.update(lambda s: replace(
                 s, models=replace(s.models, memory_budget_mb=1)))  # far too small: the floor

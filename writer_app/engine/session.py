@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from writer_app.engine.ggml import InvalidModelFile, ModelFacts, read_layout
+from writer_app.engine.ggml import InvalidModelFile, ModelFacts, ModelLayout, read_layout
 from writer_app.engine.gguf_convert import gguf_for
 from writer_app.engine.memory import app_resident_bytes, context_for_budget, footprint
 from writer_app.engine.process import EngineClient, EngineCrashed
@@ -74,6 +74,7 @@ class TextSession:
         engine: str = DEFAULT_ENGINE,
         on_preparing: Callable[[], None] | None = None,
         gpu_layers: int = 0,
+        layout: ModelLayout | None = None,
     ) -> TextSession:
         """Start an engine process and load the model (validated before it gets there)
         with the named engine (gpu_layers: on a GPU, if the engine finds one).
@@ -83,9 +84,10 @@ class TextSession:
         For llama.cpp the GGML file is converted to GGUF here, in the caller's thread,
         on first use (cached beside it; gguf_convert.gguf_for), after on_preparing() is
         called if a conversion is needed; the engine process then finds it cached.
+        layout: the file's, if the caller has read it already (read_layout).
         Raises InvalidModelFile, EngineError or OSError (e.g. NotEnoughSpace).
         """
-        layout = read_layout(path)
+        layout = layout or read_layout(path)
         n_ctx = context_for_budget(layout.facts, memory_budget_bytes, engine)
         tokenizer = (tokenizers or TokenizerCache()).get(layout.vocab)
         if engine == LLAMA_CPP:
@@ -233,13 +235,17 @@ def open_with_fallback(
     tokenizers: TokenizerCache | None = None,
     on_preparing: Callable[[], None] | None = None,
     gpu_layers: int = 0,
+    layout: ModelLayout | None = None,
 ) -> OpenedSession:
     """TextSession.open with `engine`; if llama.cpp cannot load the model (or convert it),
     the model is opened with ctransformers instead and `notice` says so in one sentence.
     A bad model file is not retried (InvalidModelFile): no engine would take it.
     gpu_layers is llama.cpp's (ctransformers has no GPU path for GPT-2); when it finds no
     GPU, the model runs on the CPU and `notice` says that."""
-    options = dict(threads=threads, memory_budget_bytes=memory_budget_bytes, tokenizers=tokenizers)
+    options = dict(
+        threads=threads, memory_budget_bytes=memory_budget_bytes, tokenizers=tokenizers,
+        layout=layout,
+    )
     if engine == DEFAULT_ENGINE:
         return OpenedSession(TextSession.open(path, **options), None)  # type: ignore[arg-type]
     try:

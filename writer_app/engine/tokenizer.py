@@ -22,6 +22,7 @@ from __future__ import annotations
 import codecs
 import functools
 import operator
+import threading
 from collections.abc import Iterable, Sequence
 
 import tiktoken
@@ -128,15 +129,20 @@ class TokenizerCache:
 
     gpt2 and gpt2-large (and all their quantizations) share one vocabulary, and building
     its tokenizer takes 0.1-0.2 s of work that holds the GIL, which stalls the GUI
-    thread when done on a loader thread. Keeps the `size` most recently used.
+    thread when done on a loader thread. Keeps the `size` most recently used. Safe to
+    share between threads (the model loader and the inference worker both load models).
     """
 
     def __init__(self, size: int = 2) -> None:
         self._size = max(1, size)
         self._by_vocab: dict[tuple[bytes, ...], Tokenizer] = {}
+        self._lock = threading.Lock()
 
     def get(self, tokens: Sequence[bytes]) -> Tokenizer:
-        key = tuple(tokens)
+        with self._lock:
+            return self._get(tuple(tokens))
+
+    def _get(self, key: tuple[bytes, ...]) -> Tokenizer:
         tokenizer = self._by_vocab.pop(key, None)
         if tokenizer is None:
             tokenizer = Tokenizer.from_vocab(key)

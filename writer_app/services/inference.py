@@ -17,6 +17,8 @@ probes and prewarms each keep their ids in a RequestLedger (services/ledger.py).
 Only signals cross threads; no widget is touched off the GUI thread. Loading a model
 happens on a third thread in a NEW engine process, so the current model keeps
 suggesting until the new one is ready; then the worker swaps them and closes the old.
+When the two would not fit the memory budget together, the worker closes the old one
+first and loads the new one in its place (services/model_loading.py).
 
 Failures: every command ends with a message whatever goes wrong, so nothing waits for
 ever. If the engine process dies, the writer is told in one sentence, the process is
@@ -35,13 +37,15 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from enum import Enum
 from pathlib import Path
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from writer_app.engine.cores import Threads, resolve_threads
-from writer_app.engine.ggml import InvalidModelFile, ModelFacts
+from writer_app.engine.ggml import InvalidModelFile, ModelFacts, ModelLayout
+from writer_app.engine.memory import engine_resident_bytes
 from writer_app.engine.process import EngineCrashed
 from writer_app.engine.protocol import EngineError, FinishEvent, FinishReason
 from writer_app.engine.sampling import SamplingSettings
@@ -50,13 +54,14 @@ from writer_app.engine.session import (
     OpenedSession,
     RunningFallbackRule,
     TextSession,
-    open_with_fallback,
+    fallback_reason,
     reopen_on_ctransformers,
 )
 from writer_app.engine.tokenizer import TokenizerCache
 from writer_app.engine.window import fit_window
 from writer_app.services.engine_watchdog import NOT_RESPONDING_SECONDS, EngineWatchdog
 from writer_app.services.ledger import RequestLedger
+from writer_app.services.model_loading import LoadOrder, ModelLoader, load_failure
 from writer_app.services.suggestion import TokenStep
 from writer_app.services.suggestion_controller import SuggestionSource
 
@@ -92,6 +97,10 @@ class _Worker(QObject):
     prewarmed = Signal(int, int)  # prewarm id, prompt tokens it had to evaluate
     probeFailed = Signal(int, str)  # probe id, a sentence for the writer
     fellBack = Signal(object)  # OpenedSession: llama.cpp failed running, ctransformers took over
+    # A load in place of the current model (load_in_place): the new session, or the
+    # path, a sentence, and whether the model in use before is back.
+    loaded = Signal(object)  # OpenedSession
+    loadFailed = Signal(str, str, bool)
 
     def __init__(self, service: InferenceService) -> None:
         super().__init__()
@@ -345,9 +354,40 @@ class _Worker(QObject):
     def adopt(self, session: TextSession) -> None:
         self._rule = RunningFallbackRule()  # a new engine process: no crash of its own yet
         old, self.session = self.session, session
-        if old is not None:
+        if old is not None and old is not session:  # load_in_place swapped it in already
             old.close()
         self.state.emit(EngineState.IDLE.value, "")
+
+    @Slot(object, object)
+    def load_in_place(self, order: LoadOrder, layout: ModelLayout) -> None:
+        """Close the engine in use, then load order's model (both would not fit the
+        memory budget together). Commands sent meanwhile wait for it here. If the new
+        model fails, the one closed is reopened, so the writer keeps a model."""
+        old, self.session = self.session, None
+        if old is not None:
+            old.close()
+        self.state.emit(EngineState.LOADING.value, Path(order.path).name)
+        tokenizers = self._service.tokenizers
+        try:
+            with self._service.watchdog.excused():
+                opened = order.open(tokenizers, self._preparing(order.path), layout)
+        except Exception as error:
+            message = load_failure(order.path, error)
+            if old is not None:
+                back = replace(order, path=str(old.path), engine=old.engine)
+                try:
+                    with self._service.watchdog.excused():
+                        self.session = back.open(tokenizers, self._preparing(back.path)).session
+                except Exception as reopen_error:
+                    message = (f"{message.rstrip('.')}; {old.path.name} could not be reopened "
+                               f"either ({fallback_reason(reopen_error)}).")
+            self.loadFailed.emit(order.path, message, self.session is not None)
+        else:
+            self.session = opened.session
+            self.loaded.emit(opened)
+
+    def _preparing(self, path: str) -> Callable[[], None]:
+        return lambda: self.state.emit(EngineState.PREPARING.value, Path(path).name)
 
     @Slot()
     def shutdown(self) -> None:
@@ -379,49 +419,13 @@ def engine_threads(requested: Threads, cores: int | None = None) -> int:
     return resolve_threads(requested, for_window=True, cores=cores)
 
 
-class _Loader(QObject):
-    """Loads a model in a fresh engine process on its own thread."""
-
-    loaded = Signal(object)  # OpenedSession: the session, and a fallback notice or None
-    failed = Signal(str, str)  # path, message
-    preparing = Signal(str)  # path: converting it for llama.cpp (its first use)
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._tokenizers = TokenizerCache()  # only this thread uses it
-
-    @Slot(str, int, object, str, int)
-    def load(
-        self, path: str, threads: int, memory_budget_bytes: int | None, engine: str, gpu_layers: int
-    ) -> None:
-        try:
-            opened = open_with_fallback(
-                path,
-                engine=engine,
-                threads=threads,
-                gpu_layers=gpu_layers,
-                memory_budget_bytes=memory_budget_bytes,
-                tokenizers=self._tokenizers,
-                on_preparing=lambda: self.preparing.emit(path),
-            )
-        except InvalidModelFile as error:
-            self.failed.emit(path, str(error))
-        except (EngineError, OSError) as error:
-            self.failed.emit(path, f"The model {Path(path).name} could not be loaded: {error}")
-        except Exception as error:  # a bug: say so rather than stay "loading…" for ever
-            logger.exception("Loading %s failed", path)
-            self.failed.emit(path, f"The model {Path(path).name} could not be loaded ({error!r}).")
-        else:
-            self.loaded.emit(opened)
-
-
 class InferenceService(SuggestionSource):
     """SuggestionSource backed by the engine process; also owns model switching."""
 
     _generate = Signal(int, str, object, object)
     _probe = Signal(int, str, float, int, int)
     _prewarm = Signal(int, str, object)  # prewarm_id, prompt_text, SamplingSettings
-    _load = Signal(str, int, object, str, int)
+    _load = Signal(object)  # LoadOrder
     _adopt = Signal(object)
     _shutdown = Signal()
     _restart_if_asked = Signal()
@@ -477,7 +481,8 @@ class InferenceService(SuggestionSource):
         self._worker.moveToThread(self._worker_thread)
         self._loader_thread = QThread(self)
         self._loader_thread.setObjectName("model-loader")
-        self._loader = _Loader()
+        self.tokenizers = TokenizerCache()  # the loader's and the worker's (load_in_place)
+        self._loader = ModelLoader(self.tokenizers)
         self._loader.moveToThread(self._loader_thread)
 
         self._generate.connect(self._worker.generate)
@@ -499,6 +504,9 @@ class InferenceService(SuggestionSource):
         self._loader.loaded.connect(self._on_loaded)
         self._loader.failed.connect(self._on_load_failed)
         self._loader.preparing.connect(self._on_preparing)
+        self._loader.needsRoom.connect(self._worker.load_in_place)  # loader -> worker thread
+        self._worker.loaded.connect(self._on_loaded)
+        self._worker.loadFailed.connect(self._on_load_failed)
         self._worker_thread.start()
         self._loader_thread.start()
         self._loading: str | None = None
@@ -612,12 +620,17 @@ class InferenceService(SuggestionSource):
         return self._loading is not None
 
     def load_model(self, path: str | Path) -> None:
-        """Load in the background; the current model keeps suggesting meanwhile."""
+        """Load in the background; the current model keeps suggesting meanwhile, unless
+        both would not fit the memory budget (services/model_loading.py)."""
         self._loading = str(path)
         self.stateChanged.emit(EngineState.LOADING.value, Path(path).name)
-        self._load.emit(
-            str(path), self.threads, self.memory_budget_bytes, self.engine, self.gpu_layers
-        )
+        current = None
+        if self.facts is not None and self.loaded_engine is not None:
+            current = engine_resident_bytes(self.facts, self.context_tokens, self.loaded_engine)
+        self._load.emit(LoadOrder(
+            str(path), self.threads, self.memory_budget_bytes, self.engine, self.gpu_layers,
+            current_engine_bytes=current,
+        ))
 
     def _on_preparing(self, path: str) -> None:
         self.stateChanged.emit(EngineState.PREPARING.value, Path(path).name)
@@ -641,8 +654,10 @@ class InferenceService(SuggestionSource):
         self.context_tokens = opened.session.n_ctx
         self.engineFallback.emit(opened.notice)
 
-    def _on_load_failed(self, path: str, message: str) -> None:
+    def _on_load_failed(self, path: str, message: str, model_kept: bool = True) -> None:
         self._loading = None
+        if not model_kept:  # closed for a load in its place, and it could not be reopened
+            self.facts, self.loaded_engine, self.context_tokens = None, None, 0
         self.modelFailed.emit(path, message)
         state = EngineState.IDLE if self.facts else EngineState.NO_MODEL
         self.stateChanged.emit(state.value, "")
