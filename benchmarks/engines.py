@@ -286,8 +286,36 @@ def app_rows(engines: dict) -> list[Row]:
     return rows
 
 
+def cli_pair_rows(engines: dict) -> list[Row]:
+    """Target b again, the CLI in tight pairs with raw ctransformers (cli_pairs.py): the
+    median over pairs of the CLI's rate against the faster raw thread count beside it."""
+    measured = {e: engines.get(e, {}).get("cli_pairs") for e in (CT, LLAMA)}
+    measured = {e: m for e, m in measured.items() if m}
+    if not measured:
+        return []
+    rows = []
+    for command, work in (("complete", "tokens streamed after the 100-word prompt"),
+                          ("generate", "8 prompts x 32 tokens")):
+        figures = {e: m[command] for e, m in measured.items()}
+        first = next(iter(measured.values()))
+        tokens = f"{first['complete_tokens']} " if command == "complete" else ""
+        best = " / ".join(", ".join(f"t{t} {n}" for t, n in f["best_threads"].items()) for f in figures.values())
+        rows.append(Row(
+            f"writer-app {command} in pairs with raw ctransformers at its faster thread count "
+            f"({tokens}{work}; raw fastest at: {best}): median x raw over "
+            f"{' / '.join(str(len(f['ratios'])) for f in figures.values())} pairs",
+            _num(figures[CT]["median_ratio"], 3) if CT in figures else "n/a",
+            _num(figures[LLAMA]["median_ratio"], 3) if LLAMA in figures else "n/a",
+            " / ".join("pairs: " + ", ".join(f"{r:.2f}" for r in f["ratios"]) for f in figures.values()),
+            f">= {CLI_RATIO_TARGET} x raw (each, paired)",
+            " / ".join(_verdict(f["median_ratio"] >= CLI_RATIO_TARGET) if f["ratios"] else "FAIL (noisy)"
+                       for f in figures.values()),
+        ))
+    return rows
+
+
 def engine_rows(name: str, engines: dict) -> list[Row]:
-    return raw_rows(name, engines) + cli_rows(engines) + app_rows(engines)
+    return raw_rows(name, engines) + cli_rows(engines) + cli_pair_rows(engines) + app_rows(engines)
 
 
 HEADER = ("figure", CT, LLAMA, "llama.cpp/ct", "target", "")

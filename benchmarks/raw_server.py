@@ -5,6 +5,8 @@ machine's load is the same for both.
     with RawServer(path, threads=1, engine="llama.cpp") as raw:
         raw.prepare(prompt_text)          # evaluate the prompt once
         wall, cpu = raw.generate(64, seed=1)  # ms per token, hot cache, like an app request
+        raw.complete(64, seed=1)          # the same after other work (the prompt read again first)
+        raw.workload(prompts, n=1, tokens=32)  # tokens/s: `writer-app generate`'s work
 
 Turns never overlap (each call waits for its answer), so the two never compete for
 the CPU; the app's own engine runs in yet another process.
@@ -47,6 +49,15 @@ def _serve(conn: Connection, path: str, threads: int, engine: str) -> None:
         elif command == "generate":
             wall_ms = bench.generate_ms_per_token(prompt, args[0], args[1])
             conn.send(("generated", wall_ms, bench.last_cpu_ms_per_token))
+        elif command == "complete":
+            bench.read_ms(prompt)  # what a workload in between left out of the cache; not timed
+            wall_ms = bench.generate_ms_per_token(prompt, args[0], args[1])
+            conn.send(("generated", wall_ms, bench.last_cpu_ms_per_token))
+        elif command == "workload":
+            from benchmarks.raw_llama import workload
+
+            done = workload(bench, [encode(text) for text in args[0]], args[1], args[2])
+            conn.send(("worked", done["tokens_per_s"]))
         else:
             return
 
@@ -97,6 +108,19 @@ class RawServer:
         self._conn.send(("generate", n_tokens, seed))
         wall_ms, cpu_ms = self._receive("generated")
         return float(wall_ms), float(cpu_ms)
+
+    def complete(self, n_tokens: int, seed: int) -> float:
+        """Like generate(), after bringing the cache back to the prepared prompt (untimed):
+        wall milliseconds per token."""
+        self._conn.send(("complete", n_tokens, seed))
+        wall_ms, _cpu_ms = self._receive("generated")
+        return float(wall_ms)
+
+    def workload(self, prompts: list[str], n: int, tokens: int) -> float:
+        """`writer-app generate`'s work raw (raw_llama.workload): steady tokens/s."""
+        self._conn.send(("workload", list(prompts), n, tokens))
+        (tokens_per_s,) = self._receive("worked")
+        return float(tokens_per_s)
 
     def close(self) -> None:
         with contextlib.suppress(OSError):

@@ -33,6 +33,7 @@ if str(REPO) not in sys.path:
 
 from benchmarks import engines as engine_report  # noqa: E402
 from benchmarks import report  # noqa: E402
+from benchmarks.cli_pairs import measure_cli_pairs  # noqa: E402
 from benchmarks.models import (  # noqa: E402
     DEFAULT_CACHE_DIR,
     GPT2,
@@ -49,11 +50,12 @@ from writer_app.engine.ggml import validate_model_file  # noqa: E402
 from writer_app.engine.memory import context_for_budget  # noqa: E402
 from writer_app.settings import ModelSettings  # noqa: E402
 
-SCENARIOS = ("raw", "cli", "speed", "typing", "cancel", "prewarm", "window", "stall", "huge", "load")
+SCENARIOS = ("raw", "cli", "pairs", "speed", "typing", "cancel", "prewarm", "window", "stall", "huge", "load")
 ENGINES = ("ctransformers", "llama.cpp")
 # What-if experiments about ctransformers' thread choice and the GUI's layout, which a
 # second engine does not change: run on ctransformers only, to keep the run shorter.
 CTRANSFORMERS_ONLY = ("prewarm", "huge")
+NOT_THE_APPS = ("raw", "cli", "pairs")  # stages with no app process (turns.py, cli_pairs.py)
 APP_TURN_SCENARIOS = ("typing", "stall")  # measured again in rounds: measure_app_turns
 
 
@@ -129,6 +131,8 @@ def measure(args: argparse.Namespace, work: Path) -> dict:
             entry["turns"] = {"rounds": rounds, "seconds": round(time.perf_counter() - started)}
             print(f"[run] {model.name}: raw engines and CLIs, {rounds} rounds: {entry['turns']['seconds']} s",
                   flush=True)
+        if "pairs" in only:
+            measure_pairs(model, path, engines, args, work, entry["engines"])
         for engine in engines:
             measure_app(model, partner, options, path, engine, only, args, work, entry["engines"][engine])
         if len(engines) > 1:
@@ -136,6 +140,20 @@ def measure(args: argparse.Namespace, work: Path) -> dict:
         results["models"][model.name] = entry
     results["machine"]["load_average_end"] = load_average()
     return results
+
+
+def measure_pairs(model: BenchModel, path: Path, engines: list[str], args: argparse.Namespace,
+                  work: Path, figures: dict[str, dict]) -> None:
+    """Each engine's CLI beside raw ctransformers in tight pairs (cli_pairs.py)."""
+    large = model is GPT2_LARGE
+    pairs = 2 if args.tiny else (6 if large else 16)
+    tokens = 10 if args.tiny else (48 if large else 128)
+    threads = [1] if args.tiny else list(range(1, max(1, physical_cores()) + 1))
+    for engine in engines:
+        started = time.perf_counter()
+        figures[engine]["cli_pairs"] = measure_cli_pairs(
+            path, engine, work, pairs=pairs, complete_tokens=tokens, raw_threads=threads)
+        figures[engine]["cli_pairs"]["seconds"] = round(time.perf_counter() - started)
 
 
 def measure_app(model: BenchModel, partner: BenchModel | None, options: dict, path: Path,
@@ -148,7 +166,7 @@ def measure_app(model: BenchModel, partner: BenchModel | None, options: dict, pa
         figures["app_parts"] = run_json(
             python_module("benchmarks.app_parts", ["--model", str(path), "--out", str(out), "--engine", engine,
                                                    "--context", str(app_context(path))]), out)
-    wanted = [s for s in SCENARIOS if s in only and s not in ("raw", "cli")]
+    wanted = [s for s in SCENARIOS if s in only and s not in NOT_THE_APPS]
     if engine != "ctransformers":
         wanted = [s for s in wanted if s not in CTRANSFORMERS_ONLY]
     if "--window-pauses" not in options:  # the window scenario is gpt2-large's (a short context)

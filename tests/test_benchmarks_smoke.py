@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks import engines as engine_report
+from benchmarks.cli_pairs import summarize
 from benchmarks.probe import StallMonitor, stall_causes
 from benchmarks.report import _slowest_pause, format_table, model_rows
 from benchmarks.stats import median, median_run, percentile, summary
@@ -48,6 +49,15 @@ def test_tiny_run_measures_every_figure_on_both_engines_and_judges_every_target(
         assert again["engine"] == engine and again["typing_short"]["pauses"] and again["typing_long"]["pauses"]
         assert [run["threads"] for run in again["stall"]] == [1] and "cancel_prompt" not in again
         assert entry["cli"]["generate"]["samples"] == 8 and entry["cli"]["generate"]["tokens_per_s"] > 0
+        # The CLI in tight pairs with raw ctransformers, every other trio in reverse order.
+        pairs = entry["cli_pairs"]
+        assert pairs["engine"] == engine and pairs["raw_threads"] == [1]
+        for command in ("complete", "generate"):
+            first, second = pairs[command]["pairs"]
+            assert list(first) == ["raw_t1", "cli"] and list(second) == ["cli", "raw_t1"]
+            assert first["raw_t1"] > 0 and second["raw_t1"] > 0
+            # A toy model's stream can be too short to time (None), as in cli_bench.
+            assert all(rate is None or rate > 0 for rate in (first["cli"], second["cli"]))
         assert entry["cli"]["complete"]["output_chars"] > 0
         speed = app["speed"]["1"]
         assert speed["app_ms_per_token"] > 0 and speed["raw_ms_per_token"] > 0
@@ -83,7 +93,8 @@ def test_tiny_run_measures_every_figure_on_both_engines_and_judges_every_target(
     assert "== tiny-large on llama.cpp" in table and "== tiny-large: the engines side by side ==" in table
     for target in (">= 0.95 x raw speed", "<= 954 MiB (1.0 GB)", "< 16 / < 5 ms", "< 50 ms",
                    ">= 2.5x faster", ">= 1.1x faster", ">= 0.95 x raw (each)", "llama.cpp no worse",
-                   "<= 1 token + 15 ms", "whole app at once during the switch to"):
+                   "<= 1 token + 15 ms", "whole app at once during the switch to",
+                   ">= 0.95 x raw (each, paired)"):
         line = next(line for line in table.splitlines() if target in line)
         assert line.rstrip().endswith(("PASS", "FAIL", "FAIL (noisy)", "PASS (noisy)")), line
 
@@ -95,6 +106,19 @@ def test_an_old_ctransformers_only_run_still_renders():
     )
     assert completed.returncode == 0, completed.stderr[-2000:]
     assert "== gpt2-large (" in completed.stdout and "side by side" not in completed.stdout
+
+
+def test_a_cli_pair_stands_for_the_cli_against_the_faster_raw_beside_it():
+    trios = [
+        {"raw_t1": 80.0, "raw_t2": 100.0, "cli": 96.0},  # t2 faster: 0.96
+        {"cli": 45.0, "raw_t2": 90.0, "raw_t1": 50.0},  # t2 faster: 0.50
+        {"raw_t1": 120.0, "raw_t2": 100.0, "cli": 114.0},  # t1 faster: 0.95
+        {"raw_t1": 120.0, "raw_t2": 100.0, "cli": None},  # no steady rate: left out
+    ]
+    summary_ = summarize(trios, [1, 2])
+    assert summary_["ratios"] == pytest.approx([0.96, 0.5, 0.95])
+    assert summary_["median_ratio"] == pytest.approx(0.95)
+    assert summary_["best_threads"] == {"1": 1, "2": 2}
 
 
 def test_a_round_stands_for_its_median_run():
