@@ -9,7 +9,8 @@ Builds (once, cached) gpt2- and gpt2-large-shaped GGML files with random q4_0 we
 For each model: the engines raw in their own processes (raw_bench.py / raw_llama.py, at
 every thread count up to the physical cores) and the real CLI (`writer-app complete`
 and `generate`, cli_bench.py), every engine taking turns for five rounds (turns.py);
-then per engine (ctransformers, llama.cpp) the app's parts and the app in another
+each engine's CLI again in tight pairs with raw ctransformers (cli_pairs.py); then per
+engine (ctransformers, llama.cpp) the app's parts and the app in another
 process (the real WriterApp offscreen, its worker thread and engine process), and its
 typing and stall scenarios again in two more rounds of turns. Prints one
 table per engine with every app figure beside the same engine's raw figure, then the
@@ -233,6 +234,8 @@ def render(results: dict, markdown: bool = False) -> str:
         # Runs before the second engine measured ctransformers only, at the entry's top level.
         engines = entry.get("engines") or {"ctransformers": entry}
         for engine, figures in engines.items():
+            if not figures.keys() & {"raw", "app", "app_parts"}:
+                continue  # only the CLI was measured (cli, pairs): the engines' table has it
             rows = report.model_rows(
                 name, figures.get("raw", {}), figures.get("app", {}), figures.get("app_parts")
             )
