@@ -1,6 +1,6 @@
 """The speed benchmark, in one command (from the repository root):
 
-    python benchmarks/run.py                 # gpt2 and gpt2-large, both engines, ~110 minutes
+    python benchmarks/run.py                 # gpt2 and gpt2-large, both engines, ~130 minutes
     python benchmarks/run.py --quick         # gpt2 only, fewer samples
     python benchmarks/run.py --only speed,cancel --models gpt2 --engines llama.cpp
     python benchmarks/run.py --tiny          # toy models, seconds: checks the code runs
