@@ -125,6 +125,7 @@ def test_a_model_that_fails_in_place_of_the_current_one_gives_the_writer_it_back
     assert [name for name, _ in spy.opened[-2:]] == [doomed.name, cat_model.name]
     assert not alive(spy.old_pid)  # it was closed, and a new engine reopened the model
     assert service.facts.path == cat_model and not service.loading
+    assert service.engine_state == EngineState.IDLE.value  # not left "loading"
     assert ask(qtbot, service, record, 1, "The cat") == " sat on the mat."  # its own phrase
 
 

@@ -660,7 +660,7 @@ class InferenceService(SuggestionSource):
             self.facts, self.loaded_engine, self.context_tokens = None, None, 0
         self.modelFailed.emit(path, message)
         state = EngineState.IDLE if self.facts else EngineState.NO_MODEL
-        self.stateChanged.emit(state.value, "")
+        self._on_worker_state(state.value, "")  # the worker's last word was "loading"
 
     def shutdown(self, timeout_ms: int = 10_000) -> None:
         """Stop generating, close the engine process and the threads. Never hangs."""
