@@ -46,11 +46,9 @@ def _serve(conn: Connection, path: str, threads: int, engine: str) -> None:
             prompt = encode(args[0])
             bench.reset()
             conn.send(("prepared", bench.read_ms(prompt), len(prompt)))
-        elif command == "generate":
-            wall_ms = bench.generate_ms_per_token(prompt, args[0], args[1])
-            conn.send(("generated", wall_ms, bench.last_cpu_ms_per_token))
-        elif command == "complete":
-            bench.read_ms(prompt)  # what a workload in between left out of the cache; not timed
+        elif command in ("generate", "complete"):
+            if command == "complete":
+                bench.read_ms(prompt)  # what a workload in between left out of the cache; untimed
             wall_ms = bench.generate_ms_per_token(prompt, args[0], args[1])
             conn.send(("generated", wall_ms, bench.last_cpu_ms_per_token))
         elif command == "workload":

@@ -45,7 +45,14 @@ from benchmarks.models import (  # noqa: E402
     ensure_model,
 )
 from benchmarks.procfs import load_average  # noqa: E402
-from benchmarks.turns import BenchmarkFailed, default_rounds, measure_turns, python_module, run_json  # noqa: E402
+from benchmarks.turns import (  # noqa: E402
+    BenchmarkFailed,
+    default_rounds,
+    measure_turns,
+    python_module,
+    raw_thread_counts,
+    run_json,
+)
 from writer_app.engine.cores import physical_cores  # noqa: E402
 from writer_app.engine.ggml import validate_model_file  # noqa: E402
 from writer_app.engine.memory import context_for_budget  # noqa: E402
@@ -149,7 +156,7 @@ def measure_pairs(model: BenchModel, path: Path, engines: list[str], args: argpa
     large = model is GPT2_LARGE
     pairs = 2 if args.tiny else (6 if large else 16)
     tokens = 10 if args.tiny else (48 if large else 128)
-    threads = [1] if args.tiny else list(range(1, max(1, physical_cores()) + 1))
+    threads = raw_thread_counts(args.tiny)
     for engine in engines:
         started = time.perf_counter()
         figures[engine]["cli_pairs"] = measure_cli_pairs(

@@ -98,6 +98,12 @@ def _raw_run(model: BenchModel, path: Path, engine: str, threads: int, options: 
     return {**result, "load_average_start": started_load}
 
 
+def raw_thread_counts(tiny: bool) -> list[int]:
+    """The thread counts raw ctransformers is measured at: every one up to the physical
+    cores (its best is the reference of the CLI target); one for the toy models."""
+    return [1] if tiny else list(range(1, max(1, physical_cores()) + 1))
+
+
 def measure_turns(model: BenchModel, path: Path, engines: list[str], *, rounds: int, raw: bool, cli: bool,
                   tiny: bool, context: int, work: Path,
                   log: Callable[[str], None] = print) -> dict[str, dict]:
@@ -106,7 +112,7 @@ def measure_turns(model: BenchModel, path: Path, engines: list[str], *, rounds: 
     figures: dict[str, dict] = {engine: {} for engine in engines}
     if not (raw or cli):
         return figures
-    counts = [1] if tiny else list(range(1, max(1, physical_cores()) + 1))
+    counts = raw_thread_counts(tiny)
     for number in range(rounds):
         order = engines if number % 2 == 0 else engines[::-1]
         log(f"[turns] {model.name} round {number + 1} of {rounds}: {' then '.join(order)}, "
